@@ -1,0 +1,434 @@
+//! Errors: why a token could not be obtained.
+//!
+//! [`BearerAuth`](crate::BearerAuth) returns [`tower::BoxError`]: errors of the
+//! inner service pass through unchanged, and a token that could not be
+//! obtained shows up as an [`Error`] you can downcast to.
+
+use std::{error::Error as StdError, fmt, sync::Arc};
+
+use http::StatusCode;
+
+type Source = Arc<dyn StdError + Send + Sync>;
+
+/// Why a token could not be obtained.
+///
+/// Opaque on purpose: ask it with the `is_*` predicates and accessors. It is
+/// cheap to clone, because one failed fetch is handed to every caller that
+/// waited on it. It never contains a secret: response bodies are kept as a
+/// bounded excerpt with credentials masked.
+///
+/// ```
+/// # async fn run(source: tower_alf::TokenSource) {
+/// match source.token().await {
+///     Ok(token) => println!("token expires at {:?}", token.expires_at()),
+///     Err(e) if e.is_oauth() => {
+///         let oauth = e.oauth_error().unwrap();
+///         eprintln!("the server said {}: {:?}", oauth.code(), oauth.description());
+///     }
+///     Err(e) => eprintln!("no token: {e}"),
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: Kind,
+    source: Option<Source>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Config(String),
+    Transport,
+    Timeout,
+    Status {
+        status: StatusCode,
+        oauth: Option<OAuthError>,
+        excerpt: Option<String>,
+    },
+    InvalidResponse {
+        status: StatusCode,
+        reason: String,
+        excerpt: Option<String>,
+    },
+    Closed,
+}
+
+// ===== impl Error =====
+
+impl Error {
+    fn new(kind: Kind, source: Option<Source>) -> Self {
+        Self {
+            inner: Arc::new(Inner { kind, source }),
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::new(Kind::Config(message.into()), None)
+    }
+
+    pub(crate) fn transport(source: Box<dyn StdError + Send + Sync>) -> Self {
+        Self::new(Kind::Transport, Some(Arc::from(source)))
+    }
+
+    pub(crate) fn timeout() -> Self {
+        Self::new(Kind::Timeout, None)
+    }
+
+    pub(crate) fn status(status: StatusCode, oauth: Option<OAuthError>, body: &[u8]) -> Self {
+        let excerpt = excerpt(body);
+        Self::new(
+            Kind::Status {
+                status,
+                oauth,
+                excerpt,
+            },
+            None,
+        )
+    }
+
+    pub(crate) fn invalid_response(
+        status: StatusCode,
+        reason: impl Into<String>,
+        body: &[u8],
+    ) -> Self {
+        Self::new(
+            Kind::InvalidResponse {
+                status,
+                reason: reason.into(),
+                excerpt: excerpt(body),
+            },
+            None,
+        )
+    }
+
+    pub(crate) fn closed() -> Self {
+        Self::new(Kind::Closed, None)
+    }
+
+    /// The configuration is unusable: a bad token URL, plain `http` to a
+    /// host that is not loopback, a missing client id.
+    pub fn is_config(&self) -> bool {
+        matches!(self.inner.kind, Kind::Config(_))
+    }
+
+    /// The token endpoint could not be reached, or the connection failed
+    /// while sending or receiving (connect refused, reset, TLS, I/O).
+    pub fn is_transport(&self) -> bool {
+        matches!(self.inner.kind, Kind::Transport)
+    }
+
+    /// The fetch took longer than its timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.inner.kind, Kind::Timeout)
+    }
+
+    /// The token endpoint answered with an OAuth error response
+    /// (RFC 6749 §5.2); [`Error::oauth_error`] says which.
+    pub fn is_oauth(&self) -> bool {
+        matches!(self.inner.kind, Kind::Status { oauth: Some(_), .. })
+    }
+
+    /// The token endpoint answered with a non-success status (with or
+    /// without an OAuth error body).
+    pub fn is_status(&self) -> bool {
+        matches!(self.inner.kind, Kind::Status { .. })
+    }
+
+    /// The token endpoint answered success but the body is not a usable
+    /// token response: not JSON, not UTF-8, too large, no `access_token`,
+    /// fields of the wrong type, or a `token_type` this crate cannot send.
+    pub fn is_invalid_response(&self) -> bool {
+        matches!(self.inner.kind, Kind::InvalidResponse { .. })
+    }
+
+    /// The fetch ended without an outcome, because the runtime running it
+    /// shut down.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.inner.kind, Kind::Closed)
+    }
+
+    /// The HTTP status the token endpoint answered with, if it answered.
+    pub fn status_code(&self) -> Option<StatusCode> {
+        match &self.inner.kind {
+            Kind::Status { status, .. } | Kind::InvalidResponse { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The OAuth error response (RFC 6749 §5.2), if the endpoint sent one.
+    pub fn oauth_error(&self) -> Option<&OAuthError> {
+        match &self.inner.kind {
+            Kind::Status { oauth, .. } => oauth.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A bounded excerpt of the response body, credentials masked.
+    pub fn body_excerpt(&self) -> Option<&str> {
+        match &self.inner.kind {
+            Kind::Status { excerpt, .. } | Kind::InvalidResponse { excerpt, .. } => {
+                excerpt.as_deref()
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner.kind {
+            Kind::Config(message) => write!(f, "invalid token source configuration: {message}"),
+            Kind::Transport => f.write_str("could not reach the token endpoint"),
+            Kind::Timeout => f.write_str("token request timed out"),
+            Kind::Status {
+                status,
+                oauth: Some(oauth),
+                ..
+            } => write!(f, "token endpoint answered {status}: {oauth}"),
+            Kind::Status { status, .. } => write!(f, "token endpoint answered {status}"),
+            Kind::InvalidResponse { reason, .. } => {
+                write!(f, "invalid token endpoint response: {reason}")
+            }
+            Kind::Closed => f.write_str("token fetch ended without a result"),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+// ===== OAuth error response =====
+
+/// An OAuth 2 error response from the token endpoint (RFC 6749 §5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    code: ErrorCode,
+    description: Option<String>,
+    uri: Option<String>,
+}
+
+impl OAuthError {
+    pub(crate) fn new(code: ErrorCode, description: Option<String>, uri: Option<String>) -> Self {
+        Self {
+            code,
+            description,
+            uri,
+        }
+    }
+
+    /// The `error` code.
+    pub fn code(&self) -> &ErrorCode {
+        &self.code
+    }
+
+    /// The `error_description`, if any.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// The `error_uri`, if any.
+    pub fn uri(&self) -> Option<&str> {
+        self.uri.as_deref()
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(description) = &self.description {
+            write!(f, ": {description}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The `error` code of an OAuth error response (RFC 6749 §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `invalid_request`
+    InvalidRequest,
+    /// `invalid_client`: client authentication failed.
+    InvalidClient,
+    /// `invalid_grant`: the grant (refresh token, assertion, code) is invalid,
+    /// expired or revoked.
+    InvalidGrant,
+    /// `unauthorized_client`
+    UnauthorizedClient,
+    /// `unsupported_grant_type`
+    UnsupportedGrantType,
+    /// `invalid_scope`
+    InvalidScope,
+    /// Any other code, as the server sent it.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::Other(code) => code,
+        }
+    }
+}
+
+impl From<&str> for ErrorCode {
+    fn from(code: &str) -> Self {
+        match code {
+            "invalid_request" => Self::InvalidRequest,
+            "invalid_client" => Self::InvalidClient,
+            "invalid_grant" => Self::InvalidGrant,
+            "unauthorized_client" => Self::UnauthorizedClient,
+            "unsupported_grant_type" => Self::UnsupportedGrantType,
+            "invalid_scope" => Self::InvalidScope,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ===== body excerpts =====
+
+/// How much of a response body an error keeps.
+const EXCERPT_LIMIT: usize = 512;
+
+/// Member names whose values are credentials.
+const SENSITIVE_KEYS: &[&str] = &[
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "password",
+    "code",
+    "token",
+];
+
+/// A bounded, credential-free excerpt of a response body.
+fn excerpt(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut json) => {
+            mask(&mut json);
+            json.to_string()
+        }
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let lower = text.to_ascii_lowercase();
+            if SENSITIVE_KEYS.iter().any(|key| lower.contains(key)) {
+                return Some("[body withheld: it may contain credentials]".to_owned());
+            }
+            text.into_owned()
+        }
+    };
+    Some(truncate(text, EXCERPT_LIMIT))
+}
+
+fn mask(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if SENSITIVE_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+                    *value = serde_json::Value::String("[redacted]".to_owned());
+                } else {
+                    mask(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask),
+        _ => {}
+    }
+}
+
+fn truncate(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_masks_tokens_in_json() {
+        let body = br#"{"access_token":"sekret","nested":{"refresh_token":"r"},"x":1}"#;
+        let e = Error::invalid_response(StatusCode::OK, "bad", body);
+        let excerpt = e.body_excerpt().unwrap();
+        assert!(!excerpt.contains("sekret"));
+        assert!(!excerpt.contains("\"r\""));
+        assert!(excerpt.contains("\"x\":1"));
+    }
+
+    #[test]
+    fn excerpt_withholds_non_json_bodies_that_mention_tokens() {
+        let e = Error::invalid_response(StatusCode::OK, "bad", b"access_token=abc&x=y");
+        assert!(!e.body_excerpt().unwrap().contains("abc"));
+    }
+
+    #[test]
+    fn excerpt_is_bounded_and_cut_on_a_char_boundary() {
+        let body = "é".repeat(2000);
+        let e = Error::status(StatusCode::BAD_GATEWAY, None, body.as_bytes());
+        let excerpt = e.body_excerpt().unwrap();
+        assert!(excerpt.len() <= EXCERPT_LIMIT + '…'.len_utf8());
+        assert!(excerpt.ends_with('…'));
+    }
+
+    #[test]
+    fn oauth_error_shows_in_display() {
+        let oauth = OAuthError::new(
+            ErrorCode::from("invalid_client"),
+            Some("bad secret".into()),
+            None,
+        );
+        let e = Error::status(StatusCode::BAD_REQUEST, Some(oauth), b"{}");
+        assert!(e.is_oauth() && e.is_status());
+        assert_eq!(e.oauth_error().unwrap().code(), &ErrorCode::InvalidClient);
+        assert_eq!(
+            e.to_string(),
+            "token endpoint answered 400 Bad Request: invalid_client: bad secret"
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! Grants: how a [`TokenSource`](crate::TokenSource) obtains tokens.
+//!
+//! A grant is a tower [`Service`](tower::Service) that takes a [`FetchToken`]
+//! and answers a [`Token`](crate::Token). The source calls it at most once at
+//! a time, so a grant needs no locking of its own. Any service of that shape
+//! is a grant, which is how you plug in one this crate does not ship.
+
+mod client_credentials;
+
+use std::sync::Arc;
+
+pub use client_credentials::ClientCredentials;
+
+use crate::{source::RefreshReason, Token};
+
+/// What a [`TokenSource`](crate::TokenSource) asks of its grant: one new token.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FetchToken {
+    /// Why the token is wanted.
+    pub reason: RefreshReason,
+    /// The token this one replaces, if any (a refresh-token grant reads its
+    /// refresh token from here).
+    pub previous: Option<Arc<Token>>,
+}
+
+impl FetchToken {
+    /// A request for a token, for this reason, replacing `previous`.
+    pub fn new(reason: RefreshReason, previous: Option<Arc<Token>>) -> Self {
+        Self { reason, previous }
+    }
+}

@@ -1,0 +1,98 @@
+//! OAuth 2 client middleware for [`tower`]: tokens fetched, cached and
+//! refreshed for you, and a request replayed once when it is answered 401.
+//!
+//! # Overview
+//!
+//! - [`BearerAuthLayer`] wraps any `tower::Service<http::Request<B>>` (a
+//!   hyper-util client, a tonic channel, a test mock) and sets
+//!   `Authorization: Bearer …` on every request.
+//! - [`TokenSource`] is the shared, cheaply cloned token cache behind it:
+//!   one fetch in flight at a time, tokens refreshed in the background before
+//!   they expire so no request waits, compare-and-invalidate on rejection.
+//! - A [grant](grant) fetches the tokens: [`grant::ClientCredentials`] over a
+//!   [`TokenEndpoint`], or any tower service you write.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_alf::{grant::ClientCredentials, BearerAuthLayer, ClientAuth, TokenEndpoint, TokenSource};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! # let http_client = tower_alf::HttpClient::new(service_fn(|_req: Request<Full<Bytes>>| async {
+//! #     let body = r#"{"access_token":"2YotnFZFEjr1zCsicMWpAA","token_type":"Bearer","expires_in":3600}"#;
+//! #     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
+//! # }));
+//! let endpoint = TokenEndpoint::builder("https://idp.example/oauth2/token")
+//!     .client_auth(ClientAuth::basic("my-client", "s3cr3t"))
+//! #   .http_client(http_client)
+//!     .build()?;
+//! let tokens = TokenSource::new(ClientCredentials::new(endpoint).scope("orders:read"));
+//!
+//! # let api = service_fn(|req: Request<Full<Bytes>>| async move {
+//! #     assert_eq!(req.headers()["authorization"], "Bearer 2YotnFZFEjr1zCsicMWpAA");
+//! #     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("[]"))))
+//! # });
+//! // `api` is your client: hyper-util's `Client`, a tonic `Channel`, …
+//! let client = ServiceBuilder::new()
+//!     .layer(BearerAuthLayer::new(tokens.clone()))
+//!     .service(api);
+//!
+//! let response = client
+//!     .oneshot(Request::get("https://api.example/orders").body(Full::default())?)
+//!     .await?;
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(tokens.stats().fetches, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layer order
+//!
+//! Put [`BearerAuthLayer`] *inside* a timeout (so the timeout bounds the
+//! token wait too) and *outside* a retry layer (so retries reuse the token).
+//! A 401 is not an error to a retry policy; this layer handles it.
+//!
+//! # Feature flags
+//!
+//! - `rustls` (default): [`HttpClient::default`], hyper-util's client over
+//!   hyper-rustls with the ring provider, so `https` token endpoints work
+//!   out of the box. Without it, give the [`TokenEndpoint`] your own client.
+//! - `full`: all of the above.
+//!
+//! # Defaults
+//!
+//! See [`TokenSourceBuilder`] (refresh window, expiry margin, jitter, default
+//! lifetime) and [`TokenEndpoint`] (timeout, response size cap), each with the
+//! reason for its value.
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod challenge;
+mod client_auth;
+mod endpoint;
+mod error;
+mod future;
+mod layer;
+mod secret;
+mod service;
+mod source;
+mod token;
+
+pub mod grant;
+pub mod replay;
+
+#[doc(inline)]
+pub use self::{
+    client_auth::ClientAuth,
+    endpoint::{HttpClient, TokenEndpoint, TokenEndpointBuilder},
+    error::{Error, ErrorCode, OAuthError},
+    future::ResponseFuture,
+    layer::BearerAuthLayer,
+    secret::{AccessToken, ClientSecret, RefreshToken},
+    service::BearerAuth,
+    source::{RefreshReason, Stats, TokenFuture, TokenRequest, TokenSource, TokenSourceBuilder},
+    token::{Token, TokenId, TokenType},
+};

@@ -1,0 +1,121 @@
+use std::task::{Context, Poll};
+
+use http::{header::AUTHORIZATION, Request, Response};
+use tower::BoxError;
+use tower_service::Service;
+
+use crate::{
+    future::ResponseFuture,
+    replay::{CheapClone, CloneBody, SavedRequest},
+    BearerAuthLayer, TokenSource,
+};
+
+/// Middleware that authorizes requests with tokens from a [`TokenSource`].
+///
+/// For each request it takes the current token (no lock, no allocation when
+/// a fresh one is cached), sets `Authorization: Bearer …` (marked sensitive),
+/// keeps a copy of the request when its body can be copied (see
+/// [`CloneBody`]), and calls the inner service. If the inner service answers
+/// **401** for the token it was sent, the token is invalidated at the source,
+/// a fresh one awaited, and the copy sent **once**. A second 401 is returned
+/// as it is; so is a 401 whose `WWW-Authenticate` says `insufficient_scope`
+/// (RFC 6750 §3.1: a new token would not help).
+///
+/// When no token can be obtained the request is not sent, and the call fails
+/// with an [`Error`](crate::Error) inside the [`BoxError`]. Errors of the inner
+/// service pass through unchanged (boxed).
+///
+/// See the [crate documentation](crate) for an example.
+///
+/// # Clone
+///
+/// The inner service must be `Clone`. A request that waits for a token takes
+/// the service that was readied for it (so it keeps any slot it holds), and a
+/// replay is sent through a clone that is readied again first. If your
+/// service is not `Clone`, wrap it in [`tower::buffer::Buffer`].
+#[derive(Debug, Clone)]
+pub struct BearerAuth<S, C = CheapClone> {
+    inner: S,
+    source: TokenSource,
+    clone_body: C,
+}
+
+impl<S> BearerAuth<S> {
+    /// Authorizes requests to `inner` with tokens from `source`.
+    pub fn new(inner: S, source: TokenSource) -> Self {
+        Self::with_policy(inner, source, CheapClone)
+    }
+
+    /// A [`BearerAuthLayer`] for this middleware.
+    pub fn layer(source: TokenSource) -> BearerAuthLayer {
+        BearerAuthLayer::new(source)
+    }
+}
+
+impl<S, C> BearerAuth<S, C> {
+    pub(crate) fn with_policy(inner: S, source: TokenSource, clone_body: C) -> Self {
+        Self {
+            inner,
+            source,
+            clone_body,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the middleware, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The token source.
+    pub fn source(&self) -> &TokenSource {
+        &self.source
+    }
+}
+
+impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for BearerAuth<S, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    C: CloneBody<ReqBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        match self.source.cached_header() {
+            Some((value, id)) => {
+                // Insert first: the copy then has room for the header, and a
+                // replay only overwrites its value.
+                request.headers_mut().insert(AUTHORIZATION, value);
+                let saved = SavedRequest::new(&request, &self.clone_body)
+                    .map(|saved| (saved, self.inner.clone(), self.source.clone()));
+                ResponseFuture::called(self.inner.call(request), id, saved)
+            }
+            None => {
+                // NOTE: `self.inner` was readied for this request; it goes into
+                // the future, which calls it once the token arrives, and a clone
+                // stays behind for the next `poll_ready` (see `tower::Service`).
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                let saved = SavedRequest::new(&request, &self.clone_body)
+                    .map(|saved| (saved, self.inner.clone(), self.source.clone()));
+                ResponseFuture::waiting(self.source.token(), ready, request, saved)
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! [`Token`]: an access token with its expiry and the header that carries it.
+
+use std::{
+    fmt,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use tokio::time::Instant;
+
+use crate::{
+    secret::{AccessToken, RefreshToken},
+    Error,
+};
+
+/// The kind of token, from the `token_type` of the token response.
+///
+/// Compared case-insensitively, as RFC 6749 §7.1 requires. A response that
+/// omits `token_type` is taken as `Bearer`, as Go's `oauth2` does; any other
+/// type is refused with an error, because sending it as a bearer token would
+/// not be what the server meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+}
+
+impl TokenType {
+    /// The scheme used in the `Authorization` header.
+    pub const fn scheme(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+        }
+    }
+
+    /// Parses a `token_type`, case-insensitively; `None` for types this
+    /// crate cannot send.
+    pub fn parse(token_type: &str) -> Option<Self> {
+        token_type
+            .eq_ignore_ascii_case("bearer")
+            .then_some(Self::Bearer)
+    }
+}
+
+/// Identifies one token a [`TokenSource`](crate::TokenSource) handed out, so
+/// that a rejection can name exactly that token (compare and invalidate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenId(u64);
+
+impl TokenId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// An access token, as the token endpoint issued it.
+///
+/// Built by grants from the token response (RFC 6749 §5.1); custom grants
+/// build one with [`Token::bearer`]. The `Authorization` header value is built
+/// once, here, and marked sensitive, so sending the token costs a reference
+/// count, not a formatting step. `Debug` never prints the access or refresh
+/// token, nor the values of unrecognised response members.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_alf::Token;
+///
+/// let token = Token::bearer("2YotnFZFEjr1zCsicMWpAA")
+///     .unwrap()
+///     .with_expires_in(Duration::from_secs(3600));
+/// assert_eq!(token.header_value(), "Bearer 2YotnFZFEjr1zCsicMWpAA");
+/// assert!(token.header_value().is_sensitive());
+/// assert!(!format!("{token:?}").contains("2YotnFZFEjr1zCsicMWpAA"));
+/// ```
+#[derive(Clone)]
+pub struct Token {
+    access_token: AccessToken,
+    token_type: TokenType,
+    issued_at: Instant,
+    expires_at: Option<Instant>,
+    scope: Option<String>,
+    refresh_token: Option<RefreshToken>,
+    extra: serde_json::Map<String, serde_json::Value>,
+    header: HeaderValue,
+    pub(crate) id: TokenId,
+    /// From here on the token is stale: served, while one background refresh runs.
+    pub(crate) refresh_at: Option<Instant>,
+    /// From here on the token is expired: callers wait for a fetch.
+    pub(crate) usable_until: Option<Instant>,
+}
+
+impl Token {
+    /// A bearer token, issued now, that never expires until set otherwise
+    /// with [`Token::with_expires_in`].
+    ///
+    /// Fails when the token has characters that cannot go in a header.
+    pub fn bearer(access_token: impl Into<AccessToken>) -> Result<Self, Error> {
+        Self::new(access_token.into(), TokenType::Bearer, Instant::now())
+    }
+
+    pub(crate) fn new(
+        access_token: AccessToken,
+        token_type: TokenType,
+        issued_at: Instant,
+    ) -> Result<Self, Error> {
+        let value = format!("{} {}", token_type.scheme(), access_token.secret());
+        let mut header = HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| {
+            Error::invalid_response(
+                http::StatusCode::OK,
+                "access_token has characters that cannot be sent in a header",
+                &[],
+            )
+        })?;
+        header.set_sensitive(true);
+        // NOTE: the first clone of a `Bytes` made from a `Vec` moves it to a
+        // shared allocation; do it now so no request ever pays for it.
+        drop(header.clone());
+        Ok(Self {
+            access_token,
+            token_type,
+            issued_at,
+            expires_at: None,
+            scope: None,
+            refresh_token: None,
+            extra: serde_json::Map::new(),
+            header,
+            id: TokenId::next(),
+            refresh_at: None,
+            usable_until: None,
+        })
+    }
+
+    /// Sets the lifetime, counted from when the token was requested.
+    pub fn with_expires_in(mut self, expires_in: Duration) -> Self {
+        self.expires_at = self.issued_at.checked_add(expires_in);
+        self
+    }
+
+    /// Sets the granted scope.
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Sets the refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<RefreshToken>) -> Self {
+        self.refresh_token = Some(refresh_token.into());
+        self
+    }
+
+    pub(crate) fn with_extra(mut self, extra: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.extra = extra;
+        self
+    }
+
+    /// The access token.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    /// The token type.
+    pub fn token_type(&self) -> TokenType {
+        self.token_type
+    }
+
+    /// When the token was requested (the start of its lifetime).
+    pub fn issued_at(&self) -> Instant {
+        self.issued_at
+    }
+
+    /// When the token expires; `None` when it lives until a server rejects it.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expires_at
+    }
+
+    /// The lifetime the server granted, if any.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.expires_at.map(|at| at - self.issued_at)
+    }
+
+    /// The granted scope, if the server said (RFC 6749 §5.1).
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The refresh token, if the server issued one.
+    pub fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+
+    /// The other members of the token response, as sent.
+    pub fn extra(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.extra
+    }
+
+    /// The `Authorization` header value: `Bearer <token>`, marked sensitive.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.header
+    }
+
+    /// This token's identity, for [`TokenSource::invalidate`](crate::TokenSource::invalidate).
+    pub fn id(&self) -> TokenId {
+        self.id
+    }
+
+    /// Fixes when this token turns stale and when it expires, from its
+    /// lifetime and the source's timing (see [`Timing`]).
+    pub(crate) fn schedule(&mut self, timing: &Timing) {
+        if self.expires_at.is_none() {
+            if let Some(default) = timing.default_lifetime {
+                self.expires_at = self.issued_at.checked_add(default);
+            }
+        }
+        let (Some(expires_at), Some(lifetime)) = (self.expires_at, self.lifetime()) else {
+            return;
+        };
+        let margin = timing.expiry_margin.min(lifetime / 10);
+        let window = timing.refresh_window.min(lifetime / 4);
+        let window = window.mul_f64(1.0 + timing.jitter * fastrand::f64());
+        self.usable_until = Some(expires_at - margin);
+        self.refresh_at = Some((expires_at - window).max(self.issued_at));
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &self.access_token)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.lifetime())
+            .field("scope", &self.scope)
+            .field("refresh_token", &self.refresh_token)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// When tokens turn stale and expired; see
+/// [`TokenSourceBuilder`](crate::TokenSourceBuilder) for the reasons behind
+/// the defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct Timing {
+    pub(crate) refresh_window: Duration,
+    pub(crate) expiry_margin: Duration,
+    pub(crate) jitter: f64,
+    pub(crate) default_lifetime: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(jitter: f64) -> Timing {
+        Timing {
+            refresh_window: Duration::from_secs(300),
+            expiry_margin: Duration::from_secs(30),
+            jitter,
+            default_lifetime: None,
+        }
+    }
+
+    #[test]
+    fn token_type_is_case_insensitive() {
+        assert_eq!(TokenType::parse("bEaReR"), Some(TokenType::Bearer));
+        assert_eq!(TokenType::parse("mac"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_hour_long_token_turns_stale_five_minutes_before_expiry() {
+        let mut t = Token::bearer("t")
+            .unwrap()
+            .with_expires_in(Duration::from_secs(3600));
+        t.schedule(&timing(0.0));
+        let start = t.issued_at();
+        assert_eq!(t.refresh_at, Some(start + Duration::from_secs(3300)));
+        assert_eq!(t.usable_until, Some(start + Duration::from_secs(3570)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_token_uses_fractions_of_its_lifetime() {
+        let mut t = Token::bearer("t")
+            .unwrap()
+            .with_expires_in(Duration::from_secs(8));
+        t.schedule(&timing(0.0));
+        let start = t.issued_at();
+        assert_eq!(t.refresh_at, Some(start + Duration::from_secs(6)));
+        assert_eq!(t.usable_until, Some(start + Duration::from_millis(7200)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_only_moves_the_refresh_earlier_within_bounds() {
+        for _ in 0..100 {
+            let mut t = Token::bearer("t")
+                .unwrap()
+                .with_expires_in(Duration::from_secs(3600));
+            t.schedule(&timing(0.5));
+            let at = t.refresh_at.unwrap() - t.issued_at();
+            assert!(at <= Duration::from_secs(3300) && at >= Duration::from_secs(3150));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn default_lifetime_applies_only_when_the_server_gave_none() {
+        let mut t = Token::bearer("t").unwrap();
+        t.schedule(&Timing {
+            default_lifetime: Some(Duration::from_secs(900)),
+            ..timing(0.0)
+        });
+        assert_eq!(t.lifetime(), Some(Duration::from_secs(900)));
+
+        let mut forever = Token::bearer("t").unwrap();
+        forever.schedule(&timing(0.0));
+        assert_eq!(forever.expires_at(), None);
+        assert_eq!(forever.refresh_at, None);
+    }
+
+    #[test]
+    fn header_refuses_control_characters() {
+        assert!(Token::bearer("a\nb").is_err());
+    }
+}
