@@ -96,3 +96,7 @@ pub use self::{
     source::{RefreshReason, Stats, TokenFuture, TokenRequest, TokenSource, TokenSourceBuilder},
     token::{Token, TokenId, TokenType},
 };
+
+#[cfg(all(doctest, feature = "rustls"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
