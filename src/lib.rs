@@ -9,7 +9,7 @@
 //! - [`TokenSource`] is the shared, cheaply cloned token cache behind it:
 //!   one fetch in flight at a time, tokens refreshed in the background before
 //!   they expire so no request waits, compare-and-invalidate on rejection.
-//! - A [grant](grant) fetches the tokens: [`grant::ClientCredentials`] over a
+//! - A [grant] fetches the tokens: [`grant::ClientCredentials`] over a
 //!   [`TokenEndpoint`], or any tower service you write.
 //!
 //! # Example

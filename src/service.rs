@@ -32,7 +32,7 @@ use crate::{
 /// The inner service must be `Clone`. A request that waits for a token takes
 /// the service that was readied for it (so it keeps any slot it holds), and a
 /// replay is sent through a clone that is readied again first. If your
-/// service is not `Clone`, wrap it in [`tower::buffer::Buffer`].
+/// service is not `Clone`, wrap it in `tower::buffer::Buffer`.
 #[derive(Debug, Clone)]
 pub struct BearerAuth<S, C = CheapClone> {
     inner: S,

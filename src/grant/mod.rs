@@ -1,7 +1,7 @@
 //! Grants: how a [`TokenSource`](crate::TokenSource) obtains tokens.
 //!
 //! A grant is a tower [`Service`](tower::Service) that takes a [`FetchToken`]
-//! and answers a [`Token`](crate::Token). The source calls it at most once at
+//! and answers a [`Token`]. The source calls it at most once at
 //! a time, so a grant needs no locking of its own. Any service of that shape
 //! is a grant, which is how you plug in one this crate does not ship.
 
