@@ -217,25 +217,25 @@ impl TokenSource {
     }
 
     /// Whether `token` may be sent now; starts a background refresh when it
-    /// is stale.
+    /// is stale. Must not be called with the flight lock held.
     #[inline]
     fn check(&self, token: &Token) -> bool {
-        let Some(refresh_at) = token.refresh_at else {
-            return true;
-        };
-        let now = Instant::now();
-        if now < refresh_at {
-            return true;
+        match freshness(token) {
+            Freshness::Fresh => true,
+            Freshness::Stale => {
+                self.refresh_in_background();
+                true
+            }
+            Freshness::Expired => false,
         }
-        if token.usable_until.is_some_and(|until| now >= until) {
-            return false;
-        }
-        self.refresh_in_background();
-        true
     }
 
     fn refresh_in_background(&self) {
-        if self.shared.background.swap(true, Ordering::AcqRel) {
+        // Read before the swap: while a refresh runs, stale reads stay
+        // read-only on the shared flag.
+        if self.shared.background.load(Ordering::Acquire)
+            || self.shared.background.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let mut flight = self.shared.lock_flight();
@@ -255,16 +255,21 @@ impl TokenSource {
         let receiver = {
             let mut flight = self.shared.lock_flight();
             let mut reason = RefreshReason::FirstUse;
-            let current = self.shared.cache.load_full();
-            if let Some(token) = current {
+            if let Some(token) = self.shared.cache.load_full() {
                 if rejected == Some(token.id) {
                     self.shared.cache.store(None);
                     reason = RefreshReason::Rejected;
                     tracing::debug!(reason = %reason, "token invalidated");
-                } else if self.check(&token) {
-                    return TokenFuture::ready(Ok(token));
                 } else {
-                    reason = RefreshReason::Expired;
+                    match freshness(&token) {
+                        Freshness::Fresh => return TokenFuture::ready(Ok(token)),
+                        Freshness::Stale => {
+                            drop(flight);
+                            self.refresh_in_background();
+                            return TokenFuture::ready(Ok(token));
+                        }
+                        Freshness::Expired => reason = RefreshReason::Expired,
+                    }
                 }
             } else if flight.last.is_some() {
                 reason = RefreshReason::Rejected;
@@ -375,6 +380,29 @@ impl Shared {
             }
             self.background.store(false, Ordering::Release);
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    Fresh,
+    Stale,
+    Expired,
+}
+
+/// Where `token` stands now. Reads the clock only for tokens that expire.
+#[inline]
+fn freshness(token: &Token) -> Freshness {
+    let Some(refresh_at) = token.refresh_at else {
+        return Freshness::Fresh;
+    };
+    let now = Instant::now();
+    if now < refresh_at {
+        Freshness::Fresh
+    } else if token.usable_until.is_some_and(|until| now >= until) {
+        Freshness::Expired
+    } else {
+        Freshness::Stale
     }
 }
 
@@ -536,5 +564,112 @@ impl fmt::Debug for TokenSourceBuilder {
         f.debug_struct("TokenSourceBuilder")
             .field("timing", &self.timing)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, sync::atomic::AtomicUsize};
+
+    use tower::service_fn;
+
+    use super::*;
+
+    /// A grant that hands out queued tokens, one per call, and fails the test
+    /// when the queue runs dry.
+    fn queued(lifetimes: &[u64]) -> (TokenSource, Arc<AtomicUsize>) {
+        let queue = Arc::new(Mutex::new(
+            lifetimes
+                .iter()
+                .copied()
+                .enumerate()
+                .collect::<VecDeque<_>>(),
+        ));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let grant = service_fn(move |_request: FetchToken| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let next = queue.lock().unwrap().pop_front();
+            async move {
+                let (n, secs) =
+                    next.expect("the grant was called more often than the test expects");
+                Ok::<_, Error>(
+                    Token::bearer(format!("tok-{}", n + 1))?
+                        .with_expires_in(Duration::from_secs(secs)),
+                )
+            }
+        });
+        (TokenSource::builder(grant).jitter(0.0).build(), calls)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejecting_an_old_token_returns_the_stale_current_one_and_refreshes_it() {
+        let (source, calls) = queued(&[3600, 3600, 3600]);
+        let first = source.token().await.unwrap();
+        let second = source.invalidate(first.id()).await.unwrap();
+        assert_ne!(first.id(), second.id());
+
+        tokio::time::advance(Duration::from_secs(3400)).await; // second is stale now
+        let again = tokio::time::timeout(Duration::from_secs(1), source.invalidate(first.id()))
+            .await
+            .expect("a stale current token is returned at once")
+            .unwrap();
+        assert_eq!(again.id(), second.id());
+        tokio::task::yield_now().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "one background refresh");
+        assert_eq!(source.stats().refreshes, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_background_refresh_keeps_the_token_and_backs_off() {
+        let queue = Arc::new(Mutex::new(VecDeque::from([Ok(100u64), Err(()), Ok(100)])));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let grant = service_fn(move |_request: FetchToken| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let next = queue.lock().unwrap().pop_front().expect("unexpected fetch");
+            async move {
+                match next {
+                    Ok(secs) => Ok(Token::bearer("t")?.with_expires_in(Duration::from_secs(secs))),
+                    Err(()) => Err(Error::timeout()),
+                }
+            }
+        });
+        let source = TokenSource::builder(grant).jitter(0.0).build();
+        let first = source.token().await.unwrap();
+
+        tokio::time::advance(Duration::from_secs(80)).await; // stale at 75 s
+        assert_eq!(source.cached().unwrap().id(), first.id());
+        tokio::task::yield_now().await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the background refresh ran and failed"
+        );
+        for _ in 0..10 {
+            assert_eq!(source.cached().unwrap().id(), first.id(), "still served");
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "no retry before the backoff"
+        );
+
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        tokio::task::yield_now().await; // the backoff ends
+        assert_eq!(source.cached().unwrap().id(), first.id());
+        tokio::task::yield_now().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "one retry after 1 s");
+        assert_ne!(source.cached().unwrap().id(), first.id());
+        assert_eq!(source.stats().failures, 1);
+    }
+
+    #[test]
+    fn without_a_runtime_a_fetch_is_an_error_not_a_panic() {
+        let (source, calls) = queued(&[]);
+        let outcome = tokio_test::block_on(source.token());
+        assert!(outcome.unwrap_err().is_config());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }
