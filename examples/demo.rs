@@ -6,6 +6,9 @@
 //! ```text
 //! cargo run --example demo
 //! ```
+//!
+//! `cargo run --example demo -- serve [ADDR]` only runs the two servers (on
+//! 127.0.0.1:4000 unless ADDR says otherwise), for trying the `alf` CLI.
 
 use std::{
     net::SocketAddr,
@@ -44,13 +47,24 @@ struct Issuer {
 #[tokio::main]
 async fn main() -> Result<(), tower::BoxError> {
     let issuer = Arc::new(Issuer::default());
-    let token_url = serve(
-        Router::new()
-            .route("/token", post(issue))
-            .route("/orders", get(orders))
-            .with_state(issuer.clone()),
-    )
-    .await?;
+    let app = Router::new()
+        .route("/token", post(issue))
+        .route("/orders", get(orders))
+        .with_state(issuer.clone());
+
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("serve") {
+        let addr = args.next().unwrap_or_else(|| "127.0.0.1:4000".to_owned());
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        println!(
+            "token endpoint: http://{addr}/token  (client id demo-client, secret demo-secret)"
+        );
+        println!("API:            http://{addr}/orders");
+        println!("tokens live {LIFETIME_SECS} s; Ctrl-C to stop");
+        axum::serve(listener, app).await?;
+        return Ok(());
+    }
+    let token_url = serve(app).await?;
 
     let endpoint = TokenEndpoint::builder(format!("http://{token_url}/token"))
         .client_auth(ClientAuth::basic("demo-client", "demo-secret"))

@@ -1,0 +1,172 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// curl with automatic OAuth tokens: fetches, caches and refreshes a token,
+/// sends the request with it, and replays it once after a 401.
+#[derive(Debug, Parser)]
+#[command(name = "alf", version, args_conflicts_with_subcommands = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) oauth: OAuthArgs,
+    #[command(flatten)]
+    pub(crate) request: RequestArgs,
+    /// The URL to request.
+    pub(crate) url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Fetch a token and print its metadata (type, scope, expiry) as JSON.
+    Token {
+        #[command(flatten)]
+        oauth: OAuthArgs,
+        /// Print the access token too.
+        #[arg(long)]
+        print_token: bool,
+    },
+}
+
+/// How to get tokens.
+#[derive(Debug, Args)]
+pub(crate) struct OAuthArgs {
+    /// The token endpoint.
+    #[arg(long, value_name = "URL")]
+    pub(crate) token_url: Option<String>,
+    /// The client identifier.
+    #[arg(long, value_name = "ID")]
+    pub(crate) client_id: Option<String>,
+    /// Read the client secret from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "client_secret_file")]
+    pub(crate) client_secret_env: Option<String>,
+    /// Read the client secret from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) client_secret_file: Option<PathBuf>,
+    /// How the client authenticates to the token endpoint.
+    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
+    pub(crate) auth_method: AuthMethod,
+    /// A scope to ask for (repeatable).
+    #[arg(long = "scope", value_name = "S")]
+    pub(crate) scopes: Vec<String>,
+    /// The `audience` parameter.
+    #[arg(long, value_name = "A")]
+    pub(crate) audience: Option<String>,
+    /// A `resource` parameter (RFC 8707, repeatable).
+    #[arg(long = "resource", value_name = "R")]
+    pub(crate) resources: Vec<String>,
+    /// Any other token request parameter (repeatable).
+    #[arg(long = "param", value_name = "K=V", value_parser = key_value)]
+    pub(crate) params: Vec<(String, String)>,
+    /// Allow a plain-http token endpoint that is not on loopback.
+    #[arg(long)]
+    pub(crate) allow_insecure_http: bool,
+    /// Timeout in seconds for the token request and for each request.
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub(crate) timeout: Option<std::time::Duration>,
+}
+
+/// Client authentication methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AuthMethod {
+    /// client_secret_basic (RFC 6749 §2.3.1)
+    Basic,
+    /// client_secret_post
+    Post,
+}
+
+/// What to send.
+#[derive(Debug, Args)]
+pub(crate) struct RequestArgs {
+    /// The request method (default: GET, or POST with --data).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub(crate) method: Option<String>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "K: V", value_parser = header)]
+    pub(crate) headers: Vec<(String, String)>,
+    /// The request body, or @FILE to send a file's bytes as they are.
+    #[arg(short = 'd', long = "data", value_name = "DATA|@FILE")]
+    pub(crate) data: Option<String>,
+    /// Send the request this many times (bodies are then not printed).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) repeat: u64,
+    /// How many requests to keep in flight with --repeat.
+    #[arg(long, value_name = "C", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub(crate) concurrency: u64,
+    /// At the end, print one JSON line of statistics on stdout.
+    #[arg(long)]
+    pub(crate) stats: bool,
+    /// Print the response status and headers.
+    #[arg(short = 'i', long)]
+    pub(crate) include: bool,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected K=V")?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+fn header(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once(':').ok_or("expected 'Name: value'")?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+fn seconds(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|secs| secs.is_finite() && *secs > 0.0)
+        .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| "expected a positive number of seconds".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn token_is_a_subcommand_and_urls_are_positional() {
+        let cli = Cli::try_parse_from([
+            "alf",
+            "token",
+            "--token-url",
+            "https://i/t",
+            "--print-token",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Token {
+                print_token: true,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from([
+            "alf",
+            "-H",
+            "X-A: 1",
+            "--scope",
+            "a",
+            "--scope",
+            "b",
+            "https://api/x",
+        ])
+        .unwrap();
+        assert_eq!(cli.url.as_deref(), Some("https://api/x"));
+        assert_eq!(cli.request.headers, [("X-A".to_owned(), "1".to_owned())]);
+        assert_eq!(cli.oauth.scopes, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_plain_secret_flag_does_not_exist() {
+        assert!(Cli::try_parse_from(["alf", "--client-secret", "s", "https://api/x"]).is_err());
+    }
+}

@@ -1,0 +1,284 @@
+//! Sending the request once, or N times with C in flight, and the stats.
+
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal, Write},
+    process::ExitCode,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{header::CONTENT_TYPE, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use indicatif::ProgressBar;
+use tokio::{task::JoinSet, time::Instant};
+use tower::{timeout::TimeoutLayer, BoxError, ServiceBuilder, ServiceExt};
+use tower_alf::{BearerAuthLayer, TokenSource};
+
+use crate::{
+    args::{Cli, RequestArgs},
+    describe,
+    tokens::{self, Usage},
+};
+
+/// The request to send, built anew for each send.
+#[derive(Debug, Clone)]
+struct Template {
+    method: Method,
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+}
+
+impl Template {
+    fn new(args: &RequestArgs, url: &str) -> Result<Self, Usage> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| Usage(format!("{url} is not a valid URL")))?;
+        let body = match args.data.as_deref() {
+            None => Bytes::new(),
+            Some(data) => match data.strip_prefix('@') {
+                Some(path) => std::fs::read(path)
+                    .map_err(|e| Usage(format!("cannot read {path}: {e}")))?
+                    .into(),
+                None => Bytes::copy_from_slice(data.as_bytes()),
+            },
+        };
+        let method = match &args.method {
+            Some(method) => Method::from_bytes(method.as_bytes())
+                .map_err(|_| Usage(format!("{method} is not a valid method")))?,
+            None if args.data.is_some() => Method::POST,
+            None => Method::GET,
+        };
+        let mut headers = Vec::with_capacity(args.headers.len() + 1);
+        for (name, value) in &args.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Usage(format!("{name:?} is not a valid header name")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| Usage(format!("the value of {name} is not a valid header value")))?;
+            headers.push((name, value));
+        }
+        // As curl does with -d.
+        if args.data.is_some() && !headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
+            headers.push((
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            ));
+        }
+        Ok(Self {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        request
+    }
+}
+
+/// One send: how long it took and what came back.
+struct Sample {
+    latency: Duration,
+    outcome: Result<StatusCode, String>,
+}
+
+pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
+    let url = cli
+        .url
+        .as_deref()
+        .ok_or_else(|| Usage("a URL is required (or a subcommand: alf token)".into()))?;
+    let template = Arc::new(Template::new(&cli.request, url)?);
+    let source = tokens::source(&cli.oauth)?;
+
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let client = ServiceBuilder::new()
+        .option_layer(cli.oauth.timeout.map(TimeoutLayer::new))
+        .layer(BearerAuthLayer::new(source.clone()))
+        .service(Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https));
+
+    let args = &cli.request;
+    if args.repeat == 1 && !args.stats {
+        return once(client, &template, args.include).await;
+    }
+
+    let progress = if args.repeat >= 100 && std::io::stderr().is_terminal() {
+        ProgressBar::new(args.repeat)
+    } else {
+        ProgressBar::hidden()
+    };
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = JoinSet::new();
+    for _ in 0..args.concurrency.min(args.repeat) {
+        let (client, template, next, progress) = (
+            client.clone(),
+            template.clone(),
+            next.clone(),
+            progress.clone(),
+        );
+        let repeat = args.repeat;
+        workers.spawn(async move {
+            let mut samples = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < repeat {
+                let started = Instant::now();
+                let outcome = match client.clone().oneshot(template.request()).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        match response.into_body().collect().await {
+                            Ok(_) => Ok(status),
+                            Err(e) => Err(describe(&e)),
+                        }
+                    }
+                    Err(e) => Err(describe(&*e)),
+                };
+                samples.push(Sample {
+                    latency: started.elapsed(),
+                    outcome,
+                });
+                progress.inc(1);
+            }
+            samples
+        });
+    }
+    let mut samples = Vec::with_capacity(args.repeat as usize);
+    while let Some(batch) = workers.join_next().await {
+        samples.extend(batch?);
+    }
+    progress.finish_and_clear();
+
+    if args.stats {
+        println!("{}", stats(&samples, &source));
+    }
+    Ok(verdict(&samples))
+}
+
+/// One request; the body goes to stdout, as curl does.
+async fn once<S>(client: S, template: &Template, include: bool) -> Result<ExitCode, BoxError>
+where
+    S: tower::Service<
+        Request<Full<Bytes>>,
+        Response = http::Response<hyper::body::Incoming>,
+        Error = BoxError,
+    >,
+{
+    let response = client.oneshot(template.request()).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let mut out = std::io::stdout().lock();
+    if include {
+        writeln!(out, "{:?} {}", parts.version, parts.status)?;
+        for (name, value) in &parts.headers {
+            out.write_all(name.as_str().as_bytes())?;
+            out.write_all(b": ")?;
+            out.write_all(value.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        writeln!(out)?;
+    }
+    out.write_all(&body)?;
+    out.flush()?;
+    Ok(verdict(&[Sample {
+        latency: Duration::ZERO,
+        outcome: Ok(parts.status),
+    }]))
+}
+
+/// 0 when every response came back and none was 401 or 403; else 1, with
+/// the reason on stderr.
+fn verdict(samples: &[Sample]) -> ExitCode {
+    let errors: Vec<&String> = samples
+        .iter()
+        .filter_map(|s| s.outcome.as_ref().err())
+        .collect();
+    let denied = samples
+        .iter()
+        .filter_map(|s| s.outcome.as_ref().ok())
+        .filter(|status| matches!(*status, &StatusCode::UNAUTHORIZED | &StatusCode::FORBIDDEN))
+        .count();
+    if let Some(first) = errors.first() {
+        if samples.len() == 1 {
+            eprintln!("alf: {first}");
+        } else {
+            eprintln!(
+                "alf: {} of {} requests failed; the first: {first}",
+                errors.len(),
+                samples.len()
+            );
+        }
+        return ExitCode::FAILURE;
+    }
+    if denied > 0 {
+        let status = samples.iter().find_map(|s| match s.outcome {
+            Ok(status) if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN => {
+                Some(status)
+            }
+            _ => None,
+        });
+        eprintln!(
+            "alf: {denied} of {} responses were denied ({}) after the token was refreshed",
+            samples.len(),
+            status.unwrap_or(StatusCode::UNAUTHORIZED)
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The `--stats` line: counts from the crate's own counters, latency
+/// percentiles (nearest rank) over every send.
+fn stats(samples: &[Sample], source: &TokenSource) -> serde_json::Value {
+    let mut status = BTreeMap::<String, u64>::new();
+    for sample in samples {
+        if let Ok(code) = sample.outcome {
+            *status.entry(code.as_u16().to_string()).or_default() += 1;
+        }
+    }
+    let mut latencies: Vec<f64> = samples
+        .iter()
+        .map(|s| s.latency.as_secs_f64() * 1e3)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
+        round(latencies[rank.clamp(1, latencies.len()) - 1])
+    };
+    let counters = source.stats();
+    serde_json::json!({
+        "requests": samples.len(),
+        "status": status,
+        "errors": samples.iter().filter(|s| s.outcome.is_err()).count(),
+        "token_fetches": counters.fetches,
+        "token_refreshes": counters.refreshes,
+        "token_failures": counters.failures,
+        "replays": counters.replays,
+        "p50_ms": percentile(50.0),
+        "p90_ms": percentile(90.0),
+        "p99_ms": percentile(99.0),
+        "max_ms": latencies.last().copied().map(round).unwrap_or(0.0),
+    })
+}
+
+fn round(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}

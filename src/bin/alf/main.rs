@@ -1,0 +1,84 @@
+//! `alf`: curl with automatic OAuth tokens, and a small load generator for
+//! APIs behind OAuth. It uses `tower-alf` exactly as a library user would: a
+//! `TokenSource` and a `BearerAuthLayer` over hyper-util's client.
+
+mod args;
+mod load;
+mod tokens;
+
+use std::{error::Error as StdError, process::ExitCode};
+
+use clap::Parser;
+use tower::BoxError;
+
+use crate::{
+    args::{Cli, Command, OAuthArgs},
+    tokens::Usage,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("alf: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Some(Command::Token { oauth, print_token }) => token(oauth, *print_token).await,
+            None => load::run(&cli).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("alf: {}", describe(&*e));
+            if e.is::<Usage>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `alf token`: the token's metadata as JSON; the token itself only when asked.
+async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError> {
+    let source = tokens::source(args)?;
+    let token = source.token().await?;
+    let mut out = serde_json::json!({
+        "token_type": token.token_type().scheme(),
+        "scope": token.scope(),
+        "expires_in": token.lifetime().map(|d| d.as_secs_f64()),
+        "refresh_token": token.refresh_token().is_some(),
+        "other_fields": token.extra().keys().collect::<Vec<_>>(),
+    });
+    if print_token {
+        out["access_token"] = token.access_token().secret().into();
+    }
+    println!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line for an error: what failed, then its causes.
+pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut line = if let Some(e) = error.downcast_ref::<tower_alf::Error>() {
+        format!("could not get a token: {e}")
+    } else if error.is::<tower::timeout::error::Elapsed>() {
+        "request timed out".to_owned()
+    } else {
+        error.to_string()
+    };
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
