@@ -76,6 +76,8 @@ mod endpoint;
 mod error;
 mod future;
 mod layer;
+mod response;
+mod retry;
 mod secret;
 mod service;
 mod source;
@@ -91,6 +93,7 @@ pub use self::{
     error::{Error, ErrorCode, OAuthError},
     future::ResponseFuture,
     layer::BearerAuthLayer,
+    retry::RetryPolicy,
     secret::{AccessToken, ClientSecret, RefreshToken},
     service::BearerAuth,
     source::{RefreshReason, Stats, TokenFuture, TokenRequest, TokenSource, TokenSourceBuilder},
