@@ -2,18 +2,19 @@
 //! a real loopback socket, asserting what the caller got, how many token
 //! requests were made, when, and whether the protected resource was called.
 //!
-//! The endpoint is a scripted raw-TCP server (so it can reset a connection
-//! mid-body or hang), running on the test's runtime. Time is paused and
+//! The endpoint is a scripted raw-TCP server (`scripted/`, so it can reset a
+//! connection mid-body or hang), on the test's runtime. Time is paused and
 //! jitter is off, so backoff and `Retry-After` waits are asserted exactly:
 //! loopback delivers bytes within the `write` call, so no virtual time
 //! passes during I/O.
 
+mod scripted;
+
 use std::{
-    collections::VecDeque,
     convert::Infallible,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::Duration,
 };
@@ -21,144 +22,13 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    time::Instant,
-};
+use scripted::{json, token, Endpoint, Reply};
+use tokio::time::Instant;
 use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 use tower_alf::{
     grant::ClientCredentials, BearerAuthLayer, ClientAuth, Error, ErrorCode, RetryPolicy,
     TokenEndpoint, TokenSource,
 };
-
-/// One scripted answer of the token endpoint.
-#[derive(Clone)]
-enum Reply {
-    /// An HTTP response with these headers and body.
-    Http(u16, Vec<(&'static str, String)>, Vec<u8>),
-    /// Headers promising 100 bytes, 10 of them, then the connection closes.
-    ResetMidBody,
-    /// Reads the request and never answers.
-    Hang,
-}
-
-fn json(status: u16, body: &str) -> Reply {
-    let headers = vec![("content-type", "application/json".to_owned())];
-    Reply::Http(status, headers, body.as_bytes().to_vec())
-}
-
-fn token(n: u32, expires_in: u64) -> Reply {
-    json(
-        200,
-        &format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":{expires_in}}}"#),
-    )
-}
-
-struct Endpoint {
-    url: String,
-    script: Mutex<VecDeque<Reply>>,
-    /// When each token request arrived (virtual time).
-    arrivals: Mutex<Vec<Instant>>,
-    /// Requests that found the script empty: a test bug, asserted on.
-    overruns: AtomicUsize,
-}
-
-impl Endpoint {
-    async fn start(script: impl IntoIterator<Item = Reply>) -> Arc<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = Arc::new(Self {
-            url: format!("http://{}/token", listener.local_addr().unwrap()),
-            script: Mutex::new(script.into_iter().collect()),
-            arrivals: Mutex::new(Vec::new()),
-            overruns: AtomicUsize::new(0),
-        });
-        let server = endpoint.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                tokio::spawn(server.clone().answer(stream));
-            }
-        });
-        endpoint
-    }
-
-    async fn answer(self: Arc<Self>, mut stream: TcpStream) {
-        if read_request(&mut stream).await.is_none() {
-            return;
-        }
-        self.arrivals.lock().unwrap().push(Instant::now());
-        let reply = self.script.lock().unwrap().pop_front();
-        let Some(reply) = reply else {
-            self.overruns.fetch_add(1, Ordering::SeqCst);
-            return;
-        };
-        match reply {
-            Reply::Http(status, headers, body) => {
-                let mut head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-                    body.len()
-                );
-                for (name, value) in headers {
-                    head.push_str(&format!("{name}: {value}\r\n"));
-                }
-                head.push_str("\r\n");
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(&body).await;
-            }
-            Reply::ResetMidBody => {
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"access_t";
-                let _ = stream.write_all(head.as_bytes()).await;
-            }
-            Reply::Hang => std::future::pending::<()>().await,
-        }
-    }
-
-    fn requests(&self) -> usize {
-        assert_eq!(
-            self.overruns.load(Ordering::SeqCst),
-            0,
-            "more token requests than scripted"
-        );
-        self.arrivals.lock().unwrap().len()
-    }
-
-    /// Virtual time between consecutive token requests.
-    fn gaps(&self) -> Vec<Duration> {
-        let arrivals = self.arrivals.lock().unwrap();
-        arrivals.windows(2).map(|w| w[1] - w[0]).collect()
-    }
-}
-
-/// Reads one request (head and `content-length` body); `None` at EOF.
-async fn read_request(stream: &mut TcpStream) -> Option<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some(())
-}
 
 fn endpoint_at(url: &str) -> TokenEndpoint {
     TokenEndpoint::builder(url)
