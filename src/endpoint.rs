@@ -5,21 +5,14 @@ use std::{fmt, net::IpAddr, sync::Arc, time::Duration};
 use bytes::{Bytes, BytesMut};
 use http::{
     header::{ACCEPT, CONTENT_TYPE},
-    Method, Request, Response, StatusCode, Uri,
+    HeaderValue, Method, Request, Response, Uri,
 };
 use http_body::Body;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use tokio::time::Instant;
 use tower::{util::BoxCloneSyncService, BoxError, Service, ServiceExt};
 
-use crate::{
-    error::{ErrorCode, OAuthError},
-    secret::{AccessToken, RefreshToken},
-    ClientAuth, Error, Token, TokenType,
-};
-
-/// Longest lifetime accepted from `expires_in`; longer values are cut to it.
-const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+use crate::{response::parse_response, ClientAuth, Error, RetryPolicy, Token};
 
 /// The HTTP client a [`TokenEndpoint`] sends token requests with.
 ///
@@ -121,13 +114,15 @@ struct EndpointInner {
     auth: ClientAuth,
     timeout: Duration,
     max_response_size: usize,
+    retry: RetryPolicy,
     client: HttpClient,
 }
 
 impl TokenEndpoint {
-    /// Default bound on one fetch, from sending the request to reading the
-    /// whole body: 30 s, the overall deadline google-auth gives a refresh.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default bound on one attempt, from sending the request to reading
+    /// the whole body: 10 s, so that a hung connection leaves time for a
+    /// retry within the [`RetryPolicy`]'s 30 s deadline.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// Default cap on a response body: 1 MiB. Token responses are a few
     /// KiB at most; a larger body is a broken or hostile server.
@@ -141,6 +136,7 @@ impl TokenEndpoint {
             timeout: Self::DEFAULT_TIMEOUT,
             max_response_size: Self::DEFAULT_MAX_RESPONSE_SIZE,
             allow_insecure_http: false,
+            retry: RetryPolicy::default(),
             client: None,
         }
     }
@@ -155,35 +151,77 @@ impl TokenEndpoint {
         &self.inner.auth
     }
 
-    /// Sends one token request with these form parameters (client
-    /// authentication is added here) and reads the token from the answer.
+    /// Sends a token request with these form parameters (client
+    /// authentication is added here) and reads the token from the answer,
+    /// retrying as the endpoint's [`RetryPolicy`] says.
     ///
-    /// The token's lifetime counts from the moment the request is sent, on
-    /// the monotonic clock, so the client's wall-clock skew does not matter.
+    /// Each attempt is built anew and bounded by the endpoint's timeout; the
+    /// policy's deadline bounds them all, waits included. The token's
+    /// lifetime counts from the moment its request was sent, on the
+    /// monotonic clock, so the client's wall-clock skew does not matter.
     pub fn request(
         &self,
-        mut form: Vec<(String, String)>,
+        form: Vec<(String, String)>,
     ) -> impl std::future::Future<Output = Result<Token, Error>> + Send + 'static {
         let inner = self.inner.clone();
         async move {
-            let mut request = Request::builder()
-                .method(Method::POST)
-                .uri(inner.url.clone())
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header(ACCEPT, "application/json")
-                .body(Full::default())
-                .expect("a valid URI, method and headers");
-            inner.auth.apply(request.headers_mut(), &mut form);
-            let body = form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(&form)
-                .finish();
-            *request.body_mut() = Full::new(Bytes::from(body));
-
-            let sent_at = Instant::now();
-            tokio::time::timeout(inner.timeout, exchange(&inner, request, sent_at))
-                .await
-                .map_err(|_| Error::timeout())?
+            let started = Instant::now();
+            let deadline = inner.retry.deadline_after_start().map(|d| started + d);
+            let mut retry = 0;
+            loop {
+                let request = inner.build(&form);
+                let sent_at = Instant::now();
+                let budget = match deadline {
+                    Some(deadline) => inner
+                        .timeout
+                        .min(deadline.saturating_duration_since(sent_at)),
+                    None => inner.timeout,
+                };
+                let error =
+                    match tokio::time::timeout(budget, exchange(&inner, request, sent_at)).await {
+                        Ok(Ok(token)) => return Ok(token),
+                        Ok(Err(error)) => error,
+                        Err(_) => Error::timeout(),
+                    };
+                let Some(wait) = inner.retry.wait(retry, &error) else {
+                    return Err(error);
+                };
+                if deadline.is_some_and(|deadline| Instant::now() + wait >= deadline) {
+                    tracing::debug!(%error, "token request failed; no time left to retry");
+                    return Err(error);
+                }
+                retry += 1;
+                tracing::info!(
+                    %error,
+                    attempt = retry,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "token request failed; retrying"
+                );
+                tokio::time::sleep(wait).await;
+            }
         }
+    }
+}
+
+impl EndpointInner {
+    /// One token request: a fresh one per attempt.
+    fn build(&self, form: &[(String, String)]) -> Request<Full<Bytes>> {
+        let mut form = form.to_vec();
+        let mut request = Request::new(Full::default());
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.url.clone();
+        let headers = request.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        self.auth.apply(request.headers_mut(), &mut form);
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&form)
+            .finish();
+        *request.body_mut() = Full::new(Bytes::from(body));
+        request
     }
 }
 
@@ -220,7 +258,7 @@ async fn exchange(
         bytes = body.len(),
         "token endpoint answered"
     );
-    parse_response(parts.status, &body, sent_at)
+    parse_response(parts.status, &parts.headers, &body, sent_at)
 }
 
 impl fmt::Debug for TokenEndpoint {
@@ -230,6 +268,7 @@ impl fmt::Debug for TokenEndpoint {
             .field("auth", &self.inner.auth)
             .field("timeout", &self.inner.timeout)
             .field("max_response_size", &self.inner.max_response_size)
+            .field("retry", &self.inner.retry)
             .finish()
     }
 }
@@ -243,6 +282,7 @@ pub struct TokenEndpointBuilder {
     timeout: Duration,
     max_response_size: usize,
     allow_insecure_http: bool,
+    retry: RetryPolicy,
     client: Option<HttpClient>,
 }
 
@@ -254,7 +294,7 @@ impl TokenEndpointBuilder {
         self
     }
 
-    /// Bounds one fetch, from sending the request to reading the whole
+    /// Bounds one attempt, from sending the request to reading the whole
     /// body. Defaults to [`TokenEndpoint::DEFAULT_TIMEOUT`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -265,6 +305,13 @@ impl TokenEndpointBuilder {
     /// [`TokenEndpoint::DEFAULT_MAX_RESPONSE_SIZE`].
     pub fn max_response_size(mut self, bytes: usize) -> Self {
         self.max_response_size = bytes;
+        self
+    }
+
+    /// How failed requests are retried. Defaults to
+    /// [`RetryPolicy::default`]; [`RetryPolicy::none`] turns retries off.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -312,6 +359,7 @@ impl TokenEndpointBuilder {
                 auth: self.auth.unwrap_or_else(|| ClientAuth::none("")),
                 timeout: self.timeout,
                 max_response_size: self.max_response_size,
+                retry: self.retry,
                 client,
             }),
         })
@@ -338,199 +386,9 @@ pub(crate) fn is_loopback(host: &str) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-// ===== response parsing =====
-
-/// Reads a token endpoint answer: RFC 6749 §5.1 on success, §5.2 otherwise.
-pub(crate) fn parse_response(
-    status: StatusCode,
-    body: &[u8],
-    sent_at: Instant,
-) -> Result<Token, Error> {
-    let json = || -> Result<serde_json::Map<String, serde_json::Value>, &'static str> {
-        std::str::from_utf8(body).map_err(|_| "response is not UTF-8")?;
-        serde_json::from_slice(body).map_err(|_| "response is not a JSON object")
-    };
-    if !status.is_success() {
-        let oauth = json().ok().and_then(|map| oauth_error(&map));
-        return Err(Error::status(status, oauth, body));
-    }
-    let mut map = json().map_err(|reason| Error::invalid_response(status, reason, body))?;
-    if let Some(oauth) = oauth_error(&map) {
-        return Err(Error::status(status, Some(oauth), body));
-    }
-    let invalid = |reason: String| Error::invalid_response(status, reason, body);
-
-    let access_token = match map.remove("access_token") {
-        Some(serde_json::Value::String(token)) if !token.is_empty() => AccessToken::new(token),
-        Some(serde_json::Value::String(_)) => return Err(invalid("access_token is empty".into())),
-        Some(_) => return Err(invalid("access_token is not a string".into())),
-        None => return Err(invalid("access_token is missing".into())),
-    };
-    let token_type = match map.remove("token_type") {
-        None | Some(serde_json::Value::Null) => TokenType::Bearer,
-        Some(serde_json::Value::String(kind)) => TokenType::parse(&kind)
-            .ok_or_else(|| invalid(format!("token_type {kind:?} is not supported")))?,
-        Some(_) => return Err(invalid("token_type is not a string".into())),
-    };
-    let expires_in = match map.remove("expires_in") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(value) => Some(expires_in(&value).map_err(|reason| invalid(reason.into()))?),
-    };
-    let scope = optional_string(&mut map, "scope").map_err(invalid)?;
-    let refresh_token = optional_string(&mut map, "refresh_token").map_err(invalid)?;
-
-    let mut token = Token::new(access_token, token_type, sent_at)?.with_extra(map);
-    if let Some(expires_in) = expires_in {
-        token = token.with_expires_in(expires_in);
-    }
-    if let Some(scope) = scope {
-        token = token.with_scope(scope);
-    }
-    if let Some(refresh_token) = refresh_token {
-        token = token.with_refresh_token(RefreshToken::new(refresh_token));
-    }
-    Ok(token)
-}
-
-/// `expires_in` as an integer, a float or a numeric string (real servers
-/// send all three); negative or non-finite values are refused.
-fn expires_in(value: &serde_json::Value) -> Result<Duration, &'static str> {
-    let seconds = match value {
-        serde_json::Value::Number(n) => n.as_f64(),
-        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    }
-    .ok_or("expires_in is not a number")?;
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err("expires_in is negative or not finite");
-    }
-    Ok(Duration::try_from_secs_f64(seconds)
-        .unwrap_or(MAX_EXPIRES_IN)
-        .min(MAX_EXPIRES_IN))
-}
-
-fn optional_string(
-    map: &mut serde_json::Map<String, serde_json::Value>,
-    key: &'static str,
-) -> Result<Option<String>, String> {
-    match map.remove(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(format!("{key} is not a string")),
-    }
-}
-
-fn oauth_error(map: &serde_json::Map<String, serde_json::Value>) -> Option<OAuthError> {
-    let code = map.get("error")?.as_str()?;
-    let text = |key: &str| map.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-    Some(OAuthError::new(
-        ErrorCode::from(code),
-        text("error_description"),
-        text("error_uri"),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ok(body: &str) -> Result<Token, Error> {
-        parse_response(StatusCode::OK, body.as_bytes(), Instant::now())
-    }
-
-    #[test]
-    fn expires_in_accepts_integer_float_and_string() {
-        for body in [
-            r#"{"access_token":"a","token_type":"bearer","expires_in":3600}"#,
-            r#"{"access_token":"a","token_type":"Bearer","expires_in":3600.0}"#,
-            r#"{"access_token":"a","token_type":"BEARER","expires_in":"3600"}"#,
-        ] {
-            assert_eq!(
-                ok(body).unwrap().lifetime(),
-                Some(Duration::from_secs(3600)),
-                "{body}"
-            );
-        }
-    }
-
-    #[test]
-    fn missing_or_null_expires_in_leaves_no_expiry() {
-        assert_eq!(
-            ok(r#"{"access_token":"a","token_type":"Bearer"}"#)
-                .unwrap()
-                .lifetime(),
-            None
-        );
-        assert_eq!(
-            ok(r#"{"access_token":"a","expires_in":null}"#)
-                .unwrap()
-                .lifetime(),
-            None
-        );
-    }
-
-    #[test]
-    fn malformed_success_bodies_are_invalid_responses() {
-        for body in [
-            "not json",
-            "[1,2]",
-            r#"{"token_type":"Bearer"}"#,
-            r#"{"access_token":42}"#,
-            r#"{"access_token":""}"#,
-            r#"{"access_token":"a","expires_in":"soon"}"#,
-            r#"{"access_token":"a","expires_in":-5}"#,
-            r#"{"access_token":"a","token_type":"mac"}"#,
-            r#"{"access_token":"a","scope":["x"]}"#,
-        ] {
-            let e = ok(body).unwrap_err();
-            assert!(e.is_invalid_response(), "{body}: {e}");
-        }
-        let e = parse_response(
-            StatusCode::OK,
-            b"{\"access_token\":\"\xff\"}",
-            Instant::now(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid token endpoint response: response is not UTF-8"
-        );
-    }
-
-    #[test]
-    fn huge_expires_in_is_capped() {
-        let t = ok(r#"{"access_token":"a","expires_in":1e300}"#).unwrap();
-        assert_eq!(t.lifetime(), Some(MAX_EXPIRES_IN));
-    }
-
-    #[test]
-    fn unknown_members_are_kept() {
-        let t =
-            ok(r#"{"access_token":"a","scope":"x y","refresh_token":"r","id_token":"i","n":1}"#)
-                .unwrap();
-        assert_eq!(t.scope(), Some("x y"));
-        assert_eq!(t.refresh_token().unwrap().secret(), "r");
-        assert_eq!(t.extra()["n"], 1);
-        assert!(t.extra().contains_key("id_token"));
-    }
-
-    #[test]
-    fn error_responses_carry_rfc_6749_fields() {
-        let body =
-            br#"{"error":"invalid_client","error_description":"nope","error_uri":"https://e/x"}"#;
-        let e = parse_response(StatusCode::UNAUTHORIZED, body, Instant::now()).unwrap_err();
-        let oauth = e.oauth_error().unwrap();
-        assert_eq!(oauth.code(), &ErrorCode::InvalidClient);
-        assert_eq!(oauth.description(), Some("nope"));
-        assert_eq!(oauth.uri(), Some("https://e/x"));
-        assert_eq!(e.status_code(), Some(StatusCode::UNAUTHORIZED));
-    }
-
-    #[test]
-    fn a_success_status_with_an_error_member_is_an_error() {
-        let e = ok(r#"{"error":"invalid_scope"}"#).unwrap_err();
-        assert_eq!(e.oauth_error().unwrap().code(), &ErrorCode::InvalidScope);
-    }
 
     #[test]
     fn loopback_hosts() {

@@ -4,7 +4,7 @@
 //! inner service pass through unchanged, and a token that could not be
 //! obtained shows up as an [`Error`] you can downcast to.
 
-use std::{error::Error as StdError, fmt, sync::Arc};
+use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
 
@@ -48,6 +48,7 @@ enum Kind {
         status: StatusCode,
         oauth: Option<OAuthError>,
         excerpt: Option<String>,
+        retry_after: Option<Duration>,
     },
     InvalidResponse {
         status: StatusCode,
@@ -55,6 +56,7 @@ enum Kind {
         excerpt: Option<String>,
     },
     Closed,
+    Throttled,
 }
 
 // ===== impl Error =====
@@ -85,9 +87,22 @@ impl Error {
                 status,
                 oauth,
                 excerpt,
+                retry_after: None,
             },
             None,
         )
+    }
+
+    /// Records the `Retry-After` the endpoint sent with a status error.
+    pub(crate) fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        if let Some(Inner {
+            kind: Kind::Status { retry_after, .. },
+            ..
+        }) = Arc::get_mut(&mut self.inner)
+        {
+            *retry_after = wait;
+        }
+        self
     }
 
     pub(crate) fn invalid_response(
@@ -107,6 +122,10 @@ impl Error {
 
     pub(crate) fn closed() -> Self {
         Self::new(Kind::Closed, None)
+    }
+
+    pub(crate) fn throttled() -> Self {
+        Self::new(Kind::Throttled, None)
     }
 
     /// The configuration is unusable: a bad token URL, plain `http` to a
@@ -149,6 +168,57 @@ impl Error {
     /// shut down.
     pub fn is_closed(&self) -> bool {
         matches!(self.inner.kind, Kind::Closed)
+    }
+
+    /// A rejected token was not replaced, because the one before it was
+    /// rejected too, moments ago: a server that refuses every token (a wrong
+    /// audience, say) must not turn each request into a token request. See
+    /// [`TokenSourceBuilder::rejection_interval`](crate::TokenSourceBuilder::rejection_interval).
+    pub fn is_throttled(&self) -> bool {
+        matches!(self.inner.kind, Kind::Throttled)
+    }
+
+    /// Whether trying again could succeed: connection failures, timeouts,
+    /// and the statuses 408, 429, 500, 502, 503 and 504, unless the body is
+    /// an OAuth error that will not change ([`Error::is_permanent`]).
+    pub fn is_retryable(&self) -> bool {
+        match &self.inner.kind {
+            Kind::Transport | Kind::Timeout => true,
+            Kind::Status { status, .. } => {
+                matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504) && !self.is_permanent()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the failure will repeat until someone changes something: a
+    /// bad configuration, or the OAuth errors `invalid_client`,
+    /// `invalid_grant`, `unauthorized_client`, `unsupported_grant_type` and
+    /// `invalid_scope`. Never retried, and remembered briefly by the source
+    /// so that a misconfiguration cannot hammer the issuer.
+    pub fn is_permanent(&self) -> bool {
+        match &self.inner.kind {
+            Kind::Config(_) => true,
+            Kind::Status {
+                oauth: Some(oauth), ..
+            } => matches!(
+                oauth.code(),
+                ErrorCode::InvalidClient
+                    | ErrorCode::InvalidGrant
+                    | ErrorCode::UnauthorizedClient
+                    | ErrorCode::UnsupportedGrantType
+                    | ErrorCode::InvalidScope
+            ),
+            _ => false,
+        }
+    }
+
+    /// The wait the endpoint asked for with `Retry-After`, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.inner.kind {
+            Kind::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// The HTTP status the token endpoint answered with, if it answered.
@@ -205,6 +275,9 @@ impl fmt::Display for Error {
                 write!(f, "invalid token endpoint response: {reason}")
             }
             Kind::Closed => f.write_str("token fetch ended without a result"),
+            Kind::Throttled => f.write_str(
+                "the token was rejected again right after a refresh; not refreshing it again yet",
+            ),
         }
     }
 }
@@ -356,7 +429,30 @@ fn excerpt(body: &[u8]) -> Option<String> {
             text.into_owned()
         }
     };
-    Some(truncate(text, EXCERPT_LIMIT))
+    Some(truncate(mask_jwts(&text), EXCERPT_LIMIT))
+}
+
+/// Replaces anything shaped like a JWT (`eyJ…` header, two dots) with
+/// `[redacted]`: an access token can hide in any member or in plain text.
+fn mask_jwts(text: &str) -> String {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("eyJ") {
+        out.push_str(&rest[..at]);
+        let candidate = &rest[at..];
+        let len = candidate
+            .find(|c: char| !is_b64(c) && c != '.')
+            .unwrap_or(candidate.len());
+        if candidate[..len].matches('.').count() >= 2 {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(&candidate[..len]);
+        }
+        rest = &candidate[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn mask(value: &mut serde_json::Value) {
@@ -414,6 +510,36 @@ mod tests {
         let excerpt = e.body_excerpt().unwrap();
         assert!(excerpt.len() <= EXCERPT_LIMIT + '…'.len_utf8());
         assert!(excerpt.ends_with('…'));
+    }
+
+    #[test]
+    fn excerpt_masks_jwts_anywhere() {
+        let body = b"<html>upstream said eyJhbGciOi.eyJzdWIiOiJ4In0.c2ln and eyJnot-a-jwt</html>";
+        let e = Error::status(StatusCode::BAD_GATEWAY, None, body);
+        assert_eq!(
+            e.body_excerpt(),
+            Some("<html>upstream said [redacted] and eyJnot-a-jwt</html>")
+        );
+    }
+
+    #[test]
+    fn retryable_and_permanent_are_told_apart() {
+        let oauth = |code: &str| Some(OAuthError::new(ErrorCode::from(code), None, None));
+        for status in [408, 429, 500, 502, 503, 504] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(Error::status(status, None, b"").is_retryable(), "{status}");
+        }
+        assert!(!Error::status(StatusCode::BAD_REQUEST, None, b"").is_retryable());
+        assert!(!Error::status(StatusCode::NOT_IMPLEMENTED, None, b"").is_retryable());
+        let e = Error::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            oauth("invalid_client"),
+            b"",
+        );
+        assert!(e.is_permanent() && !e.is_retryable());
+        let e = Error::status(StatusCode::BAD_REQUEST, oauth("slow_down"), b"");
+        assert!(!e.is_permanent() && !e.is_retryable());
+        assert!(Error::timeout().is_retryable() && Error::config("x").is_permanent());
     }
 
     #[test]

@@ -153,8 +153,11 @@ where
                     {
                         return Poll::Ready(Ok(response));
                     }
-                    tracing::debug!("request answered 401: refreshing the token to replay it");
                     let token = replay.source.invalidate(rejected);
+                    if token.is_throttled() {
+                        return Poll::Ready(Ok(response));
+                    }
+                    tracing::debug!("request answered 401: refreshing the token to replay it");
                     this.state.set(State::Refresh { token });
                 }
                 StateProj::Refresh { token } => {

@@ -76,6 +76,8 @@ mod endpoint;
 mod error;
 mod future;
 mod layer;
+mod response;
+mod retry;
 mod secret;
 mod service;
 mod source;
@@ -91,6 +93,7 @@ pub use self::{
     error::{Error, ErrorCode, OAuthError},
     future::ResponseFuture,
     layer::BearerAuthLayer,
+    retry::RetryPolicy,
     secret::{AccessToken, ClientSecret, RefreshToken},
     service::BearerAuth,
     source::{RefreshReason, Stats, TokenFuture, TokenRequest, TokenSource, TokenSourceBuilder},
@@ -100,3 +103,41 @@ pub use self::{
 #[cfg(all(doctest, feature = "rustls"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Entry points for the fuzz targets under `fuzz/` and the property tests:
+/// the parsers of untrusted input. Not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::Duration;
+
+    use http::{header, HeaderMap, HeaderValue, StatusCode};
+
+    use crate::{Error, Token};
+
+    /// Parses a token endpoint answer.
+    pub fn token_response(status: u16, content_type: &[u8], body: &[u8]) -> Result<Token, Error> {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_bytes(content_type) {
+            headers.insert(header::CONTENT_TYPE, value);
+        }
+        crate::response::parse_response(status, &headers, body, tokio::time::Instant::now())
+    }
+
+    /// The `error` of the `Bearer` challenge in a `WWW-Authenticate` value.
+    pub fn bearer_error(value: &[u8]) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_bytes(value).ok()?,
+        );
+        crate::challenge::bearer_error(&headers)
+    }
+
+    /// A `Retry-After` value as a wait from now.
+    pub fn retry_after(value: &[u8]) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_bytes(value).ok()?);
+        crate::response::retry_after(&headers)
+    }
+}

@@ -19,7 +19,10 @@ use crate::{
 /// **401** for the token it was sent, the token is invalidated at the source,
 /// a fresh one awaited, and the copy sent **once**. A second 401 is returned
 /// as it is; so is a 401 whose `WWW-Authenticate` says `insufficient_scope`
-/// (RFC 6750 §3.1: a new token would not help).
+/// (RFC 6750 §3.1: a new token would not help), and one that comes too soon
+/// after the previous rejection (see
+/// [`TokenSourceBuilder::rejection_interval`](crate::TokenSourceBuilder::rejection_interval)),
+/// so a server that refuses every token costs no token request per call.
 ///
 /// When no token can be obtained the request is not sent, and the call fails
 /// with an [`Error`](crate::Error) inside the [`BoxError`]. Errors of the inner

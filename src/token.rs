@@ -221,8 +221,12 @@ impl Token {
         let margin = timing.expiry_margin.min(lifetime / 10);
         let window = timing.refresh_window.min(lifetime / 4);
         let window = window.mul_f64(1.0 + timing.jitter * fastrand::f64());
-        self.usable_until = Some(expires_at - margin);
-        self.refresh_at = Some((expires_at - window).max(self.issued_at));
+        let usable_until = expires_at - margin;
+        self.usable_until = Some(usable_until);
+        // NOTE: never later than `usable_until`: the hot path compares with
+        // `refresh_at` alone, so a window smaller than the margin must not
+        // make an expired token look fresh.
+        self.refresh_at = Some((expires_at - window).max(self.issued_at).min(usable_until));
     }
 }
 
@@ -301,6 +305,22 @@ mod tests {
             let at = t.refresh_at.unwrap() - t.issued_at();
             assert!(at <= Duration::from_secs(3300) && at >= Duration::from_secs(3150));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_smaller_than_the_margin_never_outlives_expiry() {
+        let mut t = Token::bearer("t")
+            .unwrap()
+            .with_expires_in(Duration::from_secs(100));
+        t.schedule(&Timing {
+            refresh_window: Duration::ZERO,
+            ..timing(0.0)
+        });
+        assert_eq!(t.refresh_at, t.usable_until);
+        assert_eq!(
+            t.usable_until,
+            Some(t.issued_at() + Duration::from_secs(90))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -119,6 +119,7 @@ pub struct TokenSource {
 struct Shared {
     grant: Grant,
     timing: Timing,
+    limits: Limits,
     cache: ArcSwapOption<Token>,
     flight: Mutex<Flight>,
     /// Set while a background refresh runs, or backs off after failing.
@@ -127,12 +128,23 @@ struct Shared {
     counters: Counters,
 }
 
+/// Bounds on how often the issuer is asked, whatever callers do.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    permanent_error_memory: Duration,
+    rejection_interval: Duration,
+}
+
 #[derive(Default)]
 struct Flight {
     /// The fetch in progress: `None` until it publishes its outcome.
     current: Option<watch::Receiver<Option<Outcome>>>,
     /// The last token fetched, handed to the grant as `previous`.
     last: Option<Arc<Token>>,
+    /// A permanent failure, and until when callers get it instead of a fetch.
+    failure: Option<(Error, Instant)>,
+    /// When a rejected token was last dropped for a fetch.
+    last_rejection: Option<Instant>,
 }
 
 // ===== impl TokenSource =====
@@ -155,6 +167,10 @@ impl TokenSource {
     {
         TokenSourceBuilder {
             grant: BoxCloneSyncService::new(grant),
+            limits: Limits {
+                permanent_error_memory: TokenSourceBuilder::DEFAULT_PERMANENT_ERROR_MEMORY,
+                rejection_interval: TokenSourceBuilder::DEFAULT_REJECTION_INTERVAL,
+            },
             timing: Timing {
                 refresh_window: TokenSourceBuilder::DEFAULT_REFRESH_WINDOW,
                 expiry_margin: TokenSourceBuilder::DEFAULT_EXPIRY_MARGIN,
@@ -255,8 +271,19 @@ impl TokenSource {
         let receiver = {
             let mut flight = self.shared.lock_flight();
             let mut reason = RefreshReason::FirstUse;
+            let now = Instant::now();
             if let Some(token) = self.shared.cache.load_full() {
                 if rejected == Some(token.id) {
+                    let interval = self.shared.limits.rejection_interval;
+                    if flight.last_rejection.is_some_and(|at| now < at + interval) {
+                        self.shared
+                            .counters
+                            .throttled
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("token rejected again too soon: not refreshing");
+                        return TokenFuture::ready(Err(Error::throttled()));
+                    }
+                    flight.last_rejection = Some(now);
                     self.shared.cache.store(None);
                     reason = RefreshReason::Rejected;
                     tracing::debug!(reason = %reason, "token invalidated");
@@ -273,6 +300,9 @@ impl TokenSource {
                 }
             } else if flight.last.is_some() {
                 reason = RefreshReason::Rejected;
+            }
+            if let Some((error, _)) = flight.failure.as_ref().filter(|(_, until)| now < *until) {
+                return TokenFuture::ready(Err(error.clone()));
             }
             match flight.running() {
                 Some(receiver) => receiver.clone(),
@@ -360,9 +390,17 @@ impl Shared {
         };
         {
             let mut flight = self.lock_flight();
-            if let Ok(token) = &outcome {
-                self.cache.store(Some(Arc::clone(token)));
-                flight.last = Some(Arc::clone(token));
+            match &outcome {
+                Ok(token) => {
+                    self.cache.store(Some(Arc::clone(token)));
+                    flight.last = Some(Arc::clone(token));
+                    flight.failure = None;
+                }
+                Err(error) if error.is_permanent() => {
+                    let until = Instant::now() + self.limits.permanent_error_memory;
+                    flight.failure = Some((error.clone(), until));
+                }
+                Err(_) => {}
             }
             flight.current = None;
         }
@@ -437,6 +475,11 @@ enum FutureState {
 }
 
 impl TokenFuture {
+    /// Whether this is the answer to a rejection that was throttled.
+    pub(crate) fn is_throttled(&self) -> bool {
+        matches!(&self.state, FutureState::Ready(Some(Err(e))) if e.is_throttled())
+    }
+
     fn ready(outcome: Outcome) -> Self {
         Self {
             state: FutureState::Ready(Some(outcome)),
@@ -488,6 +531,7 @@ impl fmt::Debug for TokenFuture {
 pub struct TokenSourceBuilder {
     grant: Grant,
     timing: Timing,
+    limits: Limits,
 }
 
 impl TokenSourceBuilder {
@@ -508,6 +552,32 @@ impl TokenSourceBuilder {
     /// 0–50 %, as the AWS SDKs do, so a fleet started together does not
     /// refresh in lockstep.
     pub const DEFAULT_JITTER: f64 = 0.5;
+
+    /// Default memory of a permanent failure ([`Error::is_permanent`], such
+    /// as `invalid_client`): 5 s. Callers in that time get the same error
+    /// without a new token request, so a misconfigured client cannot hammer
+    /// its issuer, yet a fixed configuration is picked up quickly.
+    pub const DEFAULT_PERMANENT_ERROR_MEMORY: Duration = Duration::from_secs(5);
+
+    /// Default least time between two refreshes forced by rejections: 5 s.
+    /// A server that rejects every token (a wrong audience, say) then costs
+    /// one token request per 5 s, not one per request; within the interval
+    /// a rejected request's 401 is returned as it is.
+    pub const DEFAULT_REJECTION_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// Sets how long a permanent failure is remembered. Defaults to
+    /// [`Self::DEFAULT_PERMANENT_ERROR_MEMORY`].
+    pub fn permanent_error_memory(mut self, memory: Duration) -> Self {
+        self.limits.permanent_error_memory = memory;
+        self
+    }
+
+    /// Sets the least time between two refreshes forced by rejected tokens.
+    /// Defaults to [`Self::DEFAULT_REJECTION_INTERVAL`].
+    pub fn rejection_interval(mut self, interval: Duration) -> Self {
+        self.limits.rejection_interval = interval;
+        self
+    }
 
     /// Sets the refresh window. Defaults to [`Self::DEFAULT_REFRESH_WINDOW`].
     pub fn refresh_window(mut self, window: Duration) -> Self {
@@ -549,6 +619,7 @@ impl TokenSourceBuilder {
             shared: Arc::new(Shared {
                 grant: self.grant,
                 timing: self.timing,
+                limits: self.limits,
                 cache: ArcSwapOption::empty(),
                 flight: Mutex::new(Flight::default()),
                 background: AtomicBool::new(false),
@@ -563,6 +634,7 @@ impl fmt::Debug for TokenSourceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSourceBuilder")
             .field("timing", &self.timing)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -663,6 +735,81 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3, "one retry after 1 s");
         assert_ne!(source.cached().unwrap().id(), first.id());
         assert_eq!(source.stats().failures, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_rejected_again_right_after_a_refresh_is_not_refreshed_again() {
+        let (source, calls) = queued(&[3600, 3600, 3600]);
+        let first = source.token().await.unwrap();
+        let second = source.invalidate(first.id()).await.unwrap();
+        let again = source.invalidate(second.id()).await;
+        assert!(again.unwrap_err().is_throttled());
+        assert_eq!(source.cached().unwrap().id(), second.id(), "still current");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(source.stats().throttled, 1);
+
+        tokio::time::advance(TokenSourceBuilder::DEFAULT_REJECTION_INTERVAL).await;
+        let third = source.invalidate(second.id()).await.unwrap();
+        assert_ne!(third.id(), second.id(), "allowed once the interval passed");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_failure_is_remembered_briefly() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let grant = service_fn(move |_request: FetchToken| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    let oauth = crate::OAuthError::new("invalid_client".into(), None, None);
+                    Err(Error::status(
+                        http::StatusCode::UNAUTHORIZED,
+                        Some(oauth),
+                        b"",
+                    ))
+                } else {
+                    Token::bearer("t")
+                }
+            }
+        });
+        let source = TokenSource::new(grant);
+        for _ in 0..50 {
+            let e = source.token().await.unwrap_err();
+            assert!(e.is_permanent());
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one token request, 50 answers"
+        );
+
+        tokio::time::advance(TokenSourceBuilder::DEFAULT_PERMANENT_ERROR_MEMORY).await;
+        assert!(
+            source.token().await.is_ok(),
+            "asked again after the memory ends"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_failure_is_not_remembered() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let grant = service_fn(move |_request: FetchToken| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(Error::timeout())
+                } else {
+                    Token::bearer("t")
+                }
+            }
+        });
+        let source = TokenSource::new(grant);
+        assert!(source.token().await.unwrap_err().is_timeout());
+        assert!(source.token().await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

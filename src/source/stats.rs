@@ -17,6 +17,9 @@ pub struct Stats {
     pub replays: u64,
     /// Callers that had to wait for a fetch, having no usable token.
     pub waits: u64,
+    /// Rejections not followed by a refresh, because the last one was too
+    /// recent (see [`TokenSourceBuilder::rejection_interval`](crate::TokenSourceBuilder::rejection_interval)).
+    pub throttled: u64,
 }
 
 #[derive(Debug, Default)]
@@ -26,6 +29,7 @@ pub(super) struct Counters {
     pub(super) failures: AtomicU64,
     pub(super) replays: AtomicU64,
     pub(super) waits: AtomicU64,
+    pub(super) throttled: AtomicU64,
 }
 
 impl Counters {
@@ -37,6 +41,7 @@ impl Counters {
             failures: read(&self.failures),
             replays: read(&self.replays),
             waits: read(&self.waits),
+            throttled: read(&self.throttled),
         }
     }
 }

@@ -1,0 +1,8 @@
+//! A `WWW-Authenticate` header value.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = tower_alf::fuzzing::bearer_error(data);
+});
