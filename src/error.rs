@@ -408,6 +408,8 @@ const SENSITIVE_KEYS: &[&str] = &[
     "password",
     "code",
     "token",
+    "authorization",
+    "proxy-authorization",
 ];
 
 /// A bounded, credential-free excerpt of a response body.
@@ -429,7 +431,7 @@ fn excerpt(body: &[u8]) -> Option<String> {
             text.into_owned()
         }
     };
-    Some(truncate(mask_jwts(&text), EXCERPT_LIMIT))
+    Some(truncate(mask_schemes(&mask_jwts(&text)), EXCERPT_LIMIT))
 }
 
 /// Replaces anything shaped like a JWT (`eyJ…` header, two dots) with
@@ -452,6 +454,42 @@ fn mask_jwts(text: &str) -> String {
         rest = &candidate[len..];
     }
     out.push_str(rest);
+    out
+}
+
+/// Replaces the credentials after `Basic`, `Bearer` or `DPoP` with
+/// `[redacted]`: an endpoint that echoes the request (httpbin-style) would
+/// otherwise show the client secret in Base64.
+fn mask_schemes(text: &str) -> String {
+    const SCHEMES: [&str; 3] = ["basic ", "bearer ", "dpop "];
+    let is_token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    loop {
+        let next = SCHEMES
+            .iter()
+            .filter_map(|scheme| {
+                lower[done..]
+                    .find(scheme)
+                    .map(|at| (done + at, scheme.len()))
+            })
+            .min();
+        let Some((at, len)) = next else { break };
+        let start = at + len;
+        let end = text[start..]
+            .find(|c: char| !is_token68(c))
+            .map_or(text.len(), |n| start + n);
+        let at_word = at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric();
+        out.push_str(&text[done..start]);
+        if at_word && end > start {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(&text[start..end]);
+        }
+        done = end;
+    }
+    out.push_str(&text[done..]);
     out
 }
 
@@ -519,6 +557,16 @@ mod tests {
         assert_eq!(
             e.body_excerpt(),
             Some("<html>upstream said [redacted] and eyJnot-a-jwt</html>")
+        );
+    }
+
+    #[test]
+    fn excerpt_masks_credentials_after_an_auth_scheme() {
+        let body = b"echo: Basic aWQ6c2VjcmV0 and bearer abc.def~ but Basicity stays";
+        let e = Error::status(StatusCode::BAD_GATEWAY, None, body);
+        assert_eq!(
+            e.body_excerpt(),
+            Some("echo: Basic [redacted] and bearer [redacted] but Basicity stays")
         );
     }
 

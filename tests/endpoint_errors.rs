@@ -3,9 +3,11 @@
 //! inner service's own errors pass through untouched. Also the odd but
 //! valid answers real servers send.
 //!
-//! Real sockets and real time, except the hanging endpoint, which runs under
-//! paused time (real sockets, clock held until the request has arrived, then
-//! left to jump to the endpoint timeout).
+//! Real sockets throughout, with retries off (`support` builds endpoints
+//! with `RetryPolicy::none()`; retries have `fault_matrix.rs`). Real time,
+//! except: the permanent-failure memory runs under paused time with the
+//! clock held, and the hanging endpoint under paused time with the clock
+//! held until the request has arrived, then left to jump to the timeout.
 
 mod support;
 
@@ -57,6 +59,45 @@ async fn an_invalid_client_answer_fails_the_call_with_the_oauth_error_and_sends_
     assert!(error.to_string().contains("invalid_client"));
     assert_eq!(api.requests(), 0, "the resource is never called");
     assert_eq!(tokens.requests(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_failure_is_remembered_for_five_seconds_without_new_token_requests() {
+    let _clock = support::hold_clock();
+    let tokens = TokenServer::start_with(Reply::json(
+        401,
+        json!({"error": "invalid_client", "error_description": "unknown client"}),
+    ))
+    .await;
+    let api = ResourceServer::start().await;
+    let source = support::source(&tokens);
+    let client = support::client(&source);
+
+    for _ in 0..3 {
+        let error = send(&client, get(&api.url("/api")))
+            .await
+            .expect_err("no token");
+        let error = support::alf_error(&error);
+        assert!(error.is_oauth() && error.is_permanent(), "{error:?}");
+    }
+    assert_eq!(tokens.requests(), 1, "the failure is remembered");
+
+    tokens.always(Reply::token());
+    tokio::time::advance(Duration::from_millis(4999)).await;
+    let error = send(&client, get(&api.url("/api")))
+        .await
+        .expect_err("still remembered");
+    assert!(support::alf_error(&error).is_permanent());
+    assert_eq!(tokens.requests(), 1);
+
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(
+        support::get_ok(&client, &api.url("/api")).await.token(),
+        "tok-1",
+        "a fixed configuration is picked up"
+    );
+    assert_eq!(tokens.requests(), 2);
+    assert_eq!(api.requests(), 1);
 }
 
 #[tokio::test]
@@ -207,6 +248,9 @@ async fn an_unreachable_token_endpoint_is_a_transport_error() {
     let api = ResourceServer::start().await;
     let endpoint = tower_alf::TokenEndpoint::builder(format!("http://127.0.0.1:{closed}/token"))
         .client_auth(tower_alf::ClientAuth::basic("id", "secret"))
+        // One attempt: retries (and their real-time backoff) are
+        // `fault_matrix.rs`'s subject.
+        .retry(tower_alf::RetryPolicy::none())
         .build()
         .expect("a valid endpoint");
     let source = support::source_from(endpoint);

@@ -2,7 +2,8 @@
 //! once; what cannot or should not be replayed is returned as it came.
 //!
 //! Real sockets (token endpoint and resource served by axum on loopback),
-//! real time.
+//! real time, except the rejection-throttle test, which runs under paused
+//! time with the clock held (see `support`).
 
 mod support;
 
@@ -159,6 +160,49 @@ async fn a_hundred_concurrent_401s_for_one_token_cause_one_refresh() {
             .count()
     };
     assert_eq!((count("tok-1"), count("tok-2")), (N, N));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_rejects_every_token_costs_one_refresh_per_rejection_interval() {
+    let _clock = support::hold_clock();
+    let tokens = TokenServer::start().await;
+    let api = ResourceServer::start().await;
+    api.reject_all();
+    let source = support::source(&tokens);
+    let client = support::client(&source);
+
+    let status = |answer: Result<support::Answer, _>| answer.expect("a response").status;
+    assert_eq!(
+        status(send(&client, get(&api.url("/api"))).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        (tokens.requests(), api.requests()),
+        (2, 2),
+        "one refresh, one replay"
+    );
+
+    // Within the default 5 s: the 401 comes back as it is, nothing refreshed.
+    for _ in 0..3 {
+        assert_eq!(
+            status(send(&client, get(&api.url("/api"))).await),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!((tokens.requests(), api.requests()), (2, 5));
+    assert_eq!(source.stats().replays, 1);
+
+    tokio::time::advance(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        status(send(&client, get(&api.url("/api"))).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        (tokens.requests(), api.requests()),
+        (3, 7),
+        "one more refresh"
+    );
+    assert_eq!(source.stats().replays, 2);
 }
 
 #[tokio::test]

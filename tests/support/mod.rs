@@ -753,7 +753,11 @@ pub(crate) fn endpoint_builder_with(
     server: &TokenServer,
     auth: ClientAuth,
 ) -> TokenEndpointBuilder {
-    let builder = TokenEndpoint::builder(server.url()).client_auth(auth);
+    // NOTE: no retries: these suites count token requests per fetch; retries
+    // have their own suite (`fault_matrix.rs`).
+    let builder = TokenEndpoint::builder(server.url())
+        .client_auth(auth)
+        .retry(tower_alf::RetryPolicy::none());
     // With `rustls` (the default) the endpoint's own default client is used,
     // as a user's would be; without it, a plain hyper-util client.
     if cfg!(feature = "rustls") {
