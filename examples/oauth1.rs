@@ -179,13 +179,14 @@ fn oauth_params(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Checks an HMAC-SHA1 signature as a provider does (§3.2), with the crate's
-/// public signature pieces. Returns the protocol parameters.
+/// public signature pieces. Returns the protocol parameters, or the
+/// `oauth_problem` to answer with.
 fn check(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     token_secret: impl Fn(Option<&str>) -> Option<String>,
-) -> Result<HashMap<String, String>, Response> {
+) -> Result<HashMap<String, String>, &'static str> {
     let params = oauth_params(headers);
     let get = |name: &str| {
         params
@@ -194,14 +195,13 @@ fn check(
             .map(|(_, v)| v.clone())
     };
     if get("oauth_consumer_key").as_deref() != Some(CONSUMER_KEY) {
-        return Err(problem("consumer_key_unknown"));
+        return Err("consumer_key_unknown");
     }
-    let secret =
-        token_secret(get("oauth_token").as_deref()).ok_or_else(|| problem("token_rejected"))?;
+    let secret = token_secret(get("oauth_token").as_deref()).ok_or("token_rejected")?;
     let host = headers[header::HOST].to_str().unwrap_or_default();
     let full: Uri = format!("http://{host}{uri}")
         .parse()
-        .map_err(|_| problem("bad_uri"))?;
+        .map_err(|_| "bad_uri")?;
     let mut signed: Vec<(String, String)> = full
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -214,14 +214,14 @@ fn check(
     );
     let base = base_string(
         method,
-        &base_string_uri(&full).map_err(|_| problem("bad_uri"))?,
+        &base_string_uri(&full).map_err(|_| "bad_uri")?,
         &normalize_parameters(signed),
     );
     let expected = SignatureMethod::HmacSha1
         .sign(&base, CONSUMER_SECRET, &secret, None)
-        .map_err(|_| problem("signature_method_rejected"))?;
+        .map_err(|_| "signature_method_rejected")?;
     if get("oauth_signature").as_deref() != Some(expected.as_str()) {
-        return Err(problem("signature_invalid"));
+        return Err("signature_invalid");
     }
     Ok(params.into_iter().collect())
 }
@@ -236,7 +236,7 @@ async fn request_token(
         token.is_none().then(String::new)
     }) {
         Ok(params) => params,
-        Err(refused) => return refused,
+        Err(refused) => return problem(refused),
     };
     if params.get("oauth_callback").map(String::as_str) != Some(CALLBACK) {
         return problem("parameter_absent");
@@ -283,7 +283,7 @@ async fn access_token(
     };
     let params = match check(&method, &uri, &headers, lookup) {
         Ok(params) => params,
-        Err(refused) => return refused,
+        Err(refused) => return problem(refused),
     };
     let token = params["oauth_token"].clone();
     let Some((_, Some(verifier))) = provider.temporary.lock().unwrap().remove(&token) else {
@@ -310,7 +310,7 @@ async fn photos(
     let lookup = |token: Option<&str>| provider.tokens.lock().unwrap().get(token?).cloned();
     match check(&method, &uri, &headers, lookup) {
         Ok(_) => (StatusCode::OK, "[\"vacation.jpg\"] signature ok").into_response(),
-        Err(refused) => refused,
+        Err(refused) => problem(refused),
     }
 }
 

@@ -10,9 +10,12 @@ use tower_alf::oauth1::{
 /// §1.2: the client credentials of printer.example.com at
 /// photos.example.net.
 fn printer() -> Signer {
-    Signer::new(ClientCredentials::new("dpf43f3p2l4k3l03", "kd94hf93k423kf44"))
-        .realm("Photos")
-        .version(false)
+    Signer::new(ClientCredentials::new(
+        "dpf43f3p2l4k3l03",
+        "kd94hf93k423kf44",
+    ))
+    .realm("Photos")
+    .version(false)
 }
 
 fn authorization(request: &Request<Bytes>) -> &str {
@@ -64,7 +67,10 @@ fn section_1_2_protected_resource_request() {
         .body(Bytes::new())
         .unwrap();
     let (signed, base_string) = printer()
-        .token(TokenCredentials::new("nnch734d00sl2jdk", "pfkkdhi9sl3r4s00"))
+        .token(TokenCredentials::new(
+            "nnch734d00sl2jdk",
+            "pfkkdhi9sl3r4s00",
+        ))
         .sign_with_base_string(request, "chapoH", 137131202)
         .unwrap();
     assert_eq!(
@@ -123,14 +129,21 @@ fn section_3_4_1_1_signature() {
     let signed = section_3_1_signer()
         .sign_with(section_3_4_1_request(), "7d8f3e4a", 137131201)
         .unwrap();
-    assert!(authorization(&signed).ends_with("oauth_signature=\"r6%2FTJjbCOr97%2F%2BUU0NsvSne7s5g%3D\""));
+    assert!(authorization(&signed)
+        .ends_with("oauth_signature=\"r6%2FTJjbCOr97%2F%2BUU0NsvSne7s5g%3D\""));
 }
 
 #[test]
 fn section_3_4_1_2_base_string_uris() {
     for (uri, expected) in [
-        ("http://EXAMPLE.COM:80/r%20v/X?id=123", "http://example.com/r%20v/X"),
-        ("https://www.example.net:8080/?q=1", "https://www.example.net:8080/"),
+        (
+            "http://EXAMPLE.COM:80/r%20v/X?id=123",
+            "http://example.com/r%20v/X",
+        ),
+        (
+            "https://www.example.net:8080/?q=1",
+            "https://www.example.net:8080/",
+        ),
     ] {
         assert_eq!(base_string_uri(&uri.parse().unwrap()).unwrap(), expected);
     }
