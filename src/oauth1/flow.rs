@@ -480,4 +480,120 @@ mod tests {
             assert!(e.is_invalid_response(), "{e}");
         }
     }
+
+    // ===== over a fake provider =====
+
+    use std::sync::{Arc, Mutex};
+
+    use http::Response;
+    use tower::service_fn;
+
+    type Seen = Arc<Mutex<Vec<Request<Full<Bytes>>>>>;
+
+    /// A flow whose HTTP client answers `status` and `body` to everything,
+    /// and keeps the requests it was sent.
+    fn fake(status: u16, body: &'static str) -> (Flow, Seen) {
+        let seen = Seen::default();
+        let log = seen.clone();
+        let client = HttpClient::new(service_fn(move |request: Request<Full<Bytes>>| {
+            log.lock().unwrap().push(request);
+            async move {
+                let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        }));
+        (flow().http_client(client), seen)
+    }
+
+    const REQUEST_TOKEN_URL: &str = "https://p.example/request_token";
+
+    #[tokio::test]
+    async fn request_token_sends_a_signed_post_with_the_callback() {
+        let (flow, seen) = fake(
+            200,
+            "oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed=true",
+        );
+        let temporary = flow
+            .request_token(REQUEST_TOKEN_URL, "https://app.example/cb")
+            .await
+            .unwrap();
+        assert_eq!((temporary.token(), temporary.secret()), ("rt", "rs"));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0].method(), Method::POST);
+        let authorization = seen[0].headers()["authorization"].to_str().unwrap();
+        assert!(authorization.contains("oauth_callback=\"https%3A%2F%2Fapp.example%2Fcb\""));
+        assert!(authorization.contains("oauth_signature=\""));
+    }
+
+    #[tokio::test]
+    async fn request_token_requires_the_callback_to_be_confirmed() {
+        for body in [
+            "oauth_token=rt&oauth_token_secret=rs",
+            "oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed=false",
+        ] {
+            let (flow, _) = fake(200, body);
+            let e = flow
+                .request_token(REQUEST_TOKEN_URL, "oob")
+                .await
+                .unwrap_err();
+            assert!(e.is_callback_not_confirmed(), "{body}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn access_token_sends_the_verifier_signed_with_the_temporary_token() {
+        let (flow, seen) = fake(200, "oauth_token=at&oauth_token_secret=as&user_id=7");
+        let token = flow
+            .access_token(
+                "https://p.example/access_token",
+                &temporary(),
+                &Verifier::new("hfdp7dh39dks9884"),
+            )
+            .await
+            .unwrap();
+        assert_eq!((token.token(), token.secret()), ("at", "as"));
+        let seen = seen.lock().unwrap();
+        let authorization = seen[0].headers()["authorization"].to_str().unwrap();
+        assert!(authorization.contains("oauth_token=\"hh5s93j4hdidpola\""));
+        assert!(authorization.contains("oauth_verifier=\"hfdp7dh39dks9884\""));
+    }
+
+    #[tokio::test]
+    async fn access_token_reports_the_providers_problem() {
+        let (flow, _) = fake(401, "oauth_problem=verifier_invalid");
+        let e = flow
+            .access_token(
+                "https://p.example/access_token",
+                &temporary(),
+                &Verifier::new("v"),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.is_status());
+        assert_eq!(e.problem(), Some("verifier_invalid"));
+        assert_eq!(e.status_code(), Some(StatusCode::UNAUTHORIZED));
+    }
+
+    #[tokio::test]
+    async fn oversized_answers_are_invalid_responses() {
+        let (flow, _) = fake(200, "oauth_token=rt&oauth_token_secret=rs");
+        let e = flow
+            .max_response_size(8)
+            .request_token(REQUEST_TOKEN_URL, "oob")
+            .await
+            .unwrap_err();
+        assert!(e.is_invalid_response(), "{e}");
+    }
+
+    #[tokio::test]
+    async fn plain_http_to_a_remote_provider_is_refused_before_sending() {
+        let (flow, seen) = fake(200, "");
+        let e = flow
+            .request_token("http://p.example/request_token", "oob")
+            .await
+            .unwrap_err();
+        assert!(e.is_config());
+        assert!(seen.lock().unwrap().is_empty());
+    }
 }

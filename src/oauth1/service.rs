@@ -94,3 +94,55 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        convert::Infallible,
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+    };
+
+    use bytes::Bytes;
+    use http::{header::CONTENT_TYPE, Response};
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+    use crate::oauth1::{ClientCredentials, Error};
+
+    #[tokio::test]
+    async fn a_request_that_cannot_be_signed_is_not_sent() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let inner = service_fn(move |_request: Request<Bytes>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(())) }
+        });
+        let service = OAuth1::new(inner, Signer::new(ClientCredentials::new("ck", "cs")));
+        let request = Request::post("https://api.example/")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Bytes::from_static(b"a=\xff"))
+            .unwrap();
+        let error = service.oneshot(request).await.unwrap_err();
+        assert!(error.downcast_ref::<Error>().unwrap().is_body());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn every_request_gets_a_fresh_nonce() {
+        let inner = service_fn(|request: Request<Bytes>| async move {
+            Ok::<_, Infallible>(Response::new(request.headers()["authorization"].clone()))
+        });
+        let service = OAuth1::new(inner, Signer::new(ClientCredentials::new("ck", "cs")));
+        let get = || {
+            Request::get("https://api.example/")
+                .body(Bytes::new())
+                .unwrap()
+        };
+        let a = service.clone().oneshot(get()).await.unwrap().into_body();
+        let b = service.oneshot(get()).await.unwrap().into_body();
+        assert_ne!(a, b);
+    }
+}

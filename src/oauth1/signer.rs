@@ -588,4 +588,21 @@ mod tests {
         assert!(header.starts_with(r#"OAuth realm="a \"b\" \\c", "#));
         assert!(hmac_signer().realm("é").check().unwrap_err().is_config());
     }
+
+    #[test]
+    fn debug_of_a_layer_hides_every_secret() {
+        let layer =
+            crate::oauth1::OAuth1Layer::new(ClientCredentials::new("ck", "consumer-s3cret"))
+                .token(TokenCredentials::new("access-t0ken", "token-s3cret"))
+                .verifier(Verifier::new("verif1er"));
+        let printed = format!("{layer:?}");
+        for secret in [
+            "consumer-s3cret",
+            "access-t0ken",
+            "token-s3cret",
+            "verif1er",
+        ] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+    }
 }
