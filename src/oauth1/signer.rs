@@ -469,6 +469,22 @@ mod tests {
     }
 
     #[test]
+    fn query_placement_on_a_uri_without_a_path() {
+        let signer = hmac_signer().placement(Placement::Query);
+        let request = Request::get("http://example.com?b=1")
+            .body(Bytes::new())
+            .unwrap();
+        let (signed, base) = signer.sign_with_base_string(request, "n", 1).unwrap();
+        assert!(base.starts_with("GET&http%3A%2F%2Fexample.com%2F&b%3D1%26"));
+        assert_eq!(signed.uri().path(), "/");
+        assert!(signed
+            .uri()
+            .query()
+            .unwrap()
+            .starts_with("b=1&oauth_consumer_key=ck&"));
+    }
+
+    #[test]
     fn body_placement_makes_a_form_of_an_empty_body() {
         let signer = hmac_signer().placement(Placement::Body);
         let request = Request::post("http://example.com/")
