@@ -232,33 +232,57 @@ async fn exchange(
     request: Request<Full<Bytes>>,
     sent_at: Instant,
 ) -> Result<Token, Error> {
-    let response = inner
-        .client
-        .inner
-        .clone()
-        .oneshot(request)
-        .await
-        .map_err(Error::transport)?;
-    let (parts, mut body) = response.into_parts();
     let limit = inner.max_response_size;
-    let mut collected = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(Error::transport)?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                let reason = format!("response body is larger than {limit} bytes");
-                return Err(Error::invalid_response(parts.status, reason, &[]));
-            }
-            collected.extend_from_slice(&data);
+    let (parts, body) = match inner.client.fetch(request, limit).await {
+        Ok(answer) => answer,
+        Err(FetchError::Transport(e)) => return Err(Error::transport(e)),
+        Err(FetchError::TooLarge(status)) => {
+            let reason = format!("response body is larger than {limit} bytes");
+            return Err(Error::invalid_response(status, reason, &[]));
         }
-    }
-    let body = collected.freeze();
+    };
     tracing::debug!(
         status = parts.status.as_u16(),
         bytes = body.len(),
         "token endpoint answered"
     );
     parse_response(parts.status, &parts.headers, &body, sent_at)
+}
+
+/// Why [`HttpClient::fetch`] has no answer.
+pub(crate) enum FetchError {
+    /// The request or the body failed.
+    Transport(BoxError),
+    /// The body is larger than the limit; the status came first.
+    TooLarge(http::StatusCode),
+}
+
+impl HttpClient {
+    /// Sends `request` and reads the whole answer, at most `limit` bytes.
+    pub(crate) async fn fetch(
+        &self,
+        request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), FetchError> {
+        let response = self
+            .inner
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(FetchError::Transport)?;
+        let (parts, mut body) = response.into_parts();
+        let mut collected = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(FetchError::Transport)?;
+            if let Ok(data) = frame.into_data() {
+                if collected.len() + data.len() > limit {
+                    return Err(FetchError::TooLarge(parts.status));
+                }
+                collected.extend_from_slice(&data);
+            }
+        }
+        Ok((parts, collected.freeze()))
+    }
 }
 
 impl fmt::Debug for TokenEndpoint {

@@ -395,7 +395,7 @@ impl fmt::Display for ErrorCode {
 // ===== body excerpts =====
 
 /// How much of a response body an error keeps.
-const EXCERPT_LIMIT: usize = 512;
+pub(crate) const EXCERPT_LIMIT: usize = 512;
 
 /// Member names whose values are credentials.
 const SENSITIVE_KEYS: &[&str] = &[
@@ -413,7 +413,7 @@ const SENSITIVE_KEYS: &[&str] = &[
 ];
 
 /// A bounded, credential-free excerpt of a response body.
-fn excerpt(body: &[u8]) -> Option<String> {
+pub(crate) fn excerpt(body: &[u8]) -> Option<String> {
     if body.is_empty() {
         return None;
     }
@@ -509,7 +509,7 @@ fn mask(value: &mut serde_json::Value) {
     }
 }
 
-fn truncate(mut text: String, limit: usize) -> String {
+pub(crate) fn truncate(mut text: String, limit: usize) -> String {
     if text.len() > limit {
         let mut end = limit;
         while !text.is_char_boundary(end) {

@@ -61,6 +61,9 @@
 //! - `rustls` (default): [`HttpClient::default`], hyper-util's client over
 //!   hyper-rustls with the ring provider, so `https` token endpoints work
 //!   out of the box. Without it, give the [`TokenEndpoint`] your own client.
+//! - `oauth1`: [`oauth1`], OAuth 1.0a (RFC 5849): a layer that signs every
+//!   request (HMAC-SHA1/256/512, RSA-SHA1/256, PLAINTEXT) and the
+//!   three-legged flow.
 //! - `full`: all of the above.
 //!
 //! # Defaults
@@ -84,6 +87,8 @@ mod source;
 mod token;
 
 pub mod grant;
+#[cfg(feature = "oauth1")]
+pub mod oauth1;
 pub mod replay;
 
 #[doc(inline)]
@@ -100,7 +105,7 @@ pub use self::{
     token::{Token, TokenId, TokenType},
 };
 
-#[cfg(all(doctest, feature = "rustls"))]
+#[cfg(all(doctest, feature = "rustls", feature = "oauth1"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

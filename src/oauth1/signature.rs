@@ -1,0 +1,457 @@
+//! The pieces of an RFC 5849 signature: percent-encoding (§3.6), the base
+//! string URI (§3.4.1.2), parameter normalization (§3.4.1.3), the signature
+//! base string (§3.4.1.1) and the signature methods (§3.4.2–§3.4.4).
+//!
+//! [`Signer`](super::Signer) puts these together; they are public so that a
+//! provider (or a test, or a puzzled developer comparing base strings with a
+//! provider's logs) can use them alone.
+//!
+//! ```
+//! use tower_alf::oauth1::signature::{base_string, base_string_uri, encode, normalize_parameters};
+//!
+//! assert_eq!(encode("Ladies + Gentlemen".as_bytes()), "Ladies%20%2B%20Gentlemen");
+//!
+//! let uri: http::Uri = "HTTP://Example.COM:80/r%20v/X?id=123".parse().unwrap();
+//! assert_eq!(base_string_uri(&uri).unwrap(), "http://example.com/r%20v/X");
+//!
+//! let params = normalize_parameters([("b", "2"), ("a", "x y"), ("a", "1")]);
+//! assert_eq!(params, "a=1&a=x%20y&b=2");
+//! assert_eq!(
+//!     base_string(&http::Method::GET, "http://example.com/r%20v/X", &params),
+//!     "GET&http%3A%2F%2Fexample.com%2Fr%2520v%2FX&a%3D1%26a%3Dx%2520y%26b%3D2",
+//! );
+//! ```
+
+use std::{fmt, str::FromStr};
+
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+use hmac::{Hmac, KeyInit, Mac};
+use http::{Method, Uri};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use rsa::signature::{SignatureEncoding, Signer as _};
+
+use super::{credentials::RsaKey, Error};
+
+/// The characters RFC 5849 §3.6 leaves unencoded: ALPHA, DIGIT, `-`, `.`,
+/// `_`, `~`. Every other octet is encoded as `%XX` with upper-case hex.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes octets as RFC 5849 §3.6 requires (which is stricter
+/// than form encoding: a space is `%20`, never `+`).
+pub fn encode(input: &[u8]) -> String {
+    percent_encoding::percent_encode(input, UNRESERVED).to_string()
+}
+
+/// Decodes one `application/x-www-form-urlencoded` name or value into
+/// octets: `+` is a space, `%XX` an octet (RFC 5849 §3.4.1.3.1). The result
+/// may be any octets; no UTF-8 round trip loses them.
+pub(crate) fn form_decode(input: &[u8]) -> Vec<u8> {
+    let replaced: Vec<u8> = input
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&replaced).collect()
+}
+
+/// Parses an `application/x-www-form-urlencoded` string (a query or a form
+/// body) into name/value octet pairs. Empty members are skipped; a member
+/// without `=` has an empty value.
+pub(crate) fn form_parse(input: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|member| !member.is_empty())
+        .map(|member| {
+            let (name, value) = match member.iter().position(|&b| b == b'=') {
+                Some(at) => (&member[..at], &member[at + 1..]),
+                None => (member, &[][..]),
+            };
+            (form_decode(name), form_decode(value))
+        })
+        .collect()
+}
+
+/// The base string URI of RFC 5849 §3.4.1.2: scheme and host in lower
+/// case, the port only when it is not the scheme's default (80 for `http`,
+/// 443 for `https`), the path as sent (`/` when empty), no query, no
+/// fragment, no user information.
+///
+/// Fails when `uri` is not absolute.
+pub fn base_string_uri(uri: &Uri) -> Result<String, Error> {
+    let scheme = uri
+        .scheme_str()
+        .ok_or_else(|| Error::config("the request URI must be absolute (no scheme)"))?
+        .to_ascii_lowercase();
+    let host = uri
+        .host()
+        .ok_or_else(|| Error::config("the request URI must be absolute (no host)"))?
+        .to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    let mut out = String::with_capacity(scheme.len() + host.len() + uri.path().len() + 10);
+    out.push_str(&scheme);
+    out.push_str("://");
+    out.push_str(&host);
+    if let Some(port) = uri.port_u16() {
+        if Some(port) != default_port {
+            out.push(':');
+            out.push_str(&port.to_string());
+        }
+    }
+    match uri.path() {
+        "" => out.push('/'),
+        path => out.push_str(path),
+    }
+    Ok(out)
+}
+
+/// Normalizes request parameters as RFC 5849 §3.4.1.3.2 says: each name and
+/// value percent-encoded (§3.6), sorted by encoded name, then by encoded
+/// value, joined as `name=value` with `&`.
+///
+/// Give it every parameter that takes part: the query's, the protocol
+/// parameters (without `realm` and `oauth_signature`) and, for a form body,
+/// the form's; repeated names are kept.
+pub fn normalize_parameters<N, V>(params: impl IntoIterator<Item = (N, V)>) -> String
+where
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut encoded: Vec<(String, String)> = params
+        .into_iter()
+        .map(|(name, value)| (encode(name.as_ref()), encode(value.as_ref())))
+        .collect();
+    encoded.sort_unstable();
+    let mut out = String::new();
+    for (i, (name, value)) in encoded.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
+
+/// The signature base string of RFC 5849 §3.4.1.1: the upper-case method,
+/// the encoded base string URI and the encoded normalized parameters,
+/// joined with `&`.
+pub fn base_string(method: &Method, base_string_uri: &str, normalized_parameters: &str) -> String {
+    let method = method.as_str().to_ascii_uppercase();
+    format!(
+        "{method}&{}&{}",
+        encode(base_string_uri.as_bytes()),
+        encode(normalized_parameters.as_bytes())
+    )
+}
+
+/// A signature method: how `oauth_signature` is computed (RFC 5849 §3.4).
+///
+/// Parses from, and displays as, its `oauth_signature_method` name
+/// (case-insensitive when parsing), so a command line can take it as text:
+///
+/// ```
+/// use tower_alf::oauth1::SignatureMethod;
+///
+/// let method: SignatureMethod = "hmac-sha256".parse().unwrap();
+/// assert_eq!(method, SignatureMethod::HmacSha256);
+/// assert_eq!(method.to_string(), "HMAC-SHA256");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureMethod {
+    /// `HMAC-SHA1` (§3.4.2), keyed with the consumer and token secrets. The
+    /// RFC's default and the most widely supported.
+    HmacSha1,
+    /// `HMAC-SHA256`, the same with SHA-256 (NetSuite, newer providers).
+    HmacSha256,
+    /// `HMAC-SHA512`, the same with SHA-512.
+    HmacSha512,
+    /// `RSA-SHA1` (§3.4.3): RSASSA-PKCS1-v1_5 with SHA-1, signed with the
+    /// client's RSA private key; the provider holds the public key.
+    RsaSha1,
+    /// `RSA-SHA256`: RSASSA-PKCS1-v1_5 with SHA-256.
+    RsaSha256,
+    /// `PLAINTEXT` (§3.4.4): the secrets themselves, unhashed. Only over
+    /// TLS: it protects nothing of the request.
+    Plaintext,
+}
+
+impl SignatureMethod {
+    /// Every method, in the order of this enum.
+    pub const ALL: [SignatureMethod; 6] = [
+        Self::HmacSha1,
+        Self::HmacSha256,
+        Self::HmacSha512,
+        Self::RsaSha1,
+        Self::RsaSha256,
+        Self::Plaintext,
+    ];
+
+    /// The `oauth_signature_method` value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::HmacSha1 => "HMAC-SHA1",
+            Self::HmacSha256 => "HMAC-SHA256",
+            Self::HmacSha512 => "HMAC-SHA512",
+            Self::RsaSha1 => "RSA-SHA1",
+            Self::RsaSha256 => "RSA-SHA256",
+            Self::Plaintext => "PLAINTEXT",
+        }
+    }
+
+    /// Whether this method signs with an RSA private key rather than the
+    /// shared secrets.
+    pub const fn is_rsa(self) -> bool {
+        matches!(self, Self::RsaSha1 | Self::RsaSha256)
+    }
+
+    /// `oauth_body_hash` for a body: Base64 of its digest with the method's
+    /// hash (SHA-1 for `PLAINTEXT`, which has none).
+    pub(crate) fn body_hash(self, body: &[u8]) -> String {
+        use sha2::Digest;
+        match self {
+            Self::HmacSha256 | Self::RsaSha256 => BASE64.encode(sha2::Sha256::digest(body)),
+            Self::HmacSha512 => BASE64.encode(sha2::Sha512::digest(body)),
+            Self::HmacSha1 | Self::RsaSha1 | Self::Plaintext => {
+                BASE64.encode(sha1::Sha1::digest(body))
+            }
+        }
+    }
+
+    /// Computes `oauth_signature` over `base_string`.
+    ///
+    /// The HMAC methods and `PLAINTEXT` use the key of §3.4.2: the encoded
+    /// consumer secret, `&`, the encoded token secret (empty when there is
+    /// no token). The RSA methods use `rsa_key` and fail without one.
+    pub fn sign(
+        self,
+        base_string: &str,
+        consumer_secret: &str,
+        token_secret: &str,
+        rsa_key: Option<&RsaKey>,
+    ) -> Result<String, Error> {
+        let key = || {
+            format!(
+                "{}&{}",
+                encode(consumer_secret.as_bytes()),
+                encode(token_secret.as_bytes())
+            )
+        };
+        let message = base_string.as_bytes();
+        match self {
+            Self::HmacSha1 => Ok(hmac::<sha1::Sha1>(key().as_bytes(), message)),
+            Self::HmacSha256 => Ok(hmac::<sha2::Sha256>(key().as_bytes(), message)),
+            Self::HmacSha512 => Ok(hmac::<sha2::Sha512>(key().as_bytes(), message)),
+            Self::Plaintext => Ok(key()),
+            Self::RsaSha1 | Self::RsaSha256 => {
+                let rsa_key = rsa_key.ok_or_else(|| {
+                    Error::config(format!(
+                        "{} needs an RSA private key (ClientCredentials::rsa)",
+                        self.as_str()
+                    ))
+                })?;
+                let signature = if self == Self::RsaSha1 {
+                    rsa_key.sha1().try_sign(message).map(|s| s.to_bytes())
+                } else {
+                    rsa_key.sha256().try_sign(message).map(|s| s.to_bytes())
+                }
+                .map_err(|e| Error::config_with("RSA signing failed", Box::new(e)))?;
+                Ok(BASE64.encode(signature))
+            }
+        }
+    }
+}
+
+fn hmac<D: hmac::EagerHash>(key: &[u8], message: &[u8]) -> String
+where
+    Hmac<D>: KeyInit + Mac,
+{
+    // NOTE: HMAC takes keys of any length, so `new_from_slice` cannot fail.
+    match <Hmac<D> as KeyInit>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(message);
+            BASE64.encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+impl fmt::Display for SignatureMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SignatureMethod {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::ALL
+            .into_iter()
+            .find(|method| method.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "unknown signature method {s:?} (expected one of HMAC-SHA1, HMAC-SHA256, \
+                     HMAC-SHA512, RSA-SHA1, RSA-SHA256, PLAINTEXT)"
+                ))
+            })
+    }
+}
+
+/// Where the protocol parameters and the signature go (RFC 5849 §3.5).
+///
+/// Parses from text, so a command line can take it: `header` (also
+/// `authorization`), `query` (also `uri`), `body` (also `form`).
+///
+/// ```
+/// use tower_alf::oauth1::Placement;
+///
+/// assert_eq!("query".parse::<Placement>().unwrap(), Placement::Query);
+/// assert_eq!(Placement::default(), Placement::Header);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Placement {
+    /// The `Authorization: OAuth …` header (§3.5.1), the default and the
+    /// RFC's preference.
+    #[default]
+    Header,
+    /// Appended to the request URI's query (§3.5.3).
+    Query,
+    /// Appended to an `application/x-www-form-urlencoded` body (§3.5.2).
+    /// The request must carry such a body, or none at all (one is then
+    /// made, with its `Content-Type`).
+    Body,
+}
+
+impl Placement {
+    /// The name this placement parses from.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Query => "query",
+            Self::Body => "body",
+        }
+    }
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Placement {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "header" | "authorization" | "auth_header" => Ok(Self::Header),
+            "query" | "uri" => Ok(Self::Query),
+            "body" | "form" => Ok(Self::Body),
+            _ => Err(Error::config(format!(
+                "unknown placement {s:?} (expected header, query or body)"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_leaves_only_the_unreserved_set() {
+        let all: Vec<u8> = (0..=255).collect();
+        let encoded = encode(&all);
+        let plain: String = encoded
+            .split('%')
+            .map(|s| s.get(2..).unwrap_or(s))
+            .collect();
+        assert_eq!(
+            plain,
+            "-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
+        );
+        assert_eq!(encode(b" +/*\xe2\x98\x83"), "%20%2B%2F%2A%E2%98%83");
+    }
+
+    #[test]
+    fn form_decoding_keeps_raw_octets() {
+        assert_eq!(form_decode(b"a+b%20c%ff%2B"), b"a b c\xff+");
+        assert_eq!(
+            form_parse(b"a=1&&b&c=&=d"),
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), vec![]),
+                (b"c".to_vec(), vec![]),
+                (vec![], b"d".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn base_string_uri_drops_default_ports_only() {
+        let cases = [
+            (
+                "http://EXAMPLE.com:80/r%20v/X?id=123",
+                "http://example.com/r%20v/X",
+            ),
+            (
+                "https://www.example.net:8080/?q=1",
+                "https://www.example.net:8080/",
+            ),
+            ("https://example.com:443", "https://example.com/"),
+            ("http://example.com:443/a", "http://example.com:443/a"),
+            (
+                "https://user:pw@example.com/a#frag",
+                "https://example.com/a",
+            ),
+            ("http://[::1]:8080/a", "http://[::1]:8080/a"),
+        ];
+        for (uri, expected) in cases {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(base_string_uri(&uri).unwrap(), expected, "{uri}");
+        }
+    }
+
+    #[test]
+    fn base_string_uri_needs_an_absolute_uri() {
+        let uri: Uri = "/path?x=1".parse().unwrap();
+        assert!(base_string_uri(&uri).unwrap_err().is_config());
+    }
+
+    #[test]
+    fn methods_and_placements_parse_from_their_names() {
+        for method in SignatureMethod::ALL {
+            assert_eq!(method.as_str().parse::<SignatureMethod>().unwrap(), method);
+            let lower = method.as_str().to_ascii_lowercase();
+            assert_eq!(lower.parse::<SignatureMethod>().unwrap(), method);
+        }
+        for placement in [Placement::Header, Placement::Query, Placement::Body] {
+            assert_eq!(placement.as_str().parse::<Placement>().unwrap(), placement);
+        }
+        assert!("fragment".parse::<Placement>().unwrap_err().is_config());
+    }
+
+    #[test]
+    fn plaintext_is_the_encoded_key() {
+        let sig = SignatureMethod::Plaintext.sign("ignored", "c&s", "t s", None);
+        assert_eq!(sig.unwrap(), "c%26s&t%20s");
+    }
+
+    #[test]
+    fn rsa_without_a_key_is_a_config_error() {
+        let e = SignatureMethod::RsaSha1
+            .sign("x", "", "", None)
+            .unwrap_err();
+        assert!(e.is_config());
+    }
+}
