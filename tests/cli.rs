@@ -1,6 +1,8 @@
 //! The `alf` binary, run as a user runs it, against a token endpoint and an
 //! API served over loopback by this test process.
 
+mod oauth1_provider;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -334,4 +336,167 @@ async fn a_missing_secret_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("client secret is required"), "{stderr}");
+}
+
+// ===== OAuth 1.0a =====
+
+/// `alf` signing with OAuth 1.0a for the verifying provider at `addr`.
+async fn alf_oauth1(addr: SocketAddr, method: &str, placement: &str, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alf"));
+    cmd.env("ALF_CONSUMER_SECRET", oauth1_provider::CONSUMER_SECRET)
+        .env("ALF_TOKEN_SECRET", oauth1_provider::TOKEN_SECRET)
+        .args(["--oauth1-consumer-key", oauth1_provider::CONSUMER_KEY])
+        .args(["--oauth1-token", oauth1_provider::TOKEN])
+        .args(["--oauth1-token-secret-env", "ALF_TOKEN_SECRET"])
+        .args(["--oauth1-method", method, "--oauth1-placement", placement]);
+    if method.starts_with("RSA") {
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/oauth1/test-only-rsa-key.pem"
+        );
+        cmd.args(["--oauth1-private-key", key]);
+    } else {
+        cmd.args(["--oauth1-consumer-secret-env", "ALF_CONSUMER_SECRET"]);
+    }
+    let out = cmd
+        .args(extra)
+        .arg(format!("http://{addr}/photos?size=original"))
+        .output()
+        .await
+        .unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn oauth1_signs_with_every_method_and_placement() {
+    let addr = oauth1_provider::provider().await;
+    let methods = [
+        "HMAC-SHA1",
+        "HMAC-SHA256",
+        "HMAC-SHA512",
+        "RSA-SHA1",
+        "RSA-SHA256",
+        "PLAINTEXT",
+    ];
+    for method in methods {
+        for placement in ["header", "query", "body"] {
+            let out = alf_oauth1(addr, method, placement, &["-d", "file=vacation.jpg"]).await;
+            assert_eq!(out.code, 0, "{method} in {placement}: {}", out.stderr);
+            // The provider answers "ok <body length>" only to a valid signature.
+            assert!(
+                out.stdout.starts_with("ok "),
+                "{method} in {placement}: {}",
+                out.stdout
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn oauth1_with_a_wrong_secret_is_refused_and_fails() {
+    let addr = oauth1_provider::provider().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_alf"))
+        .env("ALF_CONSUMER_SECRET", "not-the-secret")
+        .args(["--oauth1-consumer-key", oauth1_provider::CONSUMER_KEY])
+        .args(["--oauth1-consumer-secret-env", "ALF_CONSUMER_SECRET"])
+        .arg(format!("http://{addr}/photos"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(!stderr.contains("not-the-secret"));
+}
+
+/// A provider for the three-legged dance: it checks that each step carries
+/// what the previous one issued.
+async fn dance_provider() -> SocketAddr {
+    async fn request_token(headers: HeaderMap) -> Response {
+        let auth = headers["authorization"].to_str().unwrap().to_owned();
+        assert!(auth.contains(r#"oauth_callback="oob""#), "{auth}");
+        assert!(auth.contains(r#"oauth_consumer_key="dance-key""#), "{auth}");
+        "oauth_token=temp-1&oauth_token_secret=temp-secret&oauth_callback_confirmed=true"
+            .into_response()
+    }
+    async fn access_token(headers: HeaderMap) -> Response {
+        let auth = headers["authorization"].to_str().unwrap().to_owned();
+        if auth.contains(r#"oauth_token="temp-1""#) && auth.contains(r#"oauth_verifier="v-42""#) {
+            "oauth_token=final-7&oauth_token_secret=final-secret".into_response()
+        } else {
+            (StatusCode::UNAUTHORIZED, "oauth_problem=verifier_invalid").into_response()
+        }
+    }
+    let app = Router::new()
+        .route("/request_token", post(request_token))
+        .route("/access_token", post(access_token));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+async fn authorize(addr: SocketAddr, stdin: &str, extra: &[&str]) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alf"))
+        .env("ALF_CONSUMER_SECRET", "dance-secret")
+        .args(["oauth1", "authorize", "--oauth1-consumer-key", "dance-key"])
+        .args(["--oauth1-consumer-secret-env", "ALF_CONSUMER_SECRET"])
+        .args([
+            "--request-token-url",
+            &format!("http://{addr}/request_token"),
+        ])
+        .args(["--authorize-url", "https://provider.example/authorize"])
+        .args(["--access-token-url", &format!("http://{addr}/access_token")])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn oauth1_authorize_walks_the_three_legged_dance() {
+    let addr = dance_provider().await;
+    let out = authorize(addr, "v-42\n", &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("https://provider.example/authorize?oauth_token=temp-1"),
+        "the URL to open: {}",
+        out.stderr
+    );
+    let printed: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(
+        printed,
+        serde_json::json!({"oauth_token": "final-7"}),
+        "no secret unless asked"
+    );
+
+    // The whole callback URL works too, and the secret shows when asked for.
+    let callback = "https://app.example/cb?oauth_token=temp-1&oauth_verifier=v-42\n";
+    let out = authorize(addr, callback, &["--print-secret"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let printed: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(printed["oauth_token_secret"], "final-secret");
+
+    // A callback for another request token is refused.
+    let wrong = "https://app.example/cb?oauth_token=other&oauth_verifier=v-42\n";
+    let out = authorize(addr, wrong, &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
 }

@@ -14,6 +14,8 @@ pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) oauth: OAuthArgs,
     #[command(flatten)]
+    pub(crate) oauth1: OAuth1Args,
+    #[command(flatten)]
     pub(crate) request: RequestArgs,
     /// The URL to request.
     pub(crate) url: Option<String>,
@@ -29,6 +31,61 @@ pub(crate) enum Command {
         #[arg(long)]
         print_token: bool,
     },
+    /// OAuth 1.0a tools.
+    #[command(name = "oauth1", subcommand)]
+    OAuth1(OAuth1Command),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OAuth1Command {
+    /// Walk the three-legged dance: print the URL to open, read the verifier
+    /// (or the whole callback URL) from stdin, print the token credentials.
+    Authorize {
+        #[command(flatten)]
+        oauth1: OAuth1Args,
+        /// The temporary credential request endpoint.
+        #[arg(long, value_name = "URL")]
+        request_token_url: String,
+        /// The resource owner authorization endpoint.
+        #[arg(long, value_name = "URL")]
+        authorize_url: String,
+        /// The token request endpoint.
+        #[arg(long, value_name = "URL")]
+        access_token_url: String,
+        /// The callback URL to register (RFC 5849 §2.1).
+        #[arg(long, value_name = "URL", default_value = "oob")]
+        callback: String,
+        /// Print the token secret too.
+        #[arg(long)]
+        print_secret: bool,
+    },
+}
+
+/// Sign with OAuth 1.0a (RFC 5849) instead of fetching an OAuth 2 token.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "OAuth 1.0a")]
+pub(crate) struct OAuth1Args {
+    /// The consumer key; signs requests with OAuth 1.0a.
+    #[arg(long, value_name = "K")]
+    pub(crate) oauth1_consumer_key: Option<String>,
+    /// Read the consumer secret from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "oauth1_private_key")]
+    pub(crate) oauth1_consumer_secret_env: Option<String>,
+    /// Sign with this RSA private key (PEM, PKCS#1 or PKCS#8) instead.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) oauth1_private_key: Option<PathBuf>,
+    /// The token credentials' identifier.
+    #[arg(long, value_name = "T")]
+    pub(crate) oauth1_token: Option<String>,
+    /// Read the token secret from this environment variable.
+    #[arg(long, value_name = "VAR", requires = "oauth1_token")]
+    pub(crate) oauth1_token_secret_env: Option<String>,
+    /// The signature method.
+    #[arg(long, value_name = "METHOD", default_value = "HMAC-SHA1")]
+    pub(crate) oauth1_method: tower_alf::oauth1::SignatureMethod,
+    /// Where the protocol parameters go: header, query or body.
+    #[arg(long, value_name = "WHERE", default_value = "header")]
+    pub(crate) oauth1_placement: tower_alf::oauth1::Placement,
 }
 
 /// How to get tokens.
@@ -163,6 +220,25 @@ mod tests {
         assert_eq!(cli.url.as_deref(), Some("https://api/x"));
         assert_eq!(cli.request.headers, [("X-A".to_owned(), "1".to_owned())]);
         assert_eq!(cli.oauth.scopes, ["a", "b"]);
+    }
+
+    #[test]
+    fn oauth1_options_parse_method_and_placement_names() {
+        let cli = Cli::try_parse_from([
+            "alf",
+            "--oauth1-consumer-key",
+            "k",
+            "--oauth1-method",
+            "RSA-SHA256",
+            "--oauth1-placement",
+            "query",
+            "https://api/x",
+        ])
+        .unwrap();
+        assert_eq!(cli.oauth1.oauth1_method.to_string(), "RSA-SHA256");
+        assert_eq!(cli.oauth1.oauth1_placement.to_string(), "query");
+        let bad = Cli::try_parse_from(["alf", "--oauth1-method", "MD5", "https://api/x"]);
+        assert!(bad.is_err());
     }
 
     #[test]

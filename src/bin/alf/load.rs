@@ -17,12 +17,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use indicatif::ProgressBar;
 use tokio::{task::JoinSet, time::Instant};
-use tower::{timeout::TimeoutLayer, BoxError, ServiceBuilder, ServiceExt};
+use tower::{timeout::TimeoutLayer, util::BoxCloneService, BoxError, ServiceBuilder, ServiceExt};
 use tower_alf::{BearerAuthLayer, TokenSource};
 
 use crate::{
     args::{Cli, RequestArgs},
-    describe,
+    describe, oauth1,
     tokens::{self, Usage},
 };
 
@@ -102,7 +102,6 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         .as_deref()
         .ok_or_else(|| Usage("a URL is required (or a subcommand: alf token)".into()))?;
     let template = Arc::new(Template::new(&cli.request, url)?);
-    let source = tokens::source(&cli.oauth)?;
 
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
@@ -110,10 +109,29 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         .enable_http1()
         .enable_http2()
         .build();
-    let client = ServiceBuilder::new()
-        .option_layer(cli.oauth.timeout.map(TimeoutLayer::new))
-        .layer(BearerAuthLayer::new(source.clone()))
-        .service(Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https));
+    let http = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
+    let timeout = cli.oauth.timeout.map(TimeoutLayer::new);
+    // OAuth 1.0a signs each request; OAuth 2 takes a token from a source,
+    // whose counters feed the stats.
+    let (client, source) = if cli.oauth1.oauth1_consumer_key.is_some() {
+        if cli.oauth.token_url.is_some() {
+            let message = "--oauth1-consumer-key and --token-url exclude each other: sign with \
+                           OAuth 1.0a or fetch an OAuth 2 token";
+            return Err(Usage(message.into()).into());
+        }
+        let signed = ServiceBuilder::new()
+            .option_layer(timeout)
+            .layer(oauth1::layer(&cli.oauth1)?)
+            .service(http);
+        (BoxCloneService::new(signed), None)
+    } else {
+        let source = tokens::source(&cli.oauth)?;
+        let authorized = ServiceBuilder::new()
+            .option_layer(timeout)
+            .layer(BearerAuthLayer::new(source.clone()))
+            .service(http);
+        (BoxCloneService::new(authorized), Some(source))
+    };
 
     let args = &cli.request;
     if args.repeat == 1 && !args.stats {
@@ -165,7 +183,7 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
     progress.finish_and_clear();
 
     if args.stats {
-        println!("{}", stats(&samples, &source));
+        println!("{}", stats(&samples, source.as_ref()));
     }
     Ok(verdict(&samples))
 }
@@ -244,7 +262,7 @@ fn verdict(samples: &[Sample]) -> ExitCode {
 
 /// The `--stats` line: counts from the crate's own counters, latency
 /// percentiles (nearest rank) over every send.
-fn stats(samples: &[Sample], source: &TokenSource) -> serde_json::Value {
+fn stats(samples: &[Sample], source: Option<&TokenSource>) -> serde_json::Value {
     let mut status = BTreeMap::<String, u64>::new();
     for sample in samples {
         if let Ok(code) = sample.outcome {
@@ -263,7 +281,7 @@ fn stats(samples: &[Sample], source: &TokenSource) -> serde_json::Value {
         let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
         round(latencies[rank.clamp(1, latencies.len()) - 1])
     };
-    let counters = source.stats();
+    let counters = source.map(TokenSource::stats).unwrap_or_default();
     serde_json::json!({
         "requests": samples.len(),
         "status": status,

@@ -4,6 +4,7 @@
 
 mod args;
 mod load;
+mod oauth1;
 mod tokens;
 
 use std::{error::Error as StdError, process::ExitCode};
@@ -12,7 +13,7 @@ use clap::Parser;
 use tower::BoxError;
 
 use crate::{
-    args::{Cli, Command, OAuthArgs},
+    args::{Cli, Command, OAuth1Command, OAuthArgs},
     tokens::Usage,
 };
 
@@ -31,6 +32,24 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Some(Command::Token { oauth, print_token }) => token(oauth, *print_token).await,
+            Some(Command::OAuth1(OAuth1Command::Authorize {
+                oauth1,
+                request_token_url,
+                authorize_url,
+                access_token_url,
+                callback,
+                print_secret,
+            })) => {
+                oauth1::authorize(
+                    oauth1,
+                    request_token_url,
+                    authorize_url,
+                    access_token_url,
+                    callback,
+                    *print_secret,
+                )
+                .await
+            }
             None => load::run(&cli).await,
         }
     });
@@ -38,7 +57,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("alf: {}", describe(&*e));
-            if e.is::<Usage>() {
+            if e.is::<Usage>()
+                || e.downcast_ref::<tower_alf::oauth1::Error>()
+                    .is_some_and(|e| e.is_config())
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -69,6 +91,8 @@ async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError
 pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut line = if let Some(e) = error.downcast_ref::<tower_alf::Error>() {
         format!("could not get a token: {e}")
+    } else if let Some(e) = error.downcast_ref::<tower_alf::oauth1::Error>() {
+        format!("OAuth 1.0a: {e}")
     } else if error.is::<tower::timeout::error::Elapsed>() {
         "request timed out".to_owned()
     } else {

@@ -18,7 +18,7 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-fn usage(message: impl Into<String>) -> Usage {
+pub(crate) fn usage(message: impl Into<String>) -> Usage {
     Usage(message.into())
 }
 
@@ -58,12 +58,16 @@ pub(crate) fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
     Ok(TokenSource::new(grant))
 }
 
+/// A secret from an environment variable.
+pub(crate) fn env_secret(var: &str) -> Result<String, Usage> {
+    std::env::var(var).map_err(|_| usage(format!("the environment variable {var} is not set")))
+}
+
 /// The client secret, from the environment or a file; never from the
 /// command line, where other users of the machine could read it.
 fn secret(args: &OAuthArgs) -> Result<String, Usage> {
     if let Some(var) = &args.client_secret_env {
-        return std::env::var(var)
-            .map_err(|_| usage(format!("the environment variable {var} is not set")));
+        return env_secret(var);
     }
     if let Some(path) = &args.client_secret_file {
         let text = std::fs::read_to_string(path)
