@@ -875,7 +875,7 @@ pub(crate) fn alf_error(error: &BoxError) -> &tower_alf::Error {
 
 // ===== tracing capture =====
 
-/// Everything a `fmt` subscriber wrote, at every level.
+/// Everything the capturing subscriber wrote on one thread, at every level.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -886,9 +886,22 @@ impl Captured {
     }
 }
 
-impl io::Write for Captured {
+std::thread_local! {
+    static SINK: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The writer of the global subscriber: appends to this thread's capture,
+/// if any, and drops the output otherwise.
+#[derive(Debug)]
+struct ThreadSink;
+
+impl io::Write for ThreadSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        lock(&self.0).extend_from_slice(buf);
+        SINK.with(|sink| {
+            if let Some(captured) = sink.borrow().as_ref() {
+                lock(&captured.0).extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
 
@@ -897,23 +910,38 @@ impl io::Write for Captured {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
+/// Ends a capture when dropped.
+#[derive(Debug)]
+#[must_use = "output is captured only while the guard lives"]
+pub(crate) struct CaptureGuard(());
 
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        SINK.with(|sink| sink.borrow_mut().take());
     }
 }
 
-/// Captures all tracing output, at `TRACE` and up, of this thread until
-/// the guard is dropped. Use a current-thread runtime so that spawned tasks
-/// (the token fetch) run on this thread.
-pub(crate) fn capture_tracing() -> (Captured, tracing::subscriber::DefaultGuard) {
+/// Captures all tracing output, at `TRACE` and up, written on this thread
+/// until the guard is dropped. Use a current-thread runtime so that spawned
+/// tasks (the token fetch) run on this thread.
+///
+/// NOTE: the subscriber is the process-wide default, installed once, and
+/// routes each event to the capture of the thread that emits it. A
+/// thread-local subscriber (`set_default`) is not enough when other tests
+/// of the binary run at once: while it is the only scoped subscriber,
+/// `tracing` caches the interest of a callsite first hit on another thread
+/// as "never", for every thread, and its events go missing.
+pub(crate) fn capture_tracing() -> (Captured, CaptureGuard) {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| ThreadSink)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this test binary");
+    });
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    (captured, guard)
+    SINK.with(|sink| *sink.borrow_mut() = Some(captured.clone()));
+    (captured, CaptureGuard(()))
 }
