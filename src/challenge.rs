@@ -2,18 +2,43 @@
 
 use http::{header::WWW_AUTHENTICATE, HeaderMap};
 
+/// What a 401's `WWW-Authenticate` says about bearer tokens.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Bearer {
+    /// No challenge at all (many servers send none).
+    Absent,
+    /// Challenges, none of them `Bearer` (say `Basic`): not about our token.
+    Other,
+    /// A `Bearer` challenge, with its `error` parameter if any.
+    Challenge(Option<String>),
+}
+
+/// Reads the `Bearer` challenge of a response's `WWW-Authenticate`.
+pub(crate) fn bearer(headers: &HeaderMap) -> Bearer {
+    let mut seen = false;
+    for value in headers.get_all(WWW_AUTHENTICATE) {
+        seen = true;
+        let Ok(value) = value.to_str() else { continue };
+        if let Some(challenge) = challenges(value)
+            .into_iter()
+            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+        {
+            return Bearer::Challenge(challenge.param("error").map(str::to_owned));
+        }
+    }
+    if seen {
+        Bearer::Other
+    } else {
+        Bearer::Absent
+    }
+}
+
 /// The `error` parameter of the `Bearer` challenge in `headers`, if any.
 pub(crate) fn bearer_error(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .find_map(|value| {
-            challenges(value)
-                .into_iter()
-                .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
-                .and_then(|c| c.param("error").map(str::to_owned))
-        })
+    match bearer(headers) {
+        Bearer::Challenge(error) => error,
+        Bearer::Absent | Bearer::Other => None,
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -137,6 +162,20 @@ mod tests {
             Some("invalid_token")
         );
         assert_eq!(error_of(&[r#"Basic error="insufficient_scope""#]), None);
+    }
+
+    #[test]
+    fn tells_absent_other_and_bearer_challenges_apart() {
+        let of = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(WWW_AUTHENTICATE, HeaderValue::from_str(v).unwrap());
+            }
+            bearer(&headers)
+        };
+        assert_eq!(of(&[]), Bearer::Absent);
+        assert_eq!(of(&[r#"Basic realm="x""#]), Bearer::Other);
+        assert_eq!(of(&["Basic realm=x", "Bearer"]), Bearer::Challenge(None));
     }
 
     #[test]

@@ -84,6 +84,14 @@ where
         }
     }
 
+    pub(crate) fn passthrough(future: S::Future) -> Self {
+        Self {
+            state: State::Called { future },
+            token: None,
+            replay: None,
+        }
+    }
+
     pub(crate) fn waiting(
         token: TokenFuture,
         service: S,
@@ -148,8 +156,8 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     if response.status() != StatusCode::UNAUTHORIZED
-                        || challenge::bearer_error(response.headers()).as_deref()
-                            == Some("insufficient_scope")
+                        || !replay.request.is_replayable()
+                        || !wants_a_new_token(response.headers())
                     {
                         return Poll::Ready(Ok(response));
                     }
@@ -193,6 +201,17 @@ where
                 }
             }
         }
+    }
+}
+
+/// Whether a 401 with these headers asks for another bearer token: not when
+/// it challenges another scheme only (say `Basic`), nor when it says
+/// `insufficient_scope` (RFC 6750 §3.1: a new token would not help).
+fn wants_a_new_token(headers: &http::HeaderMap) -> bool {
+    match challenge::bearer(headers) {
+        challenge::Bearer::Absent => true,
+        challenge::Bearer::Other => false,
+        challenge::Bearer::Challenge(error) => error.as_deref() != Some("insufficient_scope"),
     }
 }
 

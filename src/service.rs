@@ -6,6 +6,7 @@ use tower_service::Service;
 
 use crate::{
     future::ResponseFuture,
+    layer::Options,
     replay::{CheapClone, CloneBody, SavedRequest},
     BearerAuthLayer, TokenSource,
 };
@@ -41,12 +42,13 @@ pub struct BearerAuth<S, C = CheapClone> {
     inner: S,
     source: TokenSource,
     clone_body: C,
+    options: Options,
 }
 
 impl<S> BearerAuth<S> {
     /// Authorizes requests to `inner` with tokens from `source`.
     pub fn new(inner: S, source: TokenSource) -> Self {
-        Self::with_policy(inner, source, CheapClone)
+        Self::with_options(inner, source, CheapClone, Options::default())
     }
 
     /// A [`BearerAuthLayer`] for this middleware.
@@ -56,11 +58,17 @@ impl<S> BearerAuth<S> {
 }
 
 impl<S, C> BearerAuth<S, C> {
-    pub(crate) fn with_policy(inner: S, source: TokenSource, clone_body: C) -> Self {
+    pub(crate) fn with_options(
+        inner: S,
+        source: TokenSource,
+        clone_body: C,
+        options: Options,
+    ) -> Self {
         Self {
             inner,
             source,
             clone_body,
+            options,
         }
     }
 
@@ -100,13 +108,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if !self.options.attaches_to(&request) {
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
         match self.source.cached_header() {
             Some((value, id)) => {
                 // Insert first: the copy then has room for the header, and a
                 // replay only overwrites its value.
                 request.headers_mut().insert(AUTHORIZATION, value);
-                let saved = SavedRequest::new(&request, &self.clone_body)
-                    .map(|saved| (saved, self.inner.clone(), self.source.clone()));
+                let (request, saved) = self.keep(request);
                 ResponseFuture::called(self.inner.call(request), id, saved)
             }
             None => {
@@ -115,10 +125,32 @@ where
                 // stays behind for the next `poll_ready` (see `tower::Service`).
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                let saved = SavedRequest::new(&request, &self.clone_body)
-                    .map(|saved| (saved, self.inner.clone(), self.source.clone()));
+                let (request, saved) = self.keep(request);
                 ResponseFuture::waiting(self.source.token(), ready, request, saved)
             }
         }
+    }
+}
+
+impl<S, C> BearerAuth<S, C>
+where
+    S: Clone,
+{
+    /// Keeps what a replay of `request` needs, if its method and body allow.
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    fn keep<B>(
+        &self,
+        request: Request<B>,
+    ) -> (Request<B>, Option<(SavedRequest<B>, S, TokenSource)>)
+    where
+        C: CloneBody<B>,
+    {
+        if !self.options.replay_on.allows(request.method()) {
+            return (request, None);
+        }
+        let (request, saved) = SavedRequest::prepare(request, &self.clone_body);
+        let saved = saved.map(|saved| (saved, self.inner.clone(), self.source.clone()));
+        (request, saved)
     }
 }
