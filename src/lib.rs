@@ -83,6 +83,7 @@ mod token;
 
 pub mod grant;
 pub mod replay;
+pub mod store;
 
 #[doc(inline)]
 pub use self::{

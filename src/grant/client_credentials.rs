@@ -8,7 +8,11 @@ use std::{
 use tower::Service;
 
 use super::FetchToken;
-use crate::{endpoint::TokenEndpoint, Error, Token};
+use crate::{
+    endpoint::TokenEndpoint,
+    store::{CacheKey, CacheKeyBuilder},
+    Error, Token,
+};
 
 /// The client credentials grant (RFC 6749 §4.4): the client trades its own
 /// credentials for a token, with no user involved.
@@ -70,6 +74,23 @@ impl ClientCredentials {
     /// The token endpoint.
     pub fn endpoint(&self) -> &TokenEndpoint {
         &self.endpoint
+    }
+
+    /// The [`CacheKey`] of this grant's tokens, to name them in a
+    /// [`TokenStore`](crate::store::TokenStore): the token URL, the grant
+    /// type, the client id, the scopes and every other parameter; never the
+    /// client secret. Set a namespace on the builder before
+    /// [`build`](CacheKeyBuilder::build).
+    pub fn cache_key(&self) -> CacheKeyBuilder {
+        let mut key = CacheKey::builder(self.endpoint.url().to_string(), "client_credentials")
+            .client_id(self.endpoint.client_auth().client_id());
+        for scope in self.scopes.iter().flat_map(|s| s.split_whitespace()) {
+            key = key.scope(scope);
+        }
+        for (name, value) in &self.params {
+            key = key.param(name.clone(), value.clone());
+        }
+        key
     }
 
     fn form(&self) -> Vec<(String, String)> {
