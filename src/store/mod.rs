@@ -45,10 +45,14 @@
 mod grant;
 mod key;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod stored;
 
 use std::{error::Error as StdError, fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
+#[cfg(feature = "redis")]
+pub use self::redis::{EncryptionKey, RedisStore, RedisStoreBuilder};
 pub use self::{
     grant::{StoreGrant, StoreStats},
     key::{CacheKey, CacheKeyBuilder},

@@ -1,0 +1,627 @@
+//! Token stores against a real Redis: the one on 127.0.0.1:6379 (`.ci/run`
+//! starts it), or one a test starts itself on a spare port. Each test uses
+//! its own key namespace, so tests run in parallel.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::{Child, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use redis::AsyncCommands;
+use tower::{service_fn, ServiceExt};
+use tower_alf::{
+    grant::{ClientCredentials, FetchToken},
+    store::{CacheKey, EncryptionKey, RedisStore, StoreGrant, StoredToken, TokenStore},
+    ClientAuth, Error, RefreshReason, Token, TokenEndpoint, TokenSource,
+};
+
+const REDIS: &str = "redis://127.0.0.1:6379/";
+const SECRET: &str = "store-s3cr3t";
+
+/// A namespace no other test (or earlier run) uses.
+fn namespace(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("alf-test:{test}:{}:{nanos}", std::process::id())
+}
+
+// ===== a loopback token endpoint and API =====
+
+struct Server {
+    lifetime: Duration,
+    tokens_issued: AtomicUsize,
+    /// Access token → when it expires.
+    issued: Mutex<HashMap<String, std::time::Instant>>,
+    api_ok: AtomicUsize,
+    api_without_token: AtomicUsize,
+    api_rejected: AtomicUsize,
+}
+
+async fn start(lifetime: Duration) -> (Arc<Server>, SocketAddr) {
+    let server = Arc::new(Server {
+        lifetime,
+        tokens_issued: AtomicUsize::new(0),
+        issued: Mutex::new(HashMap::new()),
+        api_ok: AtomicUsize::new(0),
+        api_without_token: AtomicUsize::new(0),
+        api_rejected: AtomicUsize::new(0),
+    });
+    let app = Router::new()
+        .route("/token", post(token_endpoint))
+        .route("/api", get(api))
+        .with_state(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (server, addr)
+}
+
+async fn token_endpoint(State(server): State<Arc<Server>>, body: String) -> Response {
+    let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    if form.get("client_secret").map(String::as_str) != Some(SECRET) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let n = server.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
+    let token = format!("tok-{n}-{}", fastrand::u64(..));
+    server
+        .issued
+        .lock()
+        .unwrap()
+        .insert(token.clone(), std::time::Instant::now() + server.lifetime);
+    Json(serde_json::json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": server.lifetime.as_secs_f64(),
+    }))
+    .into_response()
+}
+
+/// Accepts a token it issued that has not expired; 401 otherwise.
+async fn api(State(server): State<Arc<Server>>, headers: HeaderMap) -> StatusCode {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        server.api_without_token.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::UNAUTHORIZED;
+    };
+    let valid = server
+        .issued
+        .lock()
+        .unwrap()
+        .get(token)
+        .is_some_and(|until| std::time::Instant::now() < *until);
+    if valid {
+        server.api_ok.fetch_add(1, Ordering::SeqCst);
+        StatusCode::OK
+    } else {
+        server.api_rejected.fetch_add(1, Ordering::SeqCst);
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+fn grant(token_url: &str) -> ClientCredentials {
+    let endpoint = TokenEndpoint::builder(token_url)
+        .client_auth(ClientAuth::post("store-client", SECRET))
+        .build()
+        .unwrap();
+    ClientCredentials::new(endpoint).scope("read")
+}
+
+async fn raw_redis(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a Redis answers; .ci/run starts one on 127.0.0.1:6379")
+}
+
+// ===== two sources, one process =====
+
+#[tokio::test]
+async fn two_sources_share_one_fetch_and_a_401_refreshes_once_for_both() {
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    let grant = grant(&format!("http://{addr}/token"));
+    let key = grant.cache_key().namespace(namespace("two")).build();
+    let store = RedisStore::new(REDIS).unwrap();
+    let a = TokenSource::new(StoreGrant::new(grant.clone(), store.clone(), key.clone()));
+    let b = TokenSource::new(StoreGrant::new(grant, store, key));
+
+    let ta = a.token().await.unwrap();
+    let tb = b.token().await.unwrap();
+    assert_eq!(ta.access_token(), tb.access_token());
+    assert_eq!(
+        server.tokens_issued.load(Ordering::SeqCst),
+        1,
+        "one fetch serves both"
+    );
+
+    let ta2 = a.invalidate(ta.id()).await.unwrap();
+    assert_ne!(ta2.access_token(), ta.access_token());
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 2);
+    // b's copy of the old token is rejected too: its compare-and-delete finds
+    // a's newer token and leaves it, and b takes it.
+    let tb2 = b.invalidate(tb.id()).await.unwrap();
+    assert_eq!(tb2.access_token(), ta2.access_token());
+    assert_eq!(
+        server.tokens_issued.load(Ordering::SeqCst),
+        2,
+        "the 401 re-fetched once"
+    );
+}
+
+#[tokio::test]
+async fn sources_with_different_scopes_never_share_a_token() {
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    let ns = namespace("scopes");
+    let read = grant(&format!("http://{addr}/token"));
+    let write = read.clone().scope("write");
+    let store = RedisStore::new(REDIS).unwrap();
+    let a = TokenSource::new(StoreGrant::new(
+        read.clone(),
+        store.clone(),
+        read.cache_key().namespace(&ns).build(),
+    ));
+    let b = TokenSource::new(StoreGrant::new(
+        write.clone(),
+        store,
+        write.cache_key().namespace(&ns).build(),
+    ));
+    let ta = a.token().await.unwrap();
+    let tb = b.token().await.unwrap();
+    assert_ne!(ta.access_token(), tb.access_token());
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 2);
+}
+
+// ===== what is stored =====
+
+#[tokio::test]
+async fn stored_values_have_a_ttl_unix_expiry_and_no_secret() {
+    let (_server, addr) = start(Duration::from_secs(120)).await;
+    let grant = grant(&format!("http://{addr}/token"));
+    let mut raw = raw_redis(REDIS).await;
+    let sealing = EncryptionKey::new([42; 32]);
+    for encrypted in [false, true] {
+        let key = grant
+            .cache_key()
+            .namespace(namespace(&format!("values-{encrypted}")))
+            .build();
+        assert!(!key.as_str().contains(SECRET));
+        let mut store = RedisStore::builder(REDIS);
+        if encrypted {
+            store = store.encryption_key(sealing.clone());
+        }
+        let source = TokenSource::new(StoreGrant::new(
+            grant.clone(),
+            store.build().unwrap(),
+            key.clone(),
+        ));
+        let token = source.token().await.unwrap();
+        let access = token.access_token().secret().to_owned();
+
+        let value: Vec<u8> = raw.get(key.as_str()).await.unwrap();
+        let text = String::from_utf8(value).unwrap();
+        assert!(!text.contains(SECRET), "no client secret");
+        let ttl: i64 = raw.pttl(key.as_str()).await.unwrap();
+        assert!(
+            ttl > 110_000 && ttl <= 120_000,
+            "TTL = remaining lifetime, got {ttl} ms"
+        );
+
+        if encrypted {
+            assert!(!text.contains(&access), "no plaintext token: {text}");
+            assert!(text.contains(":e:"));
+        } else {
+            assert!(text.contains(&access));
+            let json = text.splitn(4, ':').nth(3).unwrap();
+            let json: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(json["v"], 1);
+            let exp = json["exp"].as_u64().expect("expiry in Unix milliseconds");
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            assert!(exp > now + 110_000 && exp <= now + 120_000);
+        }
+        let _: () = raw.del(key.as_str()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn compare_and_delete_and_swap_touch_only_the_expected_token() {
+    let store = RedisStore::builder(REDIS)
+        .encryption_key(EncryptionKey::new([1; 32]))
+        .build()
+        .unwrap();
+    let key = CacheKey::builder("https://idp/token", "client_credentials")
+        .namespace(namespace("cas"))
+        .build();
+    let stored = |name: &str| {
+        StoredToken::from_token(
+            &Token::bearer(name)
+                .unwrap()
+                .with_expires_in(Duration::from_secs(60)),
+        )
+    };
+    let (one, two, three) = (stored("one"), stored("two"), stored("three"));
+    assert!(store.compare_and_swap(&key, None, &one).await.unwrap());
+    assert!(!store.compare_and_swap(&key, None, &two).await.unwrap());
+    assert!(!store
+        .compare_and_swap(&key, Some(&two.fingerprint()), &three)
+        .await
+        .unwrap());
+    assert!(store
+        .compare_and_swap(&key, Some(&one.fingerprint()), &two)
+        .await
+        .unwrap());
+    assert!(!store
+        .compare_and_delete(&key, &one.fingerprint())
+        .await
+        .unwrap());
+    assert_eq!(store.get(&key).await.unwrap(), Some(two.clone()));
+    assert!(store
+        .compare_and_delete(&key, &two.fingerprint())
+        .await
+        .unwrap());
+    assert_eq!(store.get(&key).await.unwrap(), None);
+
+    assert!(store
+        .try_lock(&key, "me", Duration::from_secs(5))
+        .await
+        .unwrap());
+    assert!(!store
+        .try_lock(&key, "you", Duration::from_secs(5))
+        .await
+        .unwrap());
+    assert!(!store.unlock(&key, "you").await.unwrap());
+    assert!(store.unlock(&key, "me").await.unwrap());
+    assert!(store
+        .try_lock(&key, "you", Duration::from_secs(5))
+        .await
+        .unwrap());
+    assert!(store.unlock(&key, "you").await.unwrap());
+}
+
+#[tokio::test]
+async fn garbage_in_redis_is_a_miss_and_is_overwritten() {
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    let grant = grant(&format!("http://{addr}/token"));
+    let key = grant.cache_key().namespace(namespace("garbage")).build();
+    let mut raw = raw_redis(REDIS).await;
+    let _: () = raw
+        .set_ex(key.as_str(), b"\xff\xfenot a token".to_vec(), 60)
+        .await
+        .unwrap();
+    let stored = StoreGrant::new(grant, RedisStore::new(REDIS).unwrap(), key.clone());
+    let stats = stored.stats();
+    let token = TokenSource::new(stored).token().await.unwrap();
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 1);
+    // Seen twice: before taking the lock and after (the double check).
+    assert_eq!(stats.snapshot().store_errors, 2);
+    let value: Vec<u8> = raw.get(key.as_str()).await.unwrap();
+    assert!(String::from_utf8_lossy(&value).contains(token.access_token().secret()));
+    let _: () = raw.del(key.as_str()).await.unwrap();
+}
+
+// ===== a lock holder that dies =====
+
+#[tokio::test]
+async fn an_aborted_lock_holder_is_taken_over_within_the_lock_ttl() {
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    let real = grant(&format!("http://{addr}/token"));
+    let key = real.cache_key().namespace(namespace("abort")).build();
+    let store = RedisStore::new(REDIS).unwrap();
+    let ttl = Duration::from_secs(1);
+
+    // Instance A: its token request never answers; it is aborted holding the lock.
+    let (started, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+    let hanging = service_fn(move |_: FetchToken| {
+        let _ = started.send(());
+        async { std::future::pending::<Result<Token, Error>>().await }
+    });
+    let a = StoreGrant::new(hanging, store.clone(), key.clone()).lock_ttl(ttl);
+    let holder = tokio::spawn(a.oneshot(FetchToken::new(RefreshReason::FirstUse, None)));
+    started_rx.recv().await.unwrap();
+    holder.abort();
+    let mut raw = raw_redis(REDIS).await;
+    let lock: Option<String> = raw.get(format!("{key}:lock")).await.unwrap();
+    assert!(lock.is_some(), "A died holding the lock");
+
+    // Instance B waits for the lock to expire, then fetches itself.
+    let b = StoreGrant::new(real, store, key.clone()).lock_ttl(ttl);
+    let stats = b.stats();
+    let began = std::time::Instant::now();
+    let token = tokio::time::timeout(Duration::from_secs(5), TokenSource::new(b).token())
+        .await
+        .expect("nobody waits forever")
+        .unwrap();
+    let waited = began.elapsed();
+    assert!(
+        waited < ttl + Duration::from_millis(500),
+        "took over after {waited:?}"
+    );
+    assert!(token.access_token().secret().starts_with("tok-1-"));
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.snapshot().lock_waits, 1);
+    let _: () = raw.del(key.as_str()).await.unwrap();
+}
+
+// ===== Redis stopped and restarted =====
+
+struct OwnRedis {
+    port: u16,
+    child: Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is on PATH (.ci/run installs it)");
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn ready(&self) {
+        for _ in 0..100 {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                    if redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server on {} did not start", self.port);
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+type Body = http_body_util::Full<bytes::Bytes>;
+
+/// Sends one request through `api`; its status.
+async fn send<S>(api: &S) -> u16
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let request = http::Request::get("http://api/")
+        .body(Body::default())
+        .unwrap();
+    api.clone()
+        .oneshot(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn requests_keep_succeeding_while_redis_is_down_and_use_it_again_after() {
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    let grant = grant(&format!("http://{addr}/token"));
+    let key = grant.cache_key().namespace(namespace("outage")).build();
+    let mut redis = OwnRedis::start(spare_port());
+    redis.ready().await;
+    let stored = StoreGrant::new(grant, RedisStore::new(redis.url()).unwrap(), key.clone())
+        .timeout(Duration::from_millis(200));
+    let stats = stored.stats();
+    let source = TokenSource::new(stored);
+    let api = tower::ServiceBuilder::new()
+        .layer(tower_alf::BearerAuthLayer::new(source.clone()))
+        .service(service_fn(|req: http::Request<Body>| async move {
+            let status = if req.headers().contains_key("authorization") {
+                200
+            } else {
+                401
+            };
+            let response = http::Response::builder()
+                .status(status)
+                .body(Body::default());
+            Ok::<_, http::Error>(response.unwrap())
+        }));
+    let t1 = source.token().await.unwrap();
+    assert_eq!(send(&api).await, 200);
+    assert_eq!(stats.snapshot().store_errors, 0);
+
+    redis.stop();
+    let t2 = source.invalidate(t1.id()).await.expect("a local fetch");
+    assert_eq!(send(&api).await, 200);
+    let t3 = source.invalidate(t2.id()).await.expect("a local fetch");
+    assert_eq!(send(&api).await, 200);
+    assert!(stats.snapshot().store_errors >= 2, "{:?}", stats.snapshot());
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 3);
+
+    let restarted = OwnRedis::start(redis.port);
+    restarted.ready().await;
+    let mut raw = raw_redis(&restarted.url()).await;
+    let mut last = t3;
+    let mut resumed = false;
+    for _ in 0..50 {
+        last = source.invalidate(last.id()).await.unwrap();
+        assert_eq!(send(&api).await, 200);
+        let value: Option<Vec<u8>> = raw.get(key.as_str()).await.unwrap();
+        if value.is_some_and(|v| String::from_utf8_lossy(&v).contains(last.access_token().secret()))
+        {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(resumed, "the token is stored in Redis again");
+    drop(restarted);
+}
+
+// ===== a fleet of processes =====
+
+/// The worker half of `eight_processes_make_one_token_request_per_refresh`:
+/// this test binary, started again with `ALF_FLEET_*` set. Without them
+/// (a normal test run) it does nothing.
+#[test]
+fn fleet_worker() {
+    let Ok(token_url) = std::env::var("ALF_FLEET_TOKEN_URL") else {
+        return;
+    };
+    let var = |name: &str| std::env::var(name).unwrap();
+    let api_url = var("ALF_FLEET_API_URL");
+    let namespace = var("ALF_FLEET_NAMESPACE");
+    let run = Duration::from_millis(var("ALF_FLEET_RUN_MS").parse().unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+        let grant = grant(&token_url);
+        let key = grant.cache_key().namespace(namespace).build();
+        let store = RedisStore::new(REDIS).unwrap();
+        let source = TokenSource::new(StoreGrant::new(grant, store, key));
+        let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+        let api = tower::ServiceBuilder::new()
+            .layer(tower_alf::BearerAuthLayer::new(source.clone()))
+            .service(client);
+        let (mut ok, mut failed) = (0u64, 0u64);
+        let end = tokio::time::Instant::now() + run;
+        while tokio::time::Instant::now() < end {
+            let request = http::Request::get(&api_url).body(Body::default()).unwrap();
+            match api.clone().oneshot(request).await {
+                Ok(response) if response.status() == 200 => ok += 1,
+                _ => failed += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats = source.stats();
+        let line = serde_json::json!({
+            "ok": ok,
+            "failed": failed,
+            "fetches": stats.fetches,
+            "replays": stats.replays,
+        });
+        println!("FLEET-RESULT {line}");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_make_one_token_request_per_refresh() {
+    const PROCESSES: usize = 8;
+    let lifetime = Duration::from_secs(2);
+    let run = Duration::from_secs(6);
+    let (server, addr) = start(lifetime).await;
+    let ns = namespace("fleet");
+    let began = std::time::Instant::now();
+    let workers: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "fleet_worker",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("ALF_FLEET_TOKEN_URL", format!("http://{addr}/token"))
+                .env("ALF_FLEET_API_URL", format!("http://{addr}/api"))
+                .env("ALF_FLEET_NAMESPACE", &ns)
+                .env("ALF_FLEET_RUN_MS", run.as_millis().to_string())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut results = Vec::new();
+    for worker in workers {
+        let out = tokio::time::timeout(Duration::from_secs(30), worker.wait_with_output())
+            .await
+            .expect("a worker finished")
+            .unwrap();
+        assert!(out.status.success());
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("FLEET-RESULT ").map(|(_, json)| json))
+            .unwrap_or_else(|| panic!("no result line in {stdout}"));
+        results.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+    }
+    let elapsed = began.elapsed();
+
+    let ok: u64 = results.iter().map(|r| r["ok"].as_u64().unwrap()).sum();
+    let failed: u64 = results.iter().map(|r| r["failed"].as_u64().unwrap()).sum();
+    let tokens = server.tokens_issued.load(Ordering::SeqCst);
+    // The fleet refreshes when its first member finds the token stale: with
+    // the default jitter, 62–75 % into the lifetime. So one request per
+    // 0.62 lifetimes at most, where 8 unshared processes would make 8.
+    let cycles = (elapsed.as_secs_f64() / (lifetime.as_secs_f64() * 0.62)).ceil() as usize;
+    eprintln!(
+        "fleet: {PROCESSES} processes, {elapsed:?}, {tokens} token requests (bound {}), \
+         {ok} requests ok, {failed} failed, {} without a token, {} rejected; {results:?}",
+        cycles + 1,
+        server.api_without_token.load(Ordering::SeqCst),
+        server.api_rejected.load(Ordering::SeqCst),
+    );
+    assert!(ok > 1000, "the fleet made requests");
+    assert_eq!(failed, 0, "no request failed");
+    assert_eq!(
+        server.api_without_token.load(Ordering::SeqCst),
+        0,
+        "no request without a token"
+    );
+    assert!(tokens >= 3, "tokens were refreshed during the run");
+    assert!(
+        tokens <= cycles + 1,
+        "{tokens} token requests, more than one per refresh"
+    );
+}
