@@ -625,3 +625,39 @@ async fn eight_processes_make_one_token_request_per_refresh() {
         "{tokens} token requests, more than one per refresh"
     );
 }
+
+#[tokio::test]
+async fn a_redis_that_never_answers_costs_one_short_timeout_per_fetch() {
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let grant = grant(&format!("http://{addr}/token"));
+    let key = grant.cache_key().namespace(namespace("silent")).build();
+    let store = RedisStore::new(format!("redis://{silent_addr}/")).unwrap();
+    let stored = StoreGrant::new(grant, store, key).timeout(Duration::from_millis(100));
+    let stats = stored.stats();
+    let source = TokenSource::new(stored);
+    let began = std::time::Instant::now();
+    let token = source.token().await.unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        began.elapsed()
+    );
+    let began = std::time::Instant::now();
+    source.invalidate(token.id()).await.unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.snapshot().store_errors, 2);
+}

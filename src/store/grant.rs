@@ -599,6 +599,86 @@ mod tests {
         }
     }
 
+    /// A [`MemoryStore`] that counts its calls.
+    #[derive(Debug, Default)]
+    struct Counting {
+        store: MemoryStore,
+        calls: AtomicUsize,
+    }
+
+    impl Counting {
+        fn count(&self) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl TokenStore for Counting {
+        fn get<'a>(
+            &'a self,
+            k: &'a CacheKey,
+        ) -> crate::store::StoreFuture<'a, Option<StoredToken>> {
+            self.count();
+            self.store.get(k)
+        }
+        fn put<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            t: &'a StoredToken,
+        ) -> crate::store::StoreFuture<'a, ()> {
+            self.count();
+            self.store.put(k, t)
+        }
+        fn compare_and_delete<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            f: &'a Fingerprint,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.count();
+            self.store.compare_and_delete(k, f)
+        }
+        fn compare_and_swap<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            f: Option<&'a Fingerprint>,
+            t: &'a StoredToken,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.count();
+            self.store.compare_and_swap(k, f, t)
+        }
+        fn try_lock<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            o: &'a str,
+            d: Duration,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.count();
+            self.store.try_lock(k, o, d)
+        }
+        fn unlock<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            o: &'a str,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.count();
+            self.store.unlock(k, o)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_is_never_called_while_a_cached_token_is_usable() {
+        let (grant, _) = counted(3600);
+        let store = Arc::new(Counting::default());
+        let source = TokenSource::new(StoreGrant::new(grant, Arc::clone(&store), key()));
+        source.token().await.unwrap();
+        let after_fetch = store.calls.load(Ordering::SeqCst);
+        assert_eq!(after_fetch, 5, "get, lock, get, put, unlock");
+        for _ in 0..1000 {
+            source.token().await.unwrap();
+            assert!(source.cached_header().is_some());
+        }
+        assert_eq!(store.calls.load(Ordering::SeqCst), after_fetch);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_waiter_takes_over_when_the_lock_holder_is_gone() {
         let (grant, calls) = counted(3600);
