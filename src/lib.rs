@@ -11,6 +11,9 @@
 //!   they expire so no request waits, compare-and-invalidate on rejection.
 //! - A [grant] fetches the tokens: [`grant::ClientCredentials`] over a
 //!   [`TokenEndpoint`], or any tower service you write.
+//! - A [store] shares tokens between sources, processes and restarts:
+//!   wrap the grant in a [`store::StoreGrant`] over a [`store::MemoryStore`],
+//!   a Redis store (feature `redis`) or your own [`store::TokenStore`].
 //!
 //! # Example
 //!
@@ -61,6 +64,10 @@
 //! - `rustls` (default): [`HttpClient::default`], hyper-util's client over
 //!   hyper-rustls with the ring provider, so `https` token endpoints work
 //!   out of the box. Without it, give the [`TokenEndpoint`] your own client.
+//! - `redis`: `store::RedisStore`, tokens in Redis or Valkey shared by
+//!   a fleet, with a fleet-wide single flight and optional encryption at rest.
+//! - `redis-cluster`: Redis Cluster for the Redis store.
+//! - `cli`: the `alf` command-line client (enables `redis`).
 //! - `full`: all of the above.
 //!
 //! # Defaults
@@ -98,6 +105,6 @@ pub use self::{
     token::{Token, TokenId, TokenType},
 };
 
-#[cfg(all(doctest, feature = "rustls"))]
+#[cfg(all(doctest, feature = "rustls", feature = "redis"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
