@@ -528,7 +528,17 @@ fn fleet_worker() {
         let grant = grant(&token_url);
         let key = grant.cache_key().namespace(namespace).build();
         let store = RedisStore::new(REDIS).unwrap();
-        let source = TokenSource::new(StoreGrant::new(grant, store, key));
+        let mut stored = StoreGrant::new(grant, store, key);
+        if let Ok(ttl) = std::env::var("ALF_FLEET_LOCK_TTL_MS") {
+            stored = stored.lock_ttl(Duration::from_millis(ttl.parse().unwrap()));
+        }
+        let source = TokenSource::new(stored);
+        if std::env::var("ALF_FLEET_HANG").is_ok() {
+            // The token endpoint never answers: this process holds the lock
+            // until it is killed.
+            let _ = source.token().await;
+            return;
+        }
         let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
         let api = tower::ServiceBuilder::new()
             .layer(tower_alf::BearerAuthLayer::new(source.clone()))
@@ -660,4 +670,191 @@ async fn a_redis_that_never_answers_costs_one_short_timeout_per_fetch() {
     );
     assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 2);
     assert_eq!(stats.snapshot().store_errors, 2);
+}
+
+#[tokio::test]
+async fn a_killed_lock_holder_process_is_taken_over_within_the_lock_ttl() {
+    let ttl = Duration::from_secs(1);
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    // A token endpoint that accepts and never answers, for the doomed holder.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let ns = namespace("killed");
+    let mut holder = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "fleet_worker",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("ALF_FLEET_TOKEN_URL", format!("http://{silent_addr}/token"))
+        .env("ALF_FLEET_API_URL", "unused")
+        .env("ALF_FLEET_NAMESPACE", &ns)
+        .env("ALF_FLEET_RUN_MS", "0")
+        .env("ALF_FLEET_LOCK_TTL_MS", ttl.as_millis().to_string())
+        .env("ALF_FLEET_HANG", "1")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // The holder's key, named from its grant.
+    let grant_there = grant(&format!("http://{silent_addr}/token"));
+    let key = grant_there.cache_key().namespace(&ns).build();
+    let mut raw = raw_redis(REDIS).await;
+    for attempt in 0.. {
+        let lock: Option<String> = raw.get(format!("{key}:lock")).await.unwrap();
+        if lock.is_some() {
+            break;
+        }
+        assert!(attempt < 500, "the holder never took the lock");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    holder.kill().await.unwrap();
+    let killed_at = std::time::Instant::now();
+
+    // Another instance on the same key, whose inner grant reaches the real
+    // endpoint, waits out the dead holder's lease and fetches.
+    let real = grant(&format!("http://{addr}/token"));
+    let b = StoreGrant::new(real, RedisStore::new(REDIS).unwrap(), key.clone()).lock_ttl(ttl);
+    let stats = b.stats();
+    let token = tokio::time::timeout(Duration::from_secs(5), TokenSource::new(b).token())
+        .await
+        .expect("nobody waits forever")
+        .unwrap();
+    let waited = killed_at.elapsed();
+    assert!(
+        waited < ttl + Duration::from_millis(500),
+        "took over after {waited:?}"
+    );
+    assert!(token.access_token().secret().starts_with("tok-1-"));
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.snapshot().lock_waits, 1);
+    let _: () = raw.del(key.as_str()).await.unwrap();
+}
+
+// ===== Redis Cluster =====
+
+/// A three-node Redis Cluster (no replicas) this test starts and stops.
+#[cfg(feature = "redis-cluster")]
+struct OwnCluster {
+    nodes: Vec<OwnRedis>,
+    dir: std::path::PathBuf,
+}
+
+#[cfg(feature = "redis-cluster")]
+impl OwnCluster {
+    async fn start() -> Self {
+        let dir = std::env::temp_dir().join(namespace("cluster").replace(':', "-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        while nodes.len() < 3 {
+            let port = spare_port();
+            // The cluster bus listens on port + 10000.
+            if port > 55_000 || std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_err() {
+                continue;
+            }
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server is on PATH (.ci/run installs it)");
+            let node = OwnRedis { port, child };
+            node.ready().await;
+            nodes.push(node);
+        }
+        let created = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .expect("redis-cli is on PATH");
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        for node in &nodes {
+            let mut c = raw_redis(&node.url()).await;
+            for attempt in 0.. {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(attempt < 100, "the cluster did not converge: {info}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Self { nodes, dir }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(OwnRedis::url).collect()
+    }
+}
+
+#[cfg(feature = "redis-cluster")]
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn a_redis_cluster_shares_tokens_and_keeps_a_token_and_its_lock_in_one_slot() {
+    let cluster = OwnCluster::start().await;
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    let grant = grant(&format!("http://{addr}/token"));
+    let key = grant.cache_key().namespace(namespace("cluster")).build();
+    let urls = cluster.urls();
+    let store = RedisStore::builder(&urls[0])
+        .cluster(urls[1..].to_vec())
+        .encryption_key(EncryptionKey::new([3; 32]))
+        .build()
+        .unwrap();
+    let a_grant = StoreGrant::new(grant.clone(), store.clone(), key.clone());
+    let stats = a_grant.stats();
+    let a = TokenSource::new(a_grant);
+    let b = TokenSource::new(StoreGrant::new(grant, store.clone(), key.clone()));
+
+    let ta = a.token().await.unwrap();
+    let tb = b.token().await.unwrap();
+    assert_eq!(ta.access_token(), tb.access_token());
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 1);
+    let ta2 = a.invalidate(ta.id()).await.unwrap();
+    let tb2 = b.invalidate(tb.id()).await.unwrap();
+    assert_eq!(ta2.access_token(), tb2.access_token());
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.snapshot().store_errors, 0, "{:?}", stats.snapshot());
+
+    let mut raw = raw_redis(&urls[0]).await;
+    let slot = |k: String| redis::cmd("CLUSTER").arg("KEYSLOT").arg(k).clone();
+    let token_slot: i64 = slot(key.to_string()).query_async(&mut raw).await.unwrap();
+    let lock_slot: i64 = slot(format!("{key}:lock"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(token_slot, lock_slot);
+    drop(cluster);
 }
