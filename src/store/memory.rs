@@ -143,3 +143,33 @@ impl fmt::Debug for MemoryStore {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Token;
+
+    #[tokio::test]
+    async fn an_expired_token_is_forgotten_and_compares_as_absent() {
+        let store = MemoryStore::new();
+        let key = CacheKey::builder("https://idp/token", "client_credentials").build();
+        let gone = StoredToken::from_token(
+            &Token::bearer("t")
+                .unwrap()
+                .with_expires_in(Duration::from_millis(1)),
+        );
+        store.put(&key, &gone).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        let fresh = StoredToken::from_token(&Token::bearer("u").unwrap());
+        assert!(store.compare_and_swap(&key, None, &fresh).await.unwrap());
+        assert!(!store
+            .compare_and_delete(&key, &gone.fingerprint())
+            .await
+            .unwrap());
+        assert!(store
+            .compare_and_delete(&key, &fresh.fingerprint())
+            .await
+            .unwrap());
+    }
+}
