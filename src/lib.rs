@@ -11,6 +11,9 @@
 //!   they expire so no request waits, compare-and-invalidate on rejection.
 //! - A [grant] fetches the tokens: [`grant::ClientCredentials`] over a
 //!   [`TokenEndpoint`], or any tower service you write.
+//! - A [store] shares tokens between sources, processes and restarts:
+//!   wrap the grant in a [`store::StoreGrant`] over a [`store::MemoryStore`],
+//!   a Redis store (feature `redis`) or your own [`store::TokenStore`].
 //!
 //! # Example
 //!
@@ -64,6 +67,10 @@
 //! - `oauth1`: [`oauth1`], OAuth 1.0a (RFC 5849): a layer that signs every
 //!   request (HMAC-SHA1/256/512, RSA-SHA1/256, PLAINTEXT) and the
 //!   three-legged flow.
+//! - `redis`: `store::RedisStore`, tokens in Redis or Valkey shared by
+//!   a fleet, with a fleet-wide single flight and optional encryption at rest.
+//! - `redis-cluster`: Redis Cluster for the Redis store.
+//! - `cli`: the `alf` command-line client (enables `oauth1` and `redis`).
 //! - `full`: all of the above.
 //!
 //! # Defaults
@@ -90,6 +97,7 @@ pub mod grant;
 #[cfg(feature = "oauth1")]
 pub mod oauth1;
 pub mod replay;
+pub mod store;
 
 #[doc(inline)]
 pub use self::{
@@ -105,7 +113,7 @@ pub use self::{
     token::{Token, TokenId, TokenType},
 };
 
-#[cfg(all(doctest, feature = "rustls", feature = "oauth1"))]
+#[cfg(all(doctest, feature = "rustls", feature = "oauth1", feature = "redis"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

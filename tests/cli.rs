@@ -500,3 +500,52 @@ async fn oauth1_authorize_walks_the_three_legged_dance() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn alf_processes_share_one_token_through_redis() {
+    let (server, addr) = start(Api::Accept).await;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("alf-cli-test:{}:{nanos}", std::process::id());
+    let url = format!("http://{addr}/api/x");
+    let store = [
+        "--redis",
+        "redis://127.0.0.1:6379/",
+        "--store-key-prefix",
+        &prefix,
+    ];
+    for _ in 0..3 {
+        let out = alf(addr, SECRET, &[&store[..], &[&url]].concat()).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(server.last().2["authorization"], "Bearer tok-1");
+    }
+    assert_eq!(
+        server.tokens_issued.load(Ordering::SeqCst),
+        1,
+        "one token for three processes"
+    );
+
+    // The same client with another prefix is another key.
+    let other = format!("{prefix}-other");
+    let out = alf(
+        addr,
+        SECRET,
+        &[
+            "--redis",
+            "redis://127.0.0.1:6379/",
+            "--store-key-prefix",
+            &other,
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 2);
+
+    // Redis unreachable: the request still succeeds, with a local fetch.
+    let out = alf(addr, SECRET, &["--redis", "redis://127.0.0.1:1/", &url]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(server.tokens_issued.load(Ordering::SeqCst), 3);
+}

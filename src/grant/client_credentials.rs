@@ -8,7 +8,14 @@ use std::{
 use tower::Service;
 
 use super::FetchToken;
-use crate::{endpoint::TokenEndpoint, Error, Token};
+use crate::{
+    endpoint::TokenEndpoint,
+    store::{CacheKey, CacheKeyBuilder},
+    Error, Token,
+};
+
+/// Parameters that carry credentials, left out of the [`CacheKey`].
+const SECRET_PARAMS: &[&str] = &["client_secret", "client_assertion", "password"];
 
 /// The client credentials grant (RFC 6749 §4.4): the client trades its own
 /// credentials for a token, with no user involved.
@@ -72,6 +79,28 @@ impl ClientCredentials {
         &self.endpoint
     }
 
+    /// The [`CacheKey`] of this grant's tokens, to name them in a
+    /// [`TokenStore`](crate::store::TokenStore): the token URL, the grant
+    /// type, the client id, the scopes and every other parameter; never the
+    /// client secret (nor `client_secret`, `client_assertion` or `password`
+    /// passed with [`param`](Self::param)). Set a namespace on the builder
+    /// before [`build`](CacheKeyBuilder::build).
+    pub fn cache_key(&self) -> CacheKeyBuilder {
+        let mut key = CacheKey::builder(self.endpoint.url().to_string(), "client_credentials")
+            .client_id(self.endpoint.client_auth().client_id());
+        for scope in self.scopes.iter().flat_map(|s| s.split_whitespace()) {
+            key = key.scope(scope);
+        }
+        for (name, value) in &self.params {
+            // Credentials passed as parameters identify the client, which the
+            // client id already does; they stay out of the key, even hashed.
+            if !SECRET_PARAMS.contains(&name.as_str()) {
+                key = key.param(name.clone(), value.clone());
+            }
+        }
+        key
+    }
+
     fn form(&self) -> Vec<(String, String)> {
         let mut form = Vec::with_capacity(self.params.len() + 4);
         form.push(("grant_type".to_owned(), "client_credentials".to_owned()));
@@ -107,5 +136,50 @@ impl fmt::Debug for ClientCredentials {
                 &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClientAuth, HttpClient};
+
+    fn grant(secret: &str) -> ClientCredentials {
+        let client = HttpClient::new(tower::service_fn(
+            |_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+                Err::<http::Response<http_body_util::Full<bytes::Bytes>>, _>(std::io::Error::other(
+                    "unused",
+                ))
+            },
+        ));
+        let endpoint = TokenEndpoint::builder("https://idp.example/token")
+            .client_auth(ClientAuth::basic("client", secret))
+            .http_client(client)
+            .build()
+            .unwrap();
+        ClientCredentials::new(endpoint)
+    }
+
+    #[test]
+    fn the_cache_key_ignores_the_secret_and_scope_spelling() {
+        let a = grant("one").scope("read write").cache_key().build();
+        let b = grant("two")
+            .scope("write")
+            .scope("read")
+            .cache_key()
+            .build();
+        assert_eq!(a, b, "the secret is not part of the key");
+        let c = grant("one")
+            .scope("read write")
+            .param("client_assertion", "eyJ…")
+            .cache_key()
+            .build();
+        assert_eq!(a, c, "credential parameters stay out");
+        let d = grant("one")
+            .scope("read write")
+            .audience("x")
+            .cache_key()
+            .build();
+        assert_ne!(a, d);
     }
 }

@@ -121,6 +121,17 @@ pub(crate) struct OAuthArgs {
     /// Allow a plain-http token endpoint that is not on loopback.
     #[arg(long)]
     pub(crate) allow_insecure_http: bool,
+    /// Share tokens with other processes through this Redis or Valkey
+    /// (`redis://[user:password@]host:port/db`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis: Option<String>,
+    /// The namespace of the token's key in the store (default: tower-alf).
+    #[arg(long, value_name = "P", requires = "redis")]
+    pub(crate) store_key_prefix: Option<String>,
+    /// Encrypt the stored token with the base64 32-byte key in this
+    /// environment variable.
+    #[arg(long, value_name = "VAR", requires = "redis")]
+    pub(crate) store_encryption_key_env: Option<String>,
     /// Timeout in seconds for the token request and for each request.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub(crate) timeout: Option<std::time::Duration>,
@@ -239,6 +250,22 @@ mod tests {
         assert_eq!(cli.oauth1.oauth1_placement.to_string(), "query");
         let bad = Cli::try_parse_from(["alf", "--oauth1-method", "MD5", "https://api/x"]);
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn store_options_need_a_redis_url() {
+        assert!(Cli::try_parse_from(["alf", "--store-key-prefix", "p", "https://api/x"]).is_err());
+        let cli = Cli::try_parse_from([
+            "alf",
+            "--redis",
+            "redis://127.0.0.1/",
+            "--store-key-prefix",
+            "p",
+            "https://api/x",
+        ])
+        .unwrap();
+        assert_eq!(cli.oauth.redis.as_deref(), Some("redis://127.0.0.1/"));
+        assert_eq!(cli.oauth.store_key_prefix.as_deref(), Some("p"));
     }
 
     #[test]

@@ -2,7 +2,11 @@
 
 use std::fmt;
 
-use tower_alf::{grant::ClientCredentials, ClientAuth, TokenEndpoint, TokenSource};
+use tower_alf::{
+    grant::ClientCredentials,
+    store::{EncryptionKey, RedisStore, StoreGrant},
+    ClientAuth, TokenEndpoint, TokenSource,
+};
 
 use crate::args::{AuthMethod, OAuthArgs};
 
@@ -55,7 +59,22 @@ pub(crate) fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
     for (name, value) in &args.params {
         grant = grant.param(name, value);
     }
-    Ok(TokenSource::new(grant))
+    let Some(url) = &args.redis else {
+        return Ok(TokenSource::new(grant));
+    };
+    let mut key = grant.cache_key();
+    if let Some(prefix) = &args.store_key_prefix {
+        key = key.namespace(prefix);
+    }
+    let mut store = RedisStore::builder(url);
+    if let Some(var) = &args.store_encryption_key_env {
+        let text = std::env::var(var)
+            .map_err(|_| usage(format!("the environment variable {var} is not set")))?;
+        let key = EncryptionKey::from_base64(&text).map_err(|e| usage(format!("{var}: {e}")))?;
+        store = store.encryption_key(key);
+    }
+    let store = store.build().map_err(|e| usage(format!("--redis: {e}")))?;
+    Ok(TokenSource::new(StoreGrant::new(grant, store, key.build())))
 }
 
 /// A secret from an environment variable.

@@ -1,0 +1,701 @@
+//! [`StoreGrant`]: a grant that asks a [`TokenStore`] before fetching.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, SystemTime},
+};
+
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use super::{CacheKey, Fingerprint, StoreError, StoredToken, TokenStore};
+use crate::{grant::FetchToken, source::RefreshReason, Error, Token};
+
+/// Wraps a grant so that its tokens go through a [`TokenStore`]: shared by
+/// every source on the same store and key, and fetched once for all of
+/// them.
+///
+/// A grant itself, so it goes where any grant goes:
+/// `TokenSource::new(StoreGrant::new(grant, store, key))`. The source keeps
+/// its own cache in front, so the store is read only when the source would
+/// fetch, and never on a request that finds a usable token.
+///
+/// # What a fetch does
+///
+/// 1. On a rejection (`RefreshReason::Rejected`), compare-and-delete the
+///    rejected token: it goes only if it is still the stored one.
+/// 2. Read the key: a stored token that is usable (more than a tenth of its
+///    lifetime left) and is not the one being replaced is returned, and the
+///    inner grant is not called.
+/// 3. Otherwise take the store's lock for the key, read again, call the
+///    inner grant, store the token (compare-and-swap when it replaces a
+///    token that had a refresh token) and release the lock.
+/// 4. When another instance holds the lock, poll the key every
+///    [`poll_interval`](Self::poll_interval) and take its token, or the lock
+///    once it expires; after twice the [`lock_ttl`](Self::lock_ttl), fetch
+///    locally.
+///
+/// # Failing soft
+///
+/// Every store call is bounded by [`timeout`](Self::timeout). When the
+/// store fails or is slow, the grant fetches the token itself, emits a
+/// `warn` event and counts it in [`StoreStats::store_errors`]; the next
+/// fetch tries the store again. A garbage value counts as a miss and is
+/// overwritten.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_alf::{
+///     grant::ClientCredentials,
+///     store::{MemoryStore, StoreGrant},
+///     ClientAuth, TokenEndpoint, TokenSource,
+/// };
+///
+/// # fn main() -> Result<(), tower_alf::Error> {
+/// let endpoint = TokenEndpoint::builder("https://idp.example/oauth2/token")
+///     .client_auth(ClientAuth::basic("my-client", "s3cr3t"))
+///     .build()?;
+/// let grant = ClientCredentials::new(endpoint).scope("read");
+/// let key = grant.cache_key().build();
+/// let stored = StoreGrant::new(grant, MemoryStore::new(), key)
+///     .timeout(Duration::from_millis(100))
+///     .lock_ttl(Duration::from_secs(5));
+/// let stats = stored.stats();
+/// let tokens = TokenSource::new(stored);
+/// # Ok(()) }
+/// ```
+pub struct StoreGrant<G> {
+    inner: G,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn TokenStore>,
+    key: CacheKey,
+    timeout: Duration,
+    lock_ttl: Duration,
+    poll_interval: Duration,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    fetches: AtomicU64,
+    lock_waits: AtomicU64,
+    store_errors: AtomicU64,
+}
+
+/// What a [`StoreGrant`] has done so far; a snapshot, from
+/// [`StoreGrant::stats`] or [`StoreStats::snapshot`].
+#[derive(Clone, Default)]
+pub struct StoreStats {
+    counters: Option<Arc<Counters>>,
+    /// Fetches answered by a token from the store.
+    pub hits: u64,
+    /// Fetches that called the inner grant.
+    pub fetches: u64,
+    /// Times a fetch waited for another instance's lock.
+    pub lock_waits: u64,
+    /// Store calls that failed or timed out (each fell back to a local fetch
+    /// or was skipped).
+    pub store_errors: u64,
+}
+
+// ===== impl StoreGrant =====
+
+impl<G> StoreGrant<G> {
+    /// Default timeout of one store call: 250 ms. A store that is slower than
+    /// that is treated as down for this fetch.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+    /// Default lock lease: 10 s, a little more than a slow token request.
+    /// If its holder dies, another instance fetches after at most this long.
+    pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
+
+    /// Default poll interval while another instance fetches: 25 ms.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+    /// `inner`'s tokens, kept in `store` under `key`.
+    pub fn new<S: TokenStore>(inner: G, store: S, key: CacheKey) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                store: Arc::new(store),
+                key,
+                timeout: Self::DEFAULT_TIMEOUT,
+                lock_ttl: Self::DEFAULT_LOCK_TTL,
+                poll_interval: Self::DEFAULT_POLL_INTERVAL,
+                counters: Arc::default(),
+            }),
+        }
+    }
+
+    /// Sets the timeout of each store call. Defaults to [`Self::DEFAULT_TIMEOUT`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.shared_mut(|s| s.timeout = timeout);
+        self
+    }
+
+    /// Sets the lease of the fetch lock. Defaults to [`Self::DEFAULT_LOCK_TTL`].
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.shared_mut(|s| s.lock_ttl = ttl.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Sets how often a waiting instance looks for the token. Defaults to
+    /// [`Self::DEFAULT_POLL_INTERVAL`].
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.shared_mut(|s| s.poll_interval = interval.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The key the tokens are stored under.
+    pub fn key(&self) -> &CacheKey {
+        &self.shared.key
+    }
+
+    /// A live view of the counters: call [`StoreStats::snapshot`] on it
+    /// later, after the grant moved into a source.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            counters: Some(Arc::clone(&self.shared.counters)),
+            ..StoreStats::default()
+        }
+        .snapshot()
+    }
+
+    fn shared_mut(&mut self, f: impl FnOnce(&mut Shared)) {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => f(shared),
+            None => {
+                let mut shared = Shared {
+                    store: Arc::clone(&self.shared.store),
+                    key: self.shared.key.clone(),
+                    timeout: self.shared.timeout,
+                    lock_ttl: self.shared.lock_ttl,
+                    poll_interval: self.shared.poll_interval,
+                    counters: Arc::clone(&self.shared.counters),
+                };
+                f(&mut shared);
+                self.shared = Arc::new(shared);
+            }
+        }
+    }
+}
+
+impl<G: Clone> Clone for StoreGrant<G> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<G> Service<FetchToken> for StoreGrant<G>
+where
+    G: Service<FetchToken, Response = Token, Error = Error> + Clone + Send + 'static,
+    G::Future: Send + 'static,
+{
+    type Response = Token;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        // NOTE: the inner grant is readied in `fetch`, only when it is called.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: FetchToken) -> Self::Future {
+        let inner = self.inner.clone();
+        let shared = Arc::clone(&self.shared);
+        Box::pin(shared.fetch(inner, request))
+    }
+}
+
+impl<G: fmt::Debug> fmt::Debug for StoreGrant<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreGrant")
+            .field("inner", &self.inner)
+            .field("store", &self.shared.store)
+            .field("key", &self.shared.key)
+            .field("timeout", &self.shared.timeout)
+            .field("lock_ttl", &self.shared.lock_ttl)
+            .field("poll_interval", &self.shared.poll_interval)
+            .finish()
+    }
+}
+
+// ===== impl Shared =====
+
+impl Shared {
+    async fn fetch<G>(self: Arc<Self>, inner: G, request: FetchToken) -> Result<Token, Error>
+    where
+        G: Service<FetchToken, Response = Token, Error = Error> + Send,
+        G::Future: Send,
+    {
+        let replacing = request.previous.as_deref().map(Fingerprint::of_token);
+        if request.reason == RefreshReason::Rejected {
+            if let Some(rejected) = &replacing {
+                if let Err(e) = self
+                    .call(self.store.compare_and_delete(&self.key, rejected))
+                    .await
+                {
+                    return self.fetch_locally(inner, request, &e).await;
+                }
+            }
+        }
+        match self.lookup(replacing.as_ref()).await {
+            Ok(Some(token)) => return Ok(token),
+            Ok(None) => {}
+            Err(e) => return self.fetch_locally(inner, request, &e).await,
+        }
+
+        let owner = format!("{:032x}", fastrand::u128(..));
+        let give_up = Instant::now() + self.lock_ttl * 2;
+        let mut waited = false;
+        loop {
+            match self
+                .call(self.store.try_lock(&self.key, &owner, self.lock_ttl))
+                .await
+            {
+                Ok(true) => return self.fetch_holding_lock(inner, request, &owner).await,
+                Ok(false) => {}
+                Err(e) => return self.fetch_locally(inner, request, &e).await,
+            }
+            if !waited {
+                waited = true;
+                self.counters.lock_waits.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(key = %self.key, "another instance is fetching; waiting");
+            }
+            tokio::time::sleep(self.poll_interval).await;
+            match self.lookup(replacing.as_ref()).await {
+                Ok(Some(token)) => return Ok(token),
+                Ok(None) => {}
+                Err(e) => return self.fetch_locally(inner, request, &e).await,
+            }
+            if Instant::now() >= give_up {
+                tracing::warn!(key = %self.key, "gave up waiting for the token store lock; fetching locally");
+                return self.fetch_and_store(inner, request).await;
+            }
+        }
+    }
+
+    /// A usable stored token that is not `replacing`. Garbage is a miss.
+    async fn lookup(&self, replacing: Option<&Fingerprint>) -> Result<Option<Token>, StoreError> {
+        let stored = match self.call(self.store.get(&self.key)).await {
+            Ok(stored) => stored,
+            Err(e) if e.is_invalid() => {
+                self.count_error(&e, "ignoring an invalid stored token");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        if Some(&stored.fingerprint()) == replacing || !stored.is_usable(SystemTime::now()) {
+            return Ok(None);
+        }
+        match stored.to_token() {
+            Ok(token) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(key = %self.key, "token taken from the store");
+                Ok(Some(token))
+            }
+            Err(_) => {
+                self.count_error(
+                    &StoreError::invalid("the access token cannot go in a header"),
+                    "ignoring an invalid stored token",
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    async fn fetch_holding_lock<G>(
+        &self,
+        inner: G,
+        request: FetchToken,
+        owner: &str,
+    ) -> Result<Token, Error>
+    where
+        G: Service<FetchToken, Response = Token, Error = Error> + Send,
+        G::Future: Send,
+    {
+        let replacing = request.previous.as_deref().map(Fingerprint::of_token);
+        // Double-checked: the previous holder may have stored a token between
+        // our read and our lock.
+        let outcome = match self.lookup(replacing.as_ref()).await {
+            Ok(Some(token)) => Ok(token),
+            _ => self.fetch_and_store(inner, request).await,
+        };
+        if let Err(e) = self.call(self.store.unlock(&self.key, owner)).await {
+            self.count_error(
+                &e,
+                "could not release the token store lock; it expires by itself",
+            );
+        }
+        outcome
+    }
+
+    async fn fetch_and_store<G>(&self, inner: G, request: FetchToken) -> Result<Token, Error>
+    where
+        G: Service<FetchToken, Response = Token, Error = Error> + Send,
+        G::Future: Send,
+    {
+        let previous = request.previous.clone();
+        self.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        let token = inner.oneshot(request).await?;
+        let stored = StoredToken::from_token(&token);
+        let written = match previous.filter(|p| p.refresh_token().is_some()) {
+            // A rotating refresh token: replace exactly the token it came
+            // from, or write it where there is none.
+            Some(previous) => {
+                let expected = Fingerprint::of_token(&previous);
+                match self
+                    .call(
+                        self.store
+                            .compare_and_swap(&self.key, Some(&expected), &stored),
+                    )
+                    .await
+                {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self
+                        .call(self.store.compare_and_swap(&self.key, None, &stored))
+                        .await
+                        .map(drop),
+                    Err(e) => Err(e),
+                }
+            }
+            None => self.call(self.store.put(&self.key, &stored)).await,
+        };
+        if let Err(e) = written {
+            self.count_error(&e, "could not store the token");
+        }
+        Ok(token)
+    }
+
+    async fn fetch_locally<G>(
+        &self,
+        inner: G,
+        request: FetchToken,
+        error: &StoreError,
+    ) -> Result<Token, Error>
+    where
+        G: Service<FetchToken, Response = Token, Error = Error> + Send,
+        G::Future: Send,
+    {
+        self.count_error(error, "token store unavailable; fetching the token locally");
+        self.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        inner.oneshot(request).await
+    }
+
+    async fn call<T>(
+        &self,
+        future: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, future)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::timeout()))
+    }
+
+    fn count_error(&self, error: &StoreError, message: &'static str) {
+        self.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(key = %self.key, %error, "{message}");
+    }
+}
+
+// ===== impl StoreStats =====
+
+impl StoreStats {
+    /// The counters now. On a snapshot taken from [`StoreGrant::stats`],
+    /// this reads the grant's counters again.
+    pub fn snapshot(&self) -> Self {
+        let Some(c) = &self.counters else {
+            return self.clone();
+        };
+        Self {
+            counters: Some(Arc::clone(c)),
+            hits: c.hits.load(Ordering::Relaxed),
+            fetches: c.fetches.load(Ordering::Relaxed),
+            lock_waits: c.lock_waits.load(Ordering::Relaxed),
+            store_errors: c.store_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl fmt::Debug for StoreStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreStats")
+            .field("hits", &self.hits)
+            .field("fetches", &self.fetches)
+            .field("lock_waits", &self.lock_waits)
+            .field("store_errors", &self.store_errors)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{atomic::AtomicUsize, Mutex};
+
+    use tower::service_fn;
+
+    use super::*;
+    use crate::{store::MemoryStore, TokenSource};
+
+    type Counted = (
+        tower::util::BoxCloneSyncService<FetchToken, Token, Error>,
+        Arc<AtomicUsize>,
+    );
+
+    /// A grant that issues `tok-1`, `tok-2`, … living `secs` each.
+    fn counted(secs: u64) -> Counted {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let grant = service_fn(move |_: FetchToken| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                Ok(Token::bearer(format!("tok-{n}"))?.with_expires_in(Duration::from_secs(secs)))
+            }
+        });
+        (tower::util::BoxCloneSyncService::new(grant), calls)
+    }
+
+    fn key() -> CacheKey {
+        CacheKey::builder("https://idp/token", "client_credentials").build()
+    }
+
+    #[tokio::test]
+    async fn two_sources_share_one_fetch_and_one_refresh_after_a_401() {
+        let (grant, calls) = counted(3600);
+        let store = MemoryStore::new();
+        let a = TokenSource::new(StoreGrant::new(grant.clone(), store.clone(), key()));
+        let b = TokenSource::new(StoreGrant::new(grant, store, key()));
+
+        let ta = a.token().await.unwrap();
+        let tb = b.token().await.unwrap();
+        assert_eq!(ta.access_token(), tb.access_token());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let ta2 = a.invalidate(ta.id()).await.unwrap();
+        assert_eq!(ta2.access_token().secret(), "tok-2");
+        let tb2 = b.invalidate(tb.id()).await.unwrap();
+        assert_eq!(
+            tb2.access_token().secret(),
+            "tok-2",
+            "b takes a's new token"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_is_never_taken_back_from_the_store() {
+        let (grant, calls) = counted(3600);
+        let store = MemoryStore::new();
+        let stored = StoreGrant::new(grant, store.clone(), key());
+        let a = TokenSource::new(stored.clone());
+        let t1 = a.token().await.unwrap();
+        // Another instance put the same token back after our 401 (a race).
+        let t2 = a.invalidate(t1.id()).await.unwrap();
+        assert_ne!(t1.access_token(), t2.access_token());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(stored.stats().fetches, 2);
+    }
+
+    #[derive(Debug)]
+    struct Broken {
+        hang: bool,
+        calls: Mutex<usize>,
+    }
+
+    impl Broken {
+        fn fail<'a, T: Send + 'a>(&'a self) -> crate::store::StoreFuture<'a, T> {
+            *self.calls.lock().unwrap() += 1;
+            let hang = self.hang;
+            Box::pin(async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                Err(StoreError::new("down"))
+            })
+        }
+    }
+
+    impl TokenStore for Broken {
+        fn get<'a>(
+            &'a self,
+            _: &'a CacheKey,
+        ) -> crate::store::StoreFuture<'a, Option<StoredToken>> {
+            self.fail()
+        }
+        fn put<'a>(
+            &'a self,
+            _: &'a CacheKey,
+            _: &'a StoredToken,
+        ) -> crate::store::StoreFuture<'a, ()> {
+            self.fail()
+        }
+        fn compare_and_delete<'a>(
+            &'a self,
+            _: &'a CacheKey,
+            _: &'a Fingerprint,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.fail()
+        }
+        fn compare_and_swap<'a>(
+            &'a self,
+            _: &'a CacheKey,
+            _: Option<&'a Fingerprint>,
+            _: &'a StoredToken,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.fail()
+        }
+        fn try_lock<'a>(
+            &'a self,
+            _: &'a CacheKey,
+            _: &'a str,
+            _: Duration,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.fail()
+        }
+        fn unlock<'a>(
+            &'a self,
+            _: &'a CacheKey,
+            _: &'a str,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.fail()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_or_hanging_store_falls_back_to_a_local_fetch() {
+        for hang in [false, true] {
+            let (grant, calls) = counted(3600);
+            let stored = StoreGrant::new(
+                grant,
+                Broken {
+                    hang,
+                    calls: Mutex::new(0),
+                },
+                key(),
+            );
+            let stats = stored.stats();
+            let source = TokenSource::new(stored);
+            let t1 = source.token().await.unwrap();
+            let t2 = source.invalidate(t1.id()).await.unwrap();
+            assert_eq!(t2.access_token().secret(), "tok-2");
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+            assert_eq!(stats.snapshot().store_errors, 2, "hang={hang}");
+        }
+    }
+
+    /// A [`MemoryStore`] that counts its calls.
+    #[derive(Debug, Default)]
+    struct Counting {
+        store: MemoryStore,
+        calls: AtomicUsize,
+    }
+
+    impl Counting {
+        fn count(&self) {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl TokenStore for Counting {
+        fn get<'a>(
+            &'a self,
+            k: &'a CacheKey,
+        ) -> crate::store::StoreFuture<'a, Option<StoredToken>> {
+            self.count();
+            self.store.get(k)
+        }
+        fn put<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            t: &'a StoredToken,
+        ) -> crate::store::StoreFuture<'a, ()> {
+            self.count();
+            self.store.put(k, t)
+        }
+        fn compare_and_delete<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            f: &'a Fingerprint,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.count();
+            self.store.compare_and_delete(k, f)
+        }
+        fn compare_and_swap<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            f: Option<&'a Fingerprint>,
+            t: &'a StoredToken,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.count();
+            self.store.compare_and_swap(k, f, t)
+        }
+        fn try_lock<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            o: &'a str,
+            d: Duration,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.count();
+            self.store.try_lock(k, o, d)
+        }
+        fn unlock<'a>(
+            &'a self,
+            k: &'a CacheKey,
+            o: &'a str,
+        ) -> crate::store::StoreFuture<'a, bool> {
+            self.count();
+            self.store.unlock(k, o)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_is_never_called_while_a_cached_token_is_usable() {
+        let (grant, _) = counted(3600);
+        let store = Arc::new(Counting::default());
+        let source = TokenSource::new(StoreGrant::new(grant, Arc::clone(&store), key()));
+        source.token().await.unwrap();
+        let after_fetch = store.calls.load(Ordering::SeqCst);
+        assert_eq!(after_fetch, 5, "get, lock, get, put, unlock");
+        for _ in 0..1000 {
+            source.token().await.unwrap();
+            assert!(source.cached_header().is_some());
+        }
+        assert_eq!(store.calls.load(Ordering::SeqCst), after_fetch);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_takes_over_when_the_lock_holder_is_gone() {
+        let (grant, calls) = counted(3600);
+        let store = MemoryStore::new();
+        // A holder that took the lock and died.
+        assert!(store
+            .try_lock(&key(), "dead", Duration::from_secs(2))
+            .await
+            .unwrap());
+        let stored = StoreGrant::new(grant, store, key()).lock_ttl(Duration::from_secs(2));
+        let stats = stored.stats();
+        let started = Instant::now();
+        let token = TokenSource::new(stored).token().await.unwrap();
+        assert_eq!(token.access_token().secret(), "tok-1");
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(stats.snapshot().lock_waits, 1);
+    }
+}
