@@ -116,6 +116,7 @@ pub struct TokenEndpoint {
     inner: Arc<EndpointInner>,
 }
 
+#[derive(Clone)]
 struct EndpointInner {
     url: Uri,
     auth: ClientAuth,
@@ -173,7 +174,9 @@ impl TokenEndpoint {
                 .header(ACCEPT, "application/json")
                 .body(Full::default())
                 .expect("a valid URI, method and headers");
-            inner.auth.apply(request.headers_mut(), &mut form);
+            inner
+                .auth
+                .apply(&inner.url, request.headers_mut(), &mut form)?;
             let body = form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(&form)
                 .finish();
@@ -221,6 +224,22 @@ async fn exchange(
         "token endpoint answered"
     );
     parse_response(parts.status, &body, sent_at)
+}
+
+impl TokenEndpoint {
+    /// The same endpoint, with parameters a grant adds to every attempt of
+    /// a request (a JWT-bearer assertion, signed fresh for each attempt).
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    pub(crate) fn with_attempt_params(
+        &self,
+        params: Arc<dyn crate::client_auth::AttemptParams>,
+    ) -> TokenEndpoint {
+        let mut inner = EndpointInner::clone(&self.inner);
+        inner.auth = inner.auth.with_attempt_params(params);
+        TokenEndpoint {
+            inner: Arc::new(inner),
+        }
+    }
 }
 
 impl fmt::Debug for TokenEndpoint {

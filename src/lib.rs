@@ -61,6 +61,12 @@
 //! - `rustls` (default): [`HttpClient::default`], hyper-util's client over
 //!   hyper-rustls with the ring provider, so `https` token endpoints work
 //!   out of the box. Without it, give the [`TokenEndpoint`] your own client.
+//! - `jwt`: JWT client authentication ([`ClientAuth::private_key_jwt`],
+//!   [`ClientAuth::client_secret_jwt`]), the JWT-bearer grant
+//!   ([`grant::JwtBearer`]), service-account files
+//!   ([`grant::ServiceAccount`]) and [`jwt::PrivateKey`], signed by
+//!   `jsonwebtoken` with its pure-Rust backend.
+//! - `cli`: the `alf` binary.
 //! - `full`: all of the above.
 //!
 //! # Defaults
@@ -82,6 +88,8 @@ mod source;
 mod token;
 
 pub mod grant;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 pub mod replay;
 
 #[doc(inline)]

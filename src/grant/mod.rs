@@ -6,10 +6,18 @@
 //! is a grant, which is how you plug in one this crate does not ship.
 
 mod client_credentials;
+#[cfg(feature = "jwt")]
+mod jwt_bearer;
+#[cfg(feature = "jwt")]
+mod service_account;
 
 use std::sync::Arc;
 
 pub use client_credentials::ClientCredentials;
+#[cfg(feature = "jwt")]
+pub use jwt_bearer::JwtBearer;
+#[cfg(feature = "jwt")]
+pub use service_account::ServiceAccount;
 
 use crate::{source::RefreshReason, Token};
 
