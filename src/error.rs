@@ -151,6 +151,26 @@ impl Error {
         matches!(self.inner.kind, Kind::Closed)
     }
 
+    /// A new authorization is needed: the server answered `invalid_grant`
+    /// (RFC 6749 §5.2), so the grant itself (a refresh token, an
+    /// authorization code, an assertion) is invalid, expired or revoked.
+    /// For a refresh token, the user must sign in again (`alf login`);
+    /// retrying with the same grant cannot succeed.
+    ///
+    /// ```
+    /// # async fn run(source: tower_alf::TokenSource) {
+    /// if let Err(e) = source.token().await {
+    ///     if e.is_reauthorization_required() {
+    ///         eprintln!("your session has ended: sign in again");
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn is_reauthorization_required(&self) -> bool {
+        self.oauth_error()
+            .is_some_and(|oauth| oauth.code() == &ErrorCode::InvalidGrant)
+    }
+
     /// The HTTP status the token endpoint answered with, if it answered.
     pub fn status_code(&self) -> Option<StatusCode> {
         match &self.inner.kind {
@@ -430,5 +450,15 @@ mod tests {
             e.to_string(),
             "token endpoint answered 400 Bad Request: invalid_client: bad secret"
         );
+    }
+
+    #[test]
+    fn only_invalid_grant_requires_reauthorization() {
+        let oauth = |code: &str| OAuthError::new(ErrorCode::from(code), None, None);
+        let e = Error::status(StatusCode::BAD_REQUEST, Some(oauth("invalid_grant")), b"");
+        assert!(e.is_reauthorization_required());
+        let e = Error::status(StatusCode::UNAUTHORIZED, Some(oauth("invalid_client")), b"");
+        assert!(!e.is_reauthorization_required());
+        assert!(!Error::timeout().is_reauthorization_required());
     }
 }

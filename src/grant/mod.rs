@@ -8,6 +8,7 @@
 mod client_credentials;
 #[cfg(feature = "jwt")]
 mod jwt_bearer;
+mod refresh_token;
 #[cfg(feature = "jwt")]
 mod service_account;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 pub use client_credentials::ClientCredentials;
 #[cfg(feature = "jwt")]
 pub use jwt_bearer::JwtBearer;
+pub use refresh_token::RefreshTokenGrant;
 #[cfg(feature = "jwt")]
 pub use service_account::ServiceAccount;
 
