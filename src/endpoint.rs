@@ -67,6 +67,45 @@ impl HttpClient {
     }
 }
 
+impl HttpClient {
+    /// `GET url` with `Accept: application/json`; the status and the whole
+    /// body, at most `limit` bytes, within `timeout`.
+    pub(crate) async fn get(
+        &self,
+        url: Uri,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), Error> {
+        let request = Request::get(url)
+            .header(ACCEPT, "application/json")
+            .body(Full::default())
+            .map_err(|_| Error::config("cannot build the request"))?;
+        let fetch = async {
+            let response = self
+                .inner
+                .clone()
+                .oneshot(request)
+                .await
+                .map_err(Error::transport)?;
+            let (parts, mut body) = response.into_parts();
+            let mut collected = BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.map_err(Error::transport)?.into_data() {
+                    if collected.len() + data.len() > limit {
+                        let reason = format!("response body is larger than {limit} bytes");
+                        return Err(Error::invalid_response(parts.status, reason, &[]));
+                    }
+                    collected.extend_from_slice(&data);
+                }
+            }
+            Ok((parts.status, collected.freeze()))
+        };
+        tokio::time::timeout(timeout, fetch)
+            .await
+            .map_err(|_| Error::timeout())?
+    }
+}
+
 #[cfg(feature = "rustls")]
 impl Default for HttpClient {
     /// hyper-util's pooled client over hyper-rustls with the ring provider

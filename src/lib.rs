@@ -87,6 +87,7 @@ mod service;
 mod source;
 mod token;
 
+pub mod discovery;
 pub mod grant;
 #[cfg(feature = "jwt")]
 pub mod jwt;

@@ -12,7 +12,7 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
     Json, Router,
 };
 use base64::{engine::general_purpose::STANDARD, Engine as _};
@@ -65,12 +65,15 @@ pub struct TokenServer {
 impl TokenServer {
     /// Starts a server on a free loopback port.
     pub async fn start() -> Self {
-        let mut server = Self::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Self {
+            addr: Some(listener.local_addr().unwrap()),
+            ..Self::default()
+        };
         let app = Router::new()
             .route("/token", post(token))
+            .route("/.well-known/openid-configuration", get(metadata))
             .with_state(server.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        server.addr = Some(listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         server
     }
@@ -78,6 +81,12 @@ impl TokenServer {
     /// `http://127.0.0.1:PORT/token`
     pub fn token_url(&self) -> String {
         format!("http://{}/token", self.addr.unwrap())
+    }
+
+    /// `http://127.0.0.1:PORT`, whose discovery metadata lists
+    /// `private_key_jwt` (ES256, RS256) and `client_secret_post`.
+    pub fn issuer(&self) -> String {
+        format!("http://{}", self.addr.unwrap())
     }
 
     /// Queues one answer.
@@ -116,6 +125,17 @@ async fn token(State(server): State<TokenServer>, headers: HeaderMap, body: Stri
         "expires_in": 3600,
     }))
     .into_response()
+}
+
+/// OpenID Connect discovery metadata naming this server's token endpoint;
+/// the auth methods are those of `issuer()`'s default.
+async fn metadata(State(server): State<TokenServer>) -> Json<Value> {
+    Json(serde_json::json!({
+        "issuer": server.issuer(),
+        "token_endpoint": server.token_url(),
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
+    }))
 }
 
 /// The public keys matching the private test keys in tests/fixtures.

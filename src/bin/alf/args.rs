@@ -35,8 +35,13 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct OAuthArgs {
     /// The token endpoint.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "issuer")]
     pub(crate) token_url: Option<String>,
+    /// The authorization server's issuer: the token endpoint and a supported
+    /// client authentication method are discovered from its metadata
+    /// (RFC 8414, OpenID Connect Discovery) instead of --token-url.
+    #[arg(long, value_name = "URL")]
+    pub(crate) issuer: Option<String>,
     /// The client identifier.
     #[arg(long, value_name = "ID")]
     pub(crate) client_id: Option<String>,
@@ -46,9 +51,30 @@ pub(crate) struct OAuthArgs {
     /// Read the client secret from this file (one trailing newline is dropped).
     #[arg(long, value_name = "FILE")]
     pub(crate) client_secret_file: Option<PathBuf>,
-    /// How the client authenticates to the token endpoint.
-    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
-    pub(crate) auth_method: AuthMethod,
+    /// How the client authenticates to the token endpoint (with --issuer:
+    /// the default is the first the server supports among private_key_jwt
+    /// (with --private-key), basic, post and jwt).
+    #[arg(long, value_enum)]
+    pub(crate) auth_method: Option<AuthMethod>,
+    /// The client's private key (PEM: PKCS#1, PKCS#8 or SEC1; or a JWK),
+    /// for --auth-method private_key_jwt.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) private_key: Option<PathBuf>,
+    /// The `kid` header of the client assertion.
+    #[arg(long, value_name = "KID", requires = "private_key")]
+    pub(crate) key_id: Option<String>,
+    /// The signing algorithm for the private key (default: RS256 for RSA,
+    /// ES256 or ES384 for EC keys, EdDSA for Ed25519).
+    #[arg(long, value_name = "ALG", requires = "private_key")]
+    pub(crate) alg: Option<String>,
+    /// Get tokens with the JWT-bearer grant for this service-account key
+    /// file (its token_uri is the token endpoint unless --token-url is given).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["refresh_token_env", "issuer"])]
+    pub(crate) service_account: Option<PathBuf>,
+    /// Get tokens with the refresh-token grant, starting from the refresh
+    /// token in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) refresh_token_env: Option<String>,
     /// A scope to ask for (repeatable).
     #[arg(long = "scope", value_name = "S")]
     pub(crate) scopes: Vec<String>,
@@ -72,10 +98,19 @@ pub(crate) struct OAuthArgs {
 /// Client authentication methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum AuthMethod {
-    /// client_secret_basic (RFC 6749 §2.3.1)
+    /// client_secret_basic (RFC 6749 §2.3.1 encoding)
     Basic,
+    /// client_secret_basic without the form-encoding step
+    BasicRaw,
     /// client_secret_post
     Post,
+    /// client_secret_jwt (an HS256 assertion signed with the secret)
+    Jwt,
+    /// private_key_jwt (an assertion signed with --private-key)
+    #[value(name = "private_key_jwt", alias = "private-key-jwt")]
+    PrivateKeyJwt,
+    /// none: a public client, only --client-id is sent
+    None,
 }
 
 /// What to send.
@@ -163,6 +198,34 @@ mod tests {
         assert_eq!(cli.url.as_deref(), Some("https://api/x"));
         assert_eq!(cli.request.headers, [("X-A".to_owned(), "1".to_owned())]);
         assert_eq!(cli.oauth.scopes, ["a", "b"]);
+    }
+
+    #[test]
+    fn auth_methods_parse_by_their_names() {
+        for (name, method) in [
+            ("basic", AuthMethod::Basic),
+            ("basic-raw", AuthMethod::BasicRaw),
+            ("post", AuthMethod::Post),
+            ("jwt", AuthMethod::Jwt),
+            ("private_key_jwt", AuthMethod::PrivateKeyJwt),
+            ("none", AuthMethod::None),
+        ] {
+            let cli = Cli::try_parse_from(["alf", "--auth-method", name, "https://api/x"]).unwrap();
+            assert_eq!(cli.oauth.auth_method, Some(method), "{name}");
+        }
+    }
+
+    #[test]
+    fn issuer_and_token_url_exclude_each_other() {
+        let args = [
+            "alf",
+            "--issuer",
+            "https://i",
+            "--token-url",
+            "https://i/t",
+            "https://a",
+        ];
+        assert!(Cli::try_parse_from(args).is_err());
     }
 
     #[test]

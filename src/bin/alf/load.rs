@@ -102,7 +102,7 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         .as_deref()
         .ok_or_else(|| Usage("a URL is required (or a subcommand: alf token)".into()))?;
     let template = Arc::new(Template::new(&cli.request, url)?);
-    let source = tokens::source(&cli.oauth)?;
+    let source = tokens::source(&cli.oauth).await?;
 
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?

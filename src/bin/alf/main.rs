@@ -49,7 +49,7 @@ fn main() -> ExitCode {
 
 /// `alf token`: the token's metadata as JSON; the token itself only when asked.
 async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError> {
-    let source = tokens::source(args)?;
+    let source = tokens::source(args).await?;
     let token = source.token().await?;
     let mut out = serde_json::json!({
         "token_type": token.token_type().scheme(),
@@ -68,7 +68,11 @@ async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError
 /// One line for an error: what failed, then its causes.
 pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut line = if let Some(e) = error.downcast_ref::<tower_alf::Error>() {
-        format!("could not get a token: {e}")
+        if e.is_reauthorization_required() {
+            format!("could not get a token: {e} (a new authorization is needed: sign in again)")
+        } else {
+            format!("could not get a token: {e}")
+        }
     } else if error.is::<tower::timeout::error::Elapsed>() {
         "request timed out".to_owned()
     } else {
