@@ -1,0 +1,273 @@
+//! Interop: the crate against a real, third-party authorization server,
+//! `oidc-provider` (the certified OpenID Connect server for Node.js),
+//! started on loopback by each test from `tests/interop/server.mjs`.
+//!
+//! Needs `node` (20 or later) and the server's packages:
+//!
+//! ```text
+//! npm ci --prefix tests/interop
+//! cargo test --all-features --test interop
+//! ```
+//!
+//! Without them every test here fails and says how to install them.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use serde_json::Value;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_alf::{
+    discovery::ServerMetadata,
+    grant::{ClientCredentials, RefreshTokenGrant},
+    jwt::PrivateKey,
+    BearerAuthLayer, ClientAuth, HttpClient, TokenEndpoint, TokenSource,
+};
+
+const RSA_KEY: &str = include_str!("fixtures/rsa_pkcs1.pem");
+const P256_KEY: &str = include_str!("fixtures/p256_sec1.pem");
+
+/// The running oidc-provider; killed when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Provider {
+    fn start() -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+        const HOW: &str = "install Node.js 20 or later (e.g. `apt-get install -y nodejs npm`), \
+                           then `npm ci --prefix tests/interop`";
+        match Command::new("node").arg("--version").output() {
+            Ok(out) if out.status.success() => {}
+            _ => panic!("the interop tests need `node`, which is not installed: {HOW}"),
+        }
+        assert!(
+            dir.join("node_modules/oidc-provider/package.json").exists(),
+            "the interop tests need oidc-provider in tests/interop/node_modules: {HOW}"
+        );
+        let mut child = Command::new("node")
+            .arg(dir.join("server.mjs"))
+            .arg("0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(issuer) = line.strip_prefix("ready ") {
+                    let _ = tx.send(issuer.to_owned());
+                }
+            }
+        });
+        let mut provider = Provider {
+            child,
+            issuer: String::new(),
+        };
+        provider.issuer = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("oidc-provider printed `ready` within 60 s");
+        provider
+    }
+
+    fn token_url(&self) -> String {
+        format!("{}/token", self.issuer)
+    }
+
+    fn endpoint(&self, auth: ClientAuth) -> TokenEndpoint {
+        TokenEndpoint::builder(self.token_url())
+            .client_auth(auth)
+            .build()
+            .unwrap()
+    }
+
+    /// Calls the protected resource through `BearerAuthLayer`.
+    async fn whoami(&self, tokens: &TokenSource) -> (StatusCode, Value) {
+        let client = ServiceBuilder::new()
+            .layer(BearerAuthLayer::new(tokens.clone()))
+            .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+        let request = Request::get(format!("{}/api/whoami", self.issuer))
+            .body(Full::default())
+            .unwrap();
+        let response = client.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// A refresh token for `client_id`, as an authorization-code flow would
+    /// have issued it (the server's test-only route).
+    async fn refresh_token(&self, client_id: &str) -> String {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let request = Request::post(format!(
+            "{}/test/refresh-token?client_id={client_id}",
+            self.issuer
+        ))
+        .body(Full::default())
+        .unwrap();
+        let body = client
+            .request(request)
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        json["refresh_token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A client-credentials token for `auth`, used at the protected resource.
+async fn client_credentials_reach_the_resource(auth: ClientAuth) {
+    let provider = Provider::start();
+    let client_id = auth.client_id().to_owned();
+    let grant = ClientCredentials::new(provider.endpoint(auth)).scope("api:read");
+    let tokens = TokenSource::new(grant);
+    let token = tokens.token().await.unwrap();
+    assert_eq!(token.scope(), Some("api:read"));
+    let (status, body) = provider.whoami(&tokens).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["client_id"], client_id.as_str());
+    assert_eq!(body["scope"], "api:read");
+}
+
+#[tokio::test]
+async fn client_credentials_with_client_secret_basic() {
+    // The secret has characters RFC 6749 §2.3.1 form-encodes.
+    client_credentials_reach_the_resource(ClientAuth::basic(
+        "cc-basic",
+        "basic secret/with+chars&:",
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn client_credentials_with_client_secret_post() {
+    client_credentials_reach_the_resource(ClientAuth::post("cc-post", "post-secret")).await;
+}
+
+#[tokio::test]
+async fn client_credentials_with_client_secret_jwt() {
+    let secret = "client-secret-jwt-shared-secret-0123456789";
+    client_credentials_reach_the_resource(ClientAuth::client_secret_jwt("cc-jwt", secret)).await;
+}
+
+#[tokio::test]
+async fn client_credentials_with_private_key_jwt_rs256() {
+    let key = PrivateKey::from_pem(RSA_KEY).unwrap();
+    client_credentials_reach_the_resource(ClientAuth::private_key_jwt("cc-rs256", key)).await;
+}
+
+#[tokio::test]
+async fn client_credentials_with_private_key_jwt_es256() {
+    let key = PrivateKey::from_pem(P256_KEY).unwrap();
+    client_credentials_reach_the_resource(ClientAuth::private_key_jwt("cc-es256", key)).await;
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_the_issuer_as_audience() {
+    let provider = Provider::start();
+    let key = PrivateKey::from_pem(P256_KEY).unwrap();
+    let auth = ClientAuth::private_key_jwt("cc-es256", key).assertion_audience(&provider.issuer);
+    let tokens = TokenSource::new(ClientCredentials::new(provider.endpoint(auth)));
+    tokens.token().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_invalid_client() {
+    let provider = Provider::start();
+    let grant = ClientCredentials::new(provider.endpoint(ClientAuth::post("cc-post", "wrong")));
+    let e = TokenSource::new(grant).token().await.unwrap_err();
+    assert_eq!(e.oauth_error().unwrap().code().as_str(), "invalid_client");
+    assert!(!e.is_reauthorization_required());
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_rotated_and_a_reused_one_needs_reauthorization() {
+    let provider = Provider::start();
+    let original = provider.refresh_token("app").await;
+    let grant = RefreshTokenGrant::new(
+        provider.endpoint(ClientAuth::basic("app", "app-secret")),
+        original.as_str(),
+    );
+    let tokens = TokenSource::new(grant.clone());
+
+    let first = tokens.token().await.unwrap();
+    let rotated = grant.refresh_token().secret().to_owned();
+    assert_ne!(rotated, original, "oidc-provider rotates on every use");
+    assert_eq!(first.refresh_token().unwrap().secret(), rotated);
+    let (status, body) = provider.whoami(&tokens).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["sub"], "alice");
+
+    let second = tokens.invalidate(first.id()).await.unwrap();
+    assert_ne!(second.access_token(), first.access_token());
+    assert_ne!(grant.refresh_token().secret(), rotated);
+
+    // The first refresh token was consumed: reusing it is invalid_grant.
+    let stale = RefreshTokenGrant::new(
+        provider.endpoint(ClientAuth::basic("app", "app-secret")),
+        original.as_str(),
+    );
+    let e = TokenSource::new(stale).token().await.unwrap_err();
+    assert!(e.is_reauthorization_required(), "{e}");
+}
+
+#[tokio::test]
+async fn a_public_client_refreshes_with_auth_method_none() {
+    let provider = Provider::start();
+    let refresh_token = provider.refresh_token("cli").await;
+    let grant = RefreshTokenGrant::new(provider.endpoint(ClientAuth::none("cli")), refresh_token);
+    let tokens = TokenSource::new(grant);
+    let (status, _) = provider.whoami(&tokens).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn discovery_chooses_a_supported_method_and_gets_a_token() {
+    let provider = Provider::start();
+    let metadata = ServerMetadata::discover(&provider.issuer, &HttpClient::default())
+        .await
+        .unwrap();
+    assert_eq!(metadata.token_endpoint(), provider.token_url());
+    assert!(metadata
+        .token_endpoint_auth_methods_supported()
+        .iter()
+        .any(|m| m == "private_key_jwt"));
+    let key = PrivateKey::from_pem(P256_KEY).unwrap();
+    let auth = metadata
+        .choose_client_auth([
+            ClientAuth::private_key_jwt("cc-es256", key),
+            ClientAuth::basic("cc-es256", "unused"),
+        ])
+        .unwrap();
+    assert_eq!(auth.method_name(), "private_key_jwt");
+    let endpoint = metadata
+        .token_endpoint_builder()
+        .client_auth(auth)
+        .build()
+        .unwrap();
+    let tokens = TokenSource::new(ClientCredentials::new(endpoint).scope("api:write"));
+    let (status, body) = provider.whoami(&tokens).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["scope"], "api:write");
+}
