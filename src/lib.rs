@@ -106,6 +106,6 @@ pub use self::{
     token::{Token, TokenId, TokenType},
 };
 
-#[cfg(all(doctest, feature = "rustls"))]
+#[cfg(all(doctest, feature = "rustls", feature = "jwt"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
