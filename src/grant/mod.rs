@@ -11,6 +11,7 @@ mod jwt_bearer;
 mod refresh_token;
 #[cfg(feature = "jwt")]
 mod service_account;
+mod token_exchange;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub use jwt_bearer::JwtBearer;
 pub use refresh_token::RefreshTokenGrant;
 #[cfg(feature = "jwt")]
 pub use service_account::ServiceAccount;
+pub use token_exchange::{SubjectToken, TokenExchange};
 
 use crate::{source::RefreshReason, Token};
 

@@ -11,6 +11,14 @@
 // serves:
 //   GET  /api/whoami        a protected resource: 200 with what it knows of
 //                           a valid bearer token, else 401 invalid_token
+//   grant_type urn:ietf:params:oauth:grant-type:token-exchange (RFC 8693):
+//                           oidc-provider has no built-in token exchange, so
+//                           this registers a minimal one through its grant
+//                           type extension point: the subject must be a valid
+//                           access token of this provider; the new token is
+//                           issued to the authenticated client, its scope the
+//                           requested one, and records the subject's client
+//                           and the audience
 //   POST /test/refresh-token?client_id=ID
 //                           mints a refresh token for ID, as if an
 //                           authorization-code flow had just run (test only)
@@ -19,7 +27,10 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 const fixtures = new URL('../fixtures/', import.meta.url);
 const publicJwk = (file, alg) => ({
@@ -40,7 +51,7 @@ const signingKey = (type, options, alg) => ({
 const cc = (client_id, token_endpoint_auth_method, extra) => ({
   client_id,
   token_endpoint_auth_method,
-  grant_types: ['client_credentials'],
+  grant_types: ['client_credentials', TOKEN_EXCHANGE],
   response_types: [],
   redirect_uris: [],
   scope: 'api:read api:write',
@@ -130,6 +141,10 @@ const server = http.createServer();
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   const provider = new Provider(issuer, configuration);
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange(provider), [
+    'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type',
+    'requested_token_type', 'audience', 'resource', 'scope',
+  ], ['audience', 'resource']);
   const callback = provider.callback();
 
   server.on('request', async (req, res) => {
@@ -149,6 +164,36 @@ server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
   console.log(`ready ${issuer}`);
 });
 
+// What each exchanged token was issued for, by jti.
+const exchanged = new Map();
+
+function tokenExchange(provider) {
+  return async (ctx) => {
+    const { params, client } = ctx.oidc;
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest('unsupported subject_token_type');
+    }
+    const subject = (await provider.AccessToken.find(params.subject_token))
+      ?? (await provider.ClientCredentials.find(params.subject_token));
+    if (!subject || subject.isExpired) {
+      throw new errors.InvalidGrant('subject_token is not a valid access token');
+    }
+    const token = new provider.ClientCredentials({
+      client,
+      scope: params.scope || undefined,
+    });
+    const value = await token.save();
+    exchanged.set(token.jti, { subject_client_id: subject.clientId, audience: params.audience ?? null });
+    ctx.body = {
+      access_token: value,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: token.expiration,
+      scope: token.scope,
+    };
+  };
+}
+
 // A resource server: accepts access tokens this provider issued and that
 // are still valid.
 async function whoami(provider, req, res) {
@@ -159,7 +204,14 @@ async function whoami(provider, req, res) {
     res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();
     return;
   }
-  const body = { client_id: found.clientId, scope: found.scope ?? null, sub: found.accountId ?? null };
+  const body = {
+    client_id: found.clientId,
+    scope: found.scope ?? null,
+    sub: found.accountId ?? null,
+    subject_client_id: null,
+    audience: null,
+    ...exchanged.get(found.jti),
+  };
   res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
