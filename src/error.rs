@@ -55,6 +55,10 @@ enum Kind {
         excerpt: Option<String>,
     },
     Closed,
+    Authorization {
+        reason: &'static str,
+        oauth: Option<OAuthError>,
+    },
 }
 
 // ===== impl Error =====
@@ -107,6 +111,11 @@ impl Error {
 
     pub(crate) fn closed() -> Self {
         Self::new(Kind::Closed, None)
+    }
+
+    #[cfg_attr(not(feature = "authorization-code"), allow(dead_code))]
+    pub(crate) fn authorization(reason: &'static str, oauth: Option<OAuthError>) -> Self {
+        Self::new(Kind::Authorization { reason, oauth }, None)
     }
 
     /// The configuration is unusable: a bad token URL, plain `http` to a
@@ -171,6 +180,14 @@ impl Error {
             .is_some_and(|oauth| oauth.code() == &ErrorCode::InvalidGrant)
     }
 
+    /// The authorization step (the browser part of the authorization-code
+    /// flow) failed: the server redirected back with an `error` (RFC 6749
+    /// §4.1.2.1, in [`Error::oauth_error`]), or the callback is not the one
+    /// expected (its `state` does not match, or it has no code).
+    pub fn is_authorization(&self) -> bool {
+        matches!(self.inner.kind, Kind::Authorization { .. })
+    }
+
     /// The HTTP status the token endpoint answered with, if it answered.
     pub fn status_code(&self) -> Option<StatusCode> {
         match &self.inner.kind {
@@ -179,10 +196,11 @@ impl Error {
         }
     }
 
-    /// The OAuth error response (RFC 6749 §5.2), if the endpoint sent one.
+    /// The OAuth error response (RFC 6749 §5.2), if the endpoint sent one,
+    /// or the error an authorization callback carried (§4.1.2.1).
     pub fn oauth_error(&self) -> Option<&OAuthError> {
         match &self.inner.kind {
-            Kind::Status { oauth, .. } => oauth.as_ref(),
+            Kind::Status { oauth, .. } | Kind::Authorization { oauth, .. } => oauth.as_ref(),
             _ => None,
         }
     }
@@ -225,6 +243,11 @@ impl fmt::Display for Error {
                 write!(f, "invalid token endpoint response: {reason}")
             }
             Kind::Closed => f.write_str("token fetch ended without a result"),
+            Kind::Authorization {
+                reason,
+                oauth: Some(oauth),
+            } => write!(f, "authorization failed: {reason}: {oauth}"),
+            Kind::Authorization { reason, .. } => write!(f, "authorization failed: {reason}"),
         }
     }
 }

@@ -29,6 +29,26 @@ pub(crate) enum Command {
         #[arg(long)]
         print_token: bool,
     },
+    /// Sign in with the authorization-code flow and PKCE: prints the URL to
+    /// open, waits for the browser on a loopback redirect
+    /// (http://127.0.0.1:PORT/callback), and exchanges the code.
+    Login {
+        #[command(flatten)]
+        oauth: OAuthArgs,
+        /// The authorization endpoint (with --token-url; --issuer finds it).
+        #[arg(long, value_name = "URL")]
+        authorization_url: Option<String>,
+        /// The loopback port for the redirect (default: a free port).
+        #[arg(long, value_name = "PORT", default_value_t = 0)]
+        port: u16,
+        /// Save the token set (with its refresh token) as JSON to FILE,
+        /// readable by its owner only.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+        /// Print the access token too.
+        #[arg(long)]
+        print_token: bool,
+    },
 }
 
 /// How to get tokens.

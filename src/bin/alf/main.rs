@@ -4,6 +4,7 @@
 
 mod args;
 mod load;
+mod login;
 mod tokens;
 
 use std::{error::Error as StdError, process::ExitCode};
@@ -31,6 +32,20 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Some(Command::Token { oauth, print_token }) => token(oauth, *print_token).await,
+            Some(Command::Login {
+                oauth,
+                authorization_url,
+                port,
+                save,
+                print_token,
+            }) => {
+                let token =
+                    login::run(oauth, authorization_url.as_deref(), *port, save.as_deref()).await;
+                token.map(|token| {
+                    print_metadata(&token, *print_token);
+                    ExitCode::SUCCESS
+                })
+            }
             None => load::run(&cli).await,
         }
     });
@@ -51,6 +66,12 @@ fn main() -> ExitCode {
 async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError> {
     let source = tokens::source(args).await?;
     let token = source.token().await?;
+    print_metadata(&token, print_token);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A token's metadata as one JSON line; the token itself only when asked.
+fn print_metadata(token: &tower_alf::Token, print_token: bool) {
     let mut out = serde_json::json!({
         "token_type": token.token_type().scheme(),
         "scope": token.scope(),
@@ -62,7 +83,6 @@ async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError
         out["access_token"] = token.access_token().secret().into();
     }
     println!("{out}");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// One line for an error: what failed, then its causes.

@@ -48,23 +48,7 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
         return Ok(TokenSource::new(grant));
     }
 
-    let builder = match (&args.token_url, &args.issuer) {
-        (Some(url), _) => {
-            let method = args.auth_method.unwrap_or(AuthMethod::Basic);
-            TokenEndpoint::builder(url).client_auth(client_auth(args, Some(method))?)
-        }
-        (None, Some(issuer)) => {
-            let metadata = ServerMetadata::discover(issuer, &HttpClient::default()).await?;
-            let candidates = match args.auth_method {
-                Some(method) => vec![client_auth(args, Some(method))?],
-                None => default_candidates(args)?,
-            };
-            let auth = metadata.choose_client_auth(candidates)?;
-            metadata.token_endpoint_builder().client_auth(auth)
-        }
-        (None, None) => return Err(usage("--token-url or --issuer is required").into()),
-    };
-    let endpoint = endpoint(args, builder)?;
+    let (endpoint, _) = token_endpoint(args, AuthMethod::Basic).await?;
 
     if let Some(var) = &args.refresh_token_env {
         let refresh_token = std::env::var(var)
@@ -87,6 +71,43 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
         grant = grant.param(name, value);
     }
     Ok(TokenSource::new(grant))
+}
+
+/// The token endpoint from `--token-url` or `--issuer` (then with the
+/// metadata), with the client authentication the arguments ask for;
+/// `default_method` when `--auth-method` is not given with `--token-url`.
+pub(crate) async fn token_endpoint(
+    args: &OAuthArgs,
+    default_method: AuthMethod,
+) -> Result<(TokenEndpoint, Option<ServerMetadata>), tower::BoxError> {
+    let (builder, metadata) = match (&args.token_url, &args.issuer) {
+        (Some(url), _) => {
+            let method = args.auth_method.unwrap_or(default_method);
+            let builder = TokenEndpoint::builder(url).client_auth(client_auth(args, Some(method))?);
+            (builder, None)
+        }
+        (None, Some(issuer)) => {
+            let metadata = ServerMetadata::discover(issuer, &HttpClient::default()).await?;
+            let candidates = match args.auth_method {
+                Some(method) => vec![client_auth(args, Some(method))?],
+                None => default_candidates(args)?,
+            };
+            let auth = metadata.choose_client_auth(candidates)?;
+            (
+                metadata.token_endpoint_builder().client_auth(auth),
+                Some(metadata),
+            )
+        }
+        (None, None) => return Err(usage("--token-url or --issuer is required").into()),
+    };
+    Ok((endpoint(args, builder)?, metadata))
+}
+
+/// Whether a client secret or key was given (else a public client).
+pub(crate) fn has_credentials(args: &OAuthArgs) -> bool {
+    args.client_secret_env.is_some()
+        || args.client_secret_file.is_some()
+        || args.private_key.is_some()
 }
 
 /// `--audience`, `--resource` and `--param`, in that order.
