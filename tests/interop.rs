@@ -12,6 +12,7 @@
 //! Without them every test here fails and says how to install them.
 
 use std::{
+    collections::HashMap,
     io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -298,4 +299,125 @@ async fn token_exchange_of_another_sources_token() {
     assert_eq!(body["subject_client_id"], "cc-post");
     assert_eq!(body["audience"], "backend");
     assert_eq!(body["scope"], "api:write");
+}
+
+/// A browser for oidc-provider's development sign-in screens: follows
+/// redirects with a cookie jar, signs in as `alice` and consents, until the
+/// authorization server redirects to `redirect_prefix`; then calls that
+/// callback and returns its status.
+async fn sign_in(start: &str, redirect_prefix: &str) -> StatusCode {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut cookies: HashMap<String, String> = HashMap::new();
+    let mut url = start.to_owned();
+    let mut form: Option<String> = None;
+    for _ in 0..20 {
+        if url.starts_with(redirect_prefix) {
+            let response = client.get(url.parse().unwrap()).await.unwrap();
+            return response.status();
+        }
+        let mut request = match form.take() {
+            Some(body) => Request::post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(body))),
+            None => Request::get(&url).body(Full::default()),
+        }
+        .unwrap();
+        let jar: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !jar.is_empty() {
+            request
+                .headers_mut()
+                .insert("cookie", jar.join("; ").parse().unwrap());
+        }
+        let response = client.request(request).await.unwrap();
+        for value in response.headers().get_all("set-cookie") {
+            let pair = value.to_str().unwrap().split(';').next().unwrap();
+            if let Some((name, value)) = pair.split_once('=') {
+                cookies.insert(name.trim().to_owned(), value.to_owned());
+            }
+        }
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response.headers()["location"].to_str().unwrap().to_owned();
+            url = if location.starts_with('/') {
+                let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                format!("{origin}{location}")
+            } else {
+                location
+            };
+            continue;
+        }
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let page = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::OK, "{url}: {page}");
+        form = Some(if page.contains(r#"name="prompt" value="login""#) {
+            "prompt=login&login=alice&password=any".to_owned()
+        } else if page.contains(r#"name="prompt" value="consent""#) {
+            "prompt=consent".to_owned()
+        } else {
+            panic!("an unexpected page at {url}: {page}");
+        });
+    }
+    panic!("the sign-in did not reach the redirect URI");
+}
+
+/// `alf login` against oidc-provider: discovery, PKCE, the loopback
+/// redirect, a token set saved to a file; then the saved refresh token
+/// feeds the refresh-token grant.
+#[tokio::test]
+async fn alf_login_with_pkce_then_refresh_from_the_saved_token_set() {
+    use tokio::io::AsyncBufReadExt;
+
+    let provider = Provider::start();
+    let path = std::env::temp_dir().join(format!("alf-interop-login-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_alf"))
+        .args(["login", "--issuer", &provider.issuer, "--client-id", "cli"])
+        .args(["--scope", "openid", "--scope", "offline_access"])
+        .args(["--param", "prompt=consent"])
+        .args(["--save", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = stderr
+            .next_line()
+            .await
+            .unwrap()
+            .expect("alf prints the URL");
+        if line.starts_with("http") {
+            break line;
+        }
+    };
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    let redirect_uri = form_urlencoded::parse(url.split_once('?').unwrap().1.as_bytes())
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    let status = sign_in(&url, &redirect_uri).await;
+    assert_eq!(status, StatusCode::OK);
+    let out = child.wait_with_output().await.unwrap();
+    let mut rest = String::new();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        rest.push_str(&line);
+    }
+    assert!(out.status.success(), "{rest}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["refresh_token"], true);
+
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let refresh_token = saved["refresh_token"].as_str().unwrap().to_owned();
+    let grant = RefreshTokenGrant::new(
+        provider.endpoint(ClientAuth::none("cli")),
+        refresh_token.as_str(),
+    );
+    let tokens = TokenSource::new(grant.clone());
+    let (status, body) = provider.whoami(&tokens).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["sub"], "alice");
+    assert_eq!(body["client_id"], "cli");
+    assert_ne!(grant.refresh_token().secret(), refresh_token, "rotated");
 }
