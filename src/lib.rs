@@ -9,8 +9,11 @@
 //! - [`TokenSource`] is the shared, cheaply cloned token cache behind it:
 //!   one fetch in flight at a time, tokens refreshed in the background before
 //!   they expire so no request waits, compare-and-invalidate on rejection.
-//! - A [grant] fetches the tokens: [`grant::ClientCredentials`] over a
-//!   [`TokenEndpoint`], or any tower service you write.
+//! - A [grant] fetches the tokens: [`grant::ClientCredentials`],
+//!   [`grant::RefreshTokenGrant`], [`grant::TokenExchange`], the JWT-bearer
+//!   grant and service accounts (feature `jwt`) over a [`TokenEndpoint`],
+//!   or any tower service you write. [`discovery`] finds the endpoint and a
+//!   client authentication method from an issuer URL.
 //!
 //! # Example
 //!
@@ -66,6 +69,8 @@
 //!   ([`grant::JwtBearer`]), service-account files
 //!   ([`grant::ServiceAccount`]) and [`jwt::PrivateKey`], signed by
 //!   `jsonwebtoken` with its pure-Rust backend.
+//! - `authorization-code`: the authorization-code flow with PKCE
+//!   (`grant::AuthorizationCode`).
 //! - `cli`: the `alf` binary.
 //! - `full`: all of the above.
 //!
