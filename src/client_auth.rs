@@ -1,59 +1,164 @@
 //! How the client authenticates to the token endpoint (RFC 6749 §2.3).
 
-use base64::{engine::general_purpose::STANDARD, Engine as _};
-use http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
+use std::{fmt, sync::Arc};
 
-use crate::secret::ClientSecret;
+#[cfg(feature = "jwt")]
+use std::time::Duration;
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use http::{header::AUTHORIZATION, HeaderMap, HeaderValue, Uri};
+
+#[cfg(feature = "jwt")]
+use crate::jwt::PrivateKey;
+use crate::{secret::ClientSecret, Error};
+
+/// The `client_assertion_type` of RFC 7523 §2.2.
+#[cfg(feature = "jwt")]
+pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Client authentication for token requests.
 ///
-/// `Debug` shows the method and client id, never the secret.
+/// `Debug` shows the method and client id, never the secret or key. The
+/// credentials are built again for every request sent, so a JWT assertion
+/// (`private_key_jwt`, `client_secret_jwt`) is fresh for each attempt, with
+/// its own `jti`, and never reused across retries.
 ///
 /// ```
 /// use tower_alf::ClientAuth;
 ///
 /// let auth = ClientAuth::basic("my-client", "s3cr3t");
 /// assert_eq!(auth.client_id(), "my-client");
+/// assert_eq!(auth.method_name(), "client_secret_basic");
 /// assert!(!format!("{auth:?}").contains("s3cr3t"));
 /// ```
 #[derive(Clone, Debug)]
 pub struct ClientAuth {
     client_id: String,
     method: Method,
+    #[cfg(feature = "jwt")]
+    assertion_audience: Option<String>,
+    #[cfg(feature = "jwt")]
+    assertion_lifetime: Duration,
+    /// Parameters a grant adds to every attempt (the JWT-bearer assertion).
+    attempt: Option<Arc<dyn AttemptParams>>,
 }
 
 #[derive(Clone, Debug)]
 enum Method {
     Basic(ClientSecret),
+    BasicRaw(ClientSecret),
     Post(ClientSecret),
     None,
+    #[cfg(feature = "jwt")]
+    SecretJwt(ClientSecret),
+    #[cfg(feature = "jwt")]
+    PrivateKeyJwt(PrivateKey),
+}
+
+/// Form parameters built anew for each attempt of a token request.
+pub(crate) trait AttemptParams: fmt::Debug + Send + Sync {
+    /// Adds this attempt's parameters; `token_url` is where it is sent.
+    fn add(&self, token_url: &Uri, form: &mut Vec<(String, String)>) -> Result<(), Error>;
 }
 
 impl ClientAuth {
+    /// Lifetime of a client assertion: 60 s. The assertion is used at once;
+    /// a short life limits replay (RFC 7523 §3 asks for a limited lifetime).
+    #[cfg(feature = "jwt")]
+    pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+
+    fn with_method(client_id: impl Into<String>, method: Method) -> Self {
+        Self {
+            client_id: client_id.into(),
+            method,
+            #[cfg(feature = "jwt")]
+            assertion_audience: None,
+            #[cfg(feature = "jwt")]
+            assertion_lifetime: Self::DEFAULT_ASSERTION_LIFETIME,
+            attempt: None,
+        }
+    }
+
     /// `client_secret_basic`: HTTP Basic authentication, the id and secret
     /// each form-urlencoded before the Base64 step, as RFC 6749 §2.3.1 says.
     /// The method every server must support.
     pub fn basic(client_id: impl Into<String>, secret: impl Into<ClientSecret>) -> Self {
-        Self {
-            client_id: client_id.into(),
-            method: Method::Basic(secret.into()),
-        }
+        Self::with_method(client_id, Method::Basic(secret.into()))
+    }
+
+    /// `client_secret_basic` without the form-encoding step: `id:secret`
+    /// Base64-encoded as they are, for servers that do not decode the
+    /// RFC 6749 §2.3.1 encoding (it matters only when the id or secret has
+    /// characters other than letters, digits and `*-._`).
+    pub fn basic_raw(client_id: impl Into<String>, secret: impl Into<ClientSecret>) -> Self {
+        Self::with_method(client_id, Method::BasicRaw(secret.into()))
     }
 
     /// `client_secret_post`: `client_id` and `client_secret` in the form body.
     pub fn post(client_id: impl Into<String>, secret: impl Into<ClientSecret>) -> Self {
-        Self {
-            client_id: client_id.into(),
-            method: Method::Post(secret.into()),
-        }
+        Self::with_method(client_id, Method::Post(secret.into()))
     }
 
-    /// `none`: a public client, identified by `client_id` in the body only.
+    /// `none`: a public client, identified by `client_id` in the body only
+    /// (nothing is sent when the id is empty).
     pub fn none(client_id: impl Into<String>) -> Self {
-        Self {
-            client_id: client_id.into(),
-            method: Method::None,
-        }
+        Self::with_method(client_id, Method::None)
+    }
+
+    /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT
+    /// signed with HS256 and the client secret, sent as `client_assertion`.
+    ///
+    /// ```
+    /// use tower_alf::ClientAuth;
+    ///
+    /// let auth = ClientAuth::client_secret_jwt("my-client", "a-long-shared-secret");
+    /// assert_eq!(auth.method_name(), "client_secret_jwt");
+    /// ```
+    #[cfg(feature = "jwt")]
+    pub fn client_secret_jwt(
+        client_id: impl Into<String>,
+        secret: impl Into<ClientSecret>,
+    ) -> Self {
+        Self::with_method(client_id, Method::SecretJwt(secret.into()))
+    }
+
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT
+    /// signed with the client's private key, sent as `client_assertion`.
+    /// The key's algorithm and `kid` are used.
+    ///
+    /// ```
+    /// use tower_alf::{jwt::PrivateKey, ClientAuth};
+    ///
+    /// # fn main() -> Result<(), tower_alf::Error> {
+    /// # let pem = include_str!("../tests/fixtures/p256_sec1.pem");
+    /// let key = PrivateKey::from_pem(pem)?.with_key_id("key-1");
+    /// let auth = ClientAuth::private_key_jwt("my-client", key)
+    ///     .assertion_audience("https://idp.example/");
+    /// assert_eq!(auth.method_name(), "private_key_jwt");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "jwt")]
+    pub fn private_key_jwt(client_id: impl Into<String>, key: PrivateKey) -> Self {
+        Self::with_method(client_id, Method::PrivateKeyJwt(key))
+    }
+
+    /// The `aud` of the client assertion. Defaults to the token endpoint
+    /// URL, as RFC 7523 §3 suggests; some servers want their issuer
+    /// identifier instead. Only used by the JWT methods.
+    #[cfg(feature = "jwt")]
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion_audience = Some(audience.into());
+        self
+    }
+
+    /// How long a client assertion is valid (`exp` - `iat`). Defaults to
+    /// [`ClientAuth::DEFAULT_ASSERTION_LIFETIME`]. Only used by the JWT
+    /// methods.
+    #[cfg(feature = "jwt")]
+    pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.assertion_lifetime = lifetime;
+        self
     }
 
     /// The client identifier.
@@ -64,14 +169,47 @@ impl ClientAuth {
     /// The method's registered name (RFC 7591 §2), e.g. `client_secret_basic`.
     pub fn method_name(&self) -> &'static str {
         match self.method {
-            Method::Basic(_) => "client_secret_basic",
+            Method::Basic(_) | Method::BasicRaw(_) => "client_secret_basic",
             Method::Post(_) => "client_secret_post",
             Method::None => "none",
+            #[cfg(feature = "jwt")]
+            Method::SecretJwt(_) => "client_secret_jwt",
+            #[cfg(feature = "jwt")]
+            Method::PrivateKeyJwt(_) => "private_key_jwt",
         }
     }
 
-    /// Adds the credentials to a token request's headers and form.
-    pub(crate) fn apply(&self, headers: &mut HeaderMap, form: &mut Vec<(String, String)>) {
+    /// The signing algorithm of a JWT method (`HS256` for
+    /// `client_secret_jwt`), `None` for the others.
+    pub fn signing_algorithm(&self) -> Option<&'static str> {
+        match &self.method {
+            #[cfg(feature = "jwt")]
+            Method::SecretJwt(_) => Some("HS256"),
+            #[cfg(feature = "jwt")]
+            Method::PrivateKeyJwt(key) => Some(key.algorithm().as_str()),
+            _ => None,
+        }
+    }
+
+    /// The same authentication, with parameters a grant adds to every attempt.
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    pub(crate) fn with_attempt_params(&self, params: Arc<dyn AttemptParams>) -> Self {
+        let mut auth = self.clone();
+        auth.attempt = Some(params);
+        auth
+    }
+
+    /// Adds the credentials to a token request's headers and form. Called
+    /// once per attempt: assertions are signed here, fresh each time.
+    pub(crate) fn apply(
+        &self,
+        token_url: &Uri,
+        headers: &mut HeaderMap,
+        form: &mut Vec<(String, String)>,
+    ) -> Result<(), Error> {
+        if let Some(attempt) = &self.attempt {
+            attempt.add(token_url, form)?;
+        }
         match &self.method {
             Method::Basic(secret) => {
                 let credentials = format!(
@@ -79,19 +217,71 @@ impl ClientAuth {
                     form_encode(&self.client_id),
                     form_encode(secret.secret())
                 );
-                let mut value =
-                    HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
-                        .expect("base64 is a valid header value");
-                value.set_sensitive(true);
-                headers.insert(AUTHORIZATION, value);
+                headers.insert(AUTHORIZATION, basic(&credentials)?);
+            }
+            Method::BasicRaw(secret) => {
+                let credentials = format!("{}:{}", self.client_id, secret.secret());
+                headers.insert(AUTHORIZATION, basic(&credentials)?);
             }
             Method::Post(secret) => {
                 form.push(("client_id".into(), self.client_id.clone()));
                 form.push(("client_secret".into(), secret.secret().to_owned()));
             }
+            Method::None if self.client_id.is_empty() => {}
             Method::None => form.push(("client_id".into(), self.client_id.clone())),
+            #[cfg(feature = "jwt")]
+            Method::SecretJwt(secret) => {
+                let claims = self.client_claims(token_url)?;
+                let jwt = crate::jwt::sign_hs256(secret.secret().as_bytes(), &claims)?;
+                self.push_assertion(form, jwt);
+            }
+            #[cfg(feature = "jwt")]
+            Method::PrivateKeyJwt(key) => {
+                let jwt = key.sign(&self.client_claims(token_url)?)?;
+                self.push_assertion(form, jwt);
+            }
         }
+        Ok(())
     }
+
+    /// RFC 7523 §3: `iss` and `sub` are the client id, `aud` the token
+    /// endpoint (or the configured audience).
+    #[cfg(feature = "jwt")]
+    fn client_claims(
+        &self,
+        token_url: &Uri,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        let audience = match &self.assertion_audience {
+            Some(audience) => audience.clone(),
+            None => token_url.to_string(),
+        };
+        crate::jwt::assertion_claims(
+            &self.client_id,
+            &self.client_id,
+            &audience,
+            self.assertion_lifetime,
+        )
+    }
+
+    /// `client_id` is sent too: RFC 7521 §4.2 makes it optional, and many
+    /// servers (oidc-provider, Keycloak) look the client up by it.
+    #[cfg(feature = "jwt")]
+    fn push_assertion(&self, form: &mut Vec<(String, String)>, jwt: String) {
+        form.push(("client_id".into(), self.client_id.clone()));
+        form.push((
+            "client_assertion_type".into(),
+            JWT_BEARER_ASSERTION_TYPE.into(),
+        ));
+        form.push(("client_assertion".into(), jwt));
+    }
+}
+
+/// A sensitive `Basic` header value for these credentials.
+fn basic(credentials: &str) -> Result<HeaderValue, Error> {
+    let mut value = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
+        .map_err(|_| Error::config("the Basic credentials are not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value (RFC 6749
@@ -104,9 +294,13 @@ fn form_encode(value: &str) -> String {
 mod tests {
     use super::*;
 
+    fn url() -> Uri {
+        Uri::from_static("https://idp.example/token")
+    }
+
     fn basic_header(auth: &ClientAuth) -> String {
         let mut headers = HeaderMap::new();
-        auth.apply(&mut headers, &mut Vec::new());
+        auth.apply(&url(), &mut headers, &mut Vec::new()).unwrap();
         let value = headers[AUTHORIZATION].to_str().unwrap();
         let encoded = value.strip_prefix("Basic ").unwrap();
         String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap()
@@ -122,7 +316,9 @@ mod tests {
     #[test]
     fn basic_header_is_sensitive() {
         let mut headers = HeaderMap::new();
-        ClientAuth::basic("a", "b").apply(&mut headers, &mut Vec::new());
+        ClientAuth::basic("a", "b")
+            .apply(&url(), &mut headers, &mut Vec::new())
+            .unwrap();
         assert!(headers[AUTHORIZATION].is_sensitive());
     }
 
@@ -130,7 +326,9 @@ mod tests {
     fn post_puts_credentials_in_the_form() {
         let mut headers = HeaderMap::new();
         let mut form = Vec::new();
-        ClientAuth::post("a", "b").apply(&mut headers, &mut form);
+        ClientAuth::post("a", "b")
+            .apply(&url(), &mut headers, &mut form)
+            .unwrap();
         assert!(headers.is_empty());
         assert_eq!(
             form,
@@ -139,5 +337,20 @@ mod tests {
                 ("client_secret".into(), "b".into())
             ]
         );
+    }
+
+    #[test]
+    fn basic_raw_does_not_form_encode() {
+        let auth = ClientAuth::basic_raw("id:1", " %&+");
+        assert_eq!(basic_header(&auth), "id:1: %&+");
+    }
+
+    #[test]
+    fn none_with_an_empty_client_id_adds_nothing() {
+        let mut form = Vec::new();
+        ClientAuth::none("")
+            .apply(&url(), &mut HeaderMap::new(), &mut form)
+            .unwrap();
+        assert!(form.is_empty());
     }
 }

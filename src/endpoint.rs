@@ -5,7 +5,7 @@ use std::{fmt, net::IpAddr, sync::Arc, time::Duration};
 use bytes::{Bytes, BytesMut};
 use http::{
     header::{ACCEPT, CONTENT_TYPE},
-    HeaderValue, Method, Request, Response, Uri,
+    HeaderValue, Method, Request, Response, StatusCode, Uri,
 };
 use http_body::Body;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
@@ -60,6 +60,27 @@ impl HttpClient {
     }
 }
 
+impl HttpClient {
+    /// `GET url` with `Accept: application/json`; the status and the whole
+    /// body, at most `limit` bytes, within `timeout`.
+    pub(crate) async fn get(
+        &self,
+        url: Uri,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), Error> {
+        let request = Request::get(url)
+            .header(ACCEPT, "application/json")
+            .body(Full::default())
+            .map_err(|_| Error::config("cannot build the request"))?;
+        let answer = tokio::time::timeout(timeout, self.fetch(request, limit))
+            .await
+            .map_err(|_| Error::timeout())?;
+        let (parts, body) = answer.map_err(|e| e.into_error(limit))?;
+        Ok((parts.status, body))
+    }
+}
+
 #[cfg(feature = "rustls")]
 impl Default for HttpClient {
     /// hyper-util's pooled client over hyper-rustls with the ring provider
@@ -109,6 +130,7 @@ pub struct TokenEndpoint {
     inner: Arc<EndpointInner>,
 }
 
+#[derive(Clone)]
 struct EndpointInner {
     url: Uri,
     auth: ClientAuth,
@@ -169,7 +191,7 @@ impl TokenEndpoint {
             let deadline = inner.retry.deadline_after_start().map(|d| started + d);
             let mut retry = 0;
             loop {
-                let request = inner.build(&form);
+                let request = inner.build(&form)?;
                 let sent_at = Instant::now();
                 let budget = match deadline {
                     Some(deadline) => inner
@@ -205,7 +227,7 @@ impl TokenEndpoint {
 
 impl EndpointInner {
     /// One token request: a fresh one per attempt.
-    fn build(&self, form: &[(String, String)]) -> Request<Full<Bytes>> {
+    fn build(&self, form: &[(String, String)]) -> Result<Request<Full<Bytes>>, Error> {
         let mut form = form.to_vec();
         let mut request = Request::new(Full::default());
         *request.method_mut() = Method::POST;
@@ -216,12 +238,13 @@ impl EndpointInner {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        self.auth.apply(request.headers_mut(), &mut form);
+        self.auth
+            .apply(&self.url, request.headers_mut(), &mut form)?;
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&form)
             .finish();
         *request.body_mut() = Full::new(Bytes::from(body));
-        request
+        Ok(request)
     }
 }
 
@@ -233,14 +256,11 @@ async fn exchange(
     sent_at: Instant,
 ) -> Result<Token, Error> {
     let limit = inner.max_response_size;
-    let (parts, body) = match inner.client.fetch(request, limit).await {
-        Ok(answer) => answer,
-        Err(FetchError::Transport(e)) => return Err(Error::transport(e)),
-        Err(FetchError::TooLarge(status)) => {
-            let reason = format!("response body is larger than {limit} bytes");
-            return Err(Error::invalid_response(status, reason, &[]));
-        }
-    };
+    let (parts, body) = inner
+        .client
+        .fetch(request, limit)
+        .await
+        .map_err(|e| e.into_error(limit))?;
     tracing::debug!(
         status = parts.status.as_u16(),
         bytes = body.len(),
@@ -254,7 +274,20 @@ pub(crate) enum FetchError {
     /// The request or the body failed.
     Transport(BoxError),
     /// The body is larger than the limit; the status came first.
-    TooLarge(http::StatusCode),
+    TooLarge(StatusCode),
+}
+
+impl FetchError {
+    /// The crate's error for it; `limit` is the cap that was passed.
+    pub(crate) fn into_error(self, limit: usize) -> Error {
+        match self {
+            Self::Transport(e) => Error::transport(e),
+            Self::TooLarge(status) => {
+                let reason = format!("response body is larger than {limit} bytes");
+                Error::invalid_response(status, reason, &[])
+            }
+        }
+    }
 }
 
 impl HttpClient {
@@ -282,6 +315,22 @@ impl HttpClient {
             }
         }
         Ok((parts, collected.freeze()))
+    }
+}
+
+impl TokenEndpoint {
+    /// The same endpoint, with parameters a grant adds to every attempt of
+    /// a request (a JWT-bearer assertion, signed fresh for each attempt).
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    pub(crate) fn with_attempt_params(
+        &self,
+        params: Arc<dyn crate::client_auth::AttemptParams>,
+    ) -> TokenEndpoint {
+        let mut inner = EndpointInner::clone(&self.inner);
+        inner.auth = inner.auth.with_attempt_params(params);
+        TokenEndpoint {
+            inner: Arc::new(inner),
+        }
     }
 }
 

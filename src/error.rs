@@ -57,6 +57,10 @@ enum Kind {
     },
     Closed,
     Throttled,
+    Authorization {
+        reason: &'static str,
+        oauth: Option<OAuthError>,
+    },
 }
 
 // ===== impl Error =====
@@ -126,6 +130,11 @@ impl Error {
 
     pub(crate) fn throttled() -> Self {
         Self::new(Kind::Throttled, None)
+    }
+
+    #[cfg_attr(not(feature = "authorization-code"), allow(dead_code))]
+    pub(crate) fn authorization(reason: &'static str, oauth: Option<OAuthError>) -> Self {
+        Self::new(Kind::Authorization { reason, oauth }, None)
     }
 
     /// The configuration is unusable: a bad token URL, plain `http` to a
@@ -221,6 +230,34 @@ impl Error {
         }
     }
 
+    /// A new authorization is needed: the server answered `invalid_grant`
+    /// (RFC 6749 §5.2), so the grant itself (a refresh token, an
+    /// authorization code, an assertion) is invalid, expired or revoked.
+    /// For a refresh token, the user must sign in again (`alf login`);
+    /// retrying with the same grant cannot succeed.
+    ///
+    /// ```
+    /// # async fn run(source: tower_alf::TokenSource) {
+    /// if let Err(e) = source.token().await {
+    ///     if e.is_reauthorization_required() {
+    ///         eprintln!("your session has ended: sign in again");
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn is_reauthorization_required(&self) -> bool {
+        self.oauth_error()
+            .is_some_and(|oauth| oauth.code() == &ErrorCode::InvalidGrant)
+    }
+
+    /// The authorization step (the browser part of the authorization-code
+    /// flow) failed: the server redirected back with an `error` (RFC 6749
+    /// §4.1.2.1, in [`Error::oauth_error`]), or the callback is not the one
+    /// expected (its `state` does not match, or it has no code).
+    pub fn is_authorization(&self) -> bool {
+        matches!(self.inner.kind, Kind::Authorization { .. })
+    }
+
     /// The HTTP status the token endpoint answered with, if it answered.
     pub fn status_code(&self) -> Option<StatusCode> {
         match &self.inner.kind {
@@ -229,10 +266,11 @@ impl Error {
         }
     }
 
-    /// The OAuth error response (RFC 6749 §5.2), if the endpoint sent one.
+    /// The OAuth error response (RFC 6749 §5.2), if the endpoint sent one,
+    /// or the error an authorization callback carried (§4.1.2.1).
     pub fn oauth_error(&self) -> Option<&OAuthError> {
         match &self.inner.kind {
-            Kind::Status { oauth, .. } => oauth.as_ref(),
+            Kind::Status { oauth, .. } | Kind::Authorization { oauth, .. } => oauth.as_ref(),
             _ => None,
         }
     }
@@ -278,6 +316,11 @@ impl fmt::Display for Error {
             Kind::Throttled => f.write_str(
                 "the token was rejected again right after a refresh; not refreshing it again yet",
             ),
+            Kind::Authorization {
+                reason,
+                oauth: Some(oauth),
+            } => write!(f, "authorization failed: {reason}: {oauth}"),
+            Kind::Authorization { reason, .. } => write!(f, "authorization failed: {reason}"),
         }
     }
 }
@@ -604,5 +647,15 @@ mod tests {
             e.to_string(),
             "token endpoint answered 400 Bad Request: invalid_client: bad secret"
         );
+    }
+
+    #[test]
+    fn only_invalid_grant_requires_reauthorization() {
+        let oauth = |code: &str| OAuthError::new(ErrorCode::from(code), None, None);
+        let e = Error::status(StatusCode::BAD_REQUEST, Some(oauth("invalid_grant")), b"");
+        assert!(e.is_reauthorization_required());
+        let e = Error::status(StatusCode::UNAUTHORIZED, Some(oauth("invalid_client")), b"");
+        assert!(!e.is_reauthorization_required());
+        assert!(!Error::timeout().is_reauthorization_required());
     }
 }

@@ -9,8 +9,11 @@
 //! - [`TokenSource`] is the shared, cheaply cloned token cache behind it:
 //!   one fetch in flight at a time, tokens refreshed in the background before
 //!   they expire so no request waits, compare-and-invalidate on rejection.
-//! - A [grant] fetches the tokens: [`grant::ClientCredentials`] over a
-//!   [`TokenEndpoint`], or any tower service you write.
+//! - A [grant] fetches the tokens: [`grant::ClientCredentials`],
+//!   [`grant::RefreshTokenGrant`], [`grant::TokenExchange`], the JWT-bearer
+//!   grant and service accounts (feature `jwt`) over a [`TokenEndpoint`],
+//!   or any tower service you write. [`discovery`] finds the endpoint and a
+//!   client authentication method from an issuer URL.
 //! - A [store] shares tokens between sources, processes and restarts:
 //!   wrap the grant in a [`store::StoreGrant`] over a [`store::MemoryStore`],
 //!   a Redis store (feature `redis`) or your own [`store::TokenStore`].
@@ -70,7 +73,15 @@
 //! - `redis`: `store::RedisStore`, tokens in Redis or Valkey shared by
 //!   a fleet, with a fleet-wide single flight and optional encryption at rest.
 //! - `redis-cluster`: Redis Cluster for the Redis store.
-//! - `cli`: the `alf` command-line client (enables `oauth1` and `redis`).
+//! - `cli`: the `alf` command-line client (enables `oauth1`, `redis`, `jwt` and
+//!   `authorization-code`).
+//! - `jwt`: JWT client authentication ([`ClientAuth::private_key_jwt`],
+//!   [`ClientAuth::client_secret_jwt`]), the JWT-bearer grant
+//!   ([`grant::JwtBearer`]), service-account files
+//!   ([`grant::ServiceAccount`]) and [`jwt::PrivateKey`], signed by
+//!   `jsonwebtoken` with its pure-Rust backend.
+//! - `authorization-code`: the authorization-code flow with PKCE
+//!   (`grant::AuthorizationCode`).
 //! - `full`: all of the above.
 //!
 //! # Defaults
@@ -93,7 +104,10 @@ mod service;
 mod source;
 mod token;
 
+pub mod discovery;
 pub mod grant;
+#[cfg(feature = "jwt")]
+pub mod jwt;
 #[cfg(feature = "oauth1")]
 pub mod oauth1;
 pub mod replay;
@@ -113,7 +127,13 @@ pub use self::{
     token::{Token, TokenId, TokenType},
 };
 
-#[cfg(all(doctest, feature = "rustls", feature = "oauth1", feature = "redis"))]
+#[cfg(all(
+    doctest,
+    feature = "rustls",
+    feature = "oauth1",
+    feature = "redis",
+    feature = "jwt"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

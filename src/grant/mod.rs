@@ -5,11 +5,27 @@
 //! a time, so a grant needs no locking of its own. Any service of that shape
 //! is a grant, which is how you plug in one this crate does not ship.
 
+#[cfg(feature = "authorization-code")]
+mod authorization_code;
 mod client_credentials;
+#[cfg(feature = "jwt")]
+mod jwt_bearer;
+mod refresh_token;
+#[cfg(feature = "jwt")]
+mod service_account;
+mod token_exchange;
 
 use std::sync::Arc;
 
+#[cfg(feature = "authorization-code")]
+pub use authorization_code::{AuthorizationCode, PendingAuthorization};
 pub use client_credentials::ClientCredentials;
+#[cfg(feature = "jwt")]
+pub use jwt_bearer::JwtBearer;
+pub use refresh_token::RefreshTokenGrant;
+#[cfg(feature = "jwt")]
+pub use service_account::ServiceAccount;
+pub use token_exchange::{SubjectToken, TokenExchange};
 
 use crate::{source::RefreshReason, Token};
 

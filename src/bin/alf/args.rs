@@ -31,6 +31,26 @@ pub(crate) enum Command {
         #[arg(long)]
         print_token: bool,
     },
+    /// Sign in with the authorization-code flow and PKCE: prints the URL to
+    /// open, waits for the browser on a loopback redirect
+    /// (http://127.0.0.1:PORT/callback), and exchanges the code.
+    Login {
+        #[command(flatten)]
+        oauth: OAuthArgs,
+        /// The authorization endpoint (with --token-url; --issuer finds it).
+        #[arg(long, value_name = "URL")]
+        authorization_url: Option<String>,
+        /// The loopback port for the redirect (default: a free port).
+        #[arg(long, value_name = "PORT", default_value_t = 0)]
+        port: u16,
+        /// Save the token set (with its refresh token) as JSON to FILE,
+        /// readable by its owner only.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+        /// Print the access token too.
+        #[arg(long)]
+        print_token: bool,
+    },
     /// OAuth 1.0a tools.
     #[command(name = "oauth1", subcommand)]
     OAuth1(OAuth1Command),
@@ -92,8 +112,13 @@ pub(crate) struct OAuth1Args {
 #[derive(Debug, Args)]
 pub(crate) struct OAuthArgs {
     /// The token endpoint.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "issuer")]
     pub(crate) token_url: Option<String>,
+    /// The authorization server's issuer: the token endpoint and a supported
+    /// client authentication method are discovered from its metadata
+    /// (RFC 8414, OpenID Connect Discovery) instead of --token-url.
+    #[arg(long, value_name = "URL")]
+    pub(crate) issuer: Option<String>,
     /// The client identifier.
     #[arg(long, value_name = "ID")]
     pub(crate) client_id: Option<String>,
@@ -103,9 +128,30 @@ pub(crate) struct OAuthArgs {
     /// Read the client secret from this file (one trailing newline is dropped).
     #[arg(long, value_name = "FILE")]
     pub(crate) client_secret_file: Option<PathBuf>,
-    /// How the client authenticates to the token endpoint.
-    #[arg(long, value_enum, default_value_t = AuthMethod::Basic)]
-    pub(crate) auth_method: AuthMethod,
+    /// How the client authenticates to the token endpoint (with --issuer:
+    /// the default is the first the server supports among private_key_jwt
+    /// (with --private-key), basic, post and jwt).
+    #[arg(long, value_enum)]
+    pub(crate) auth_method: Option<AuthMethod>,
+    /// The client's private key (PEM: PKCS#1, PKCS#8 or SEC1; or a JWK),
+    /// for --auth-method private_key_jwt.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) private_key: Option<PathBuf>,
+    /// The `kid` header of the client assertion.
+    #[arg(long, value_name = "KID", requires = "private_key")]
+    pub(crate) key_id: Option<String>,
+    /// The signing algorithm for the private key (default: RS256 for RSA,
+    /// ES256 or ES384 for EC keys, EdDSA for Ed25519).
+    #[arg(long, value_name = "ALG", requires = "private_key")]
+    pub(crate) alg: Option<String>,
+    /// Get tokens with the JWT-bearer grant for this service-account key
+    /// file (its token_uri is the token endpoint unless --token-url is given).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["refresh_token_env", "issuer"])]
+    pub(crate) service_account: Option<PathBuf>,
+    /// Get tokens with the refresh-token grant, starting from the refresh
+    /// token in this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) refresh_token_env: Option<String>,
     /// A scope to ask for (repeatable).
     #[arg(long = "scope", value_name = "S")]
     pub(crate) scopes: Vec<String>,
@@ -140,10 +186,19 @@ pub(crate) struct OAuthArgs {
 /// Client authentication methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum AuthMethod {
-    /// client_secret_basic (RFC 6749 §2.3.1)
+    /// client_secret_basic (RFC 6749 §2.3.1 encoding)
     Basic,
+    /// client_secret_basic without the form-encoding step
+    BasicRaw,
     /// client_secret_post
     Post,
+    /// client_secret_jwt (an HS256 assertion signed with the secret)
+    Jwt,
+    /// private_key_jwt (an assertion signed with --private-key)
+    #[value(name = "private_key_jwt", alias = "private-key-jwt")]
+    PrivateKeyJwt,
+    /// none: a public client, only --client-id is sent
+    None,
 }
 
 /// What to send.
@@ -266,6 +321,34 @@ mod tests {
         .unwrap();
         assert_eq!(cli.oauth.redis.as_deref(), Some("redis://127.0.0.1/"));
         assert_eq!(cli.oauth.store_key_prefix.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn auth_methods_parse_by_their_names() {
+        for (name, method) in [
+            ("basic", AuthMethod::Basic),
+            ("basic-raw", AuthMethod::BasicRaw),
+            ("post", AuthMethod::Post),
+            ("jwt", AuthMethod::Jwt),
+            ("private_key_jwt", AuthMethod::PrivateKeyJwt),
+            ("none", AuthMethod::None),
+        ] {
+            let cli = Cli::try_parse_from(["alf", "--auth-method", name, "https://api/x"]).unwrap();
+            assert_eq!(cli.oauth.auth_method, Some(method), "{name}");
+        }
+    }
+
+    #[test]
+    fn issuer_and_token_url_exclude_each_other() {
+        let args = [
+            "alf",
+            "--issuer",
+            "https://i",
+            "--token-url",
+            "https://i/t",
+            "https://a",
+        ];
+        assert!(Cli::try_parse_from(args).is_err());
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
             .service(http);
         (BoxCloneService::new(signed), None)
     } else {
-        let source = tokens::source(&cli.oauth)?;
+        let source = tokens::source(&cli.oauth).await?;
         let authorized = ServiceBuilder::new()
             .option_layer(timeout)
             .layer(BearerAuthLayer::new(source.clone()))

@@ -4,6 +4,7 @@
 
 mod args;
 mod load;
+mod login;
 mod oauth1;
 mod tokens;
 
@@ -32,6 +33,20 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Some(Command::Token { oauth, print_token }) => token(oauth, *print_token).await,
+            Some(Command::Login {
+                oauth,
+                authorization_url,
+                port,
+                save,
+                print_token,
+            }) => {
+                let token =
+                    login::run(oauth, authorization_url.as_deref(), *port, save.as_deref()).await;
+                token.map(|token| {
+                    print_metadata(&token, *print_token);
+                    ExitCode::SUCCESS
+                })
+            }
             Some(Command::OAuth1(OAuth1Command::Authorize {
                 oauth1,
                 request_token_url,
@@ -71,8 +86,14 @@ fn main() -> ExitCode {
 
 /// `alf token`: the token's metadata as JSON; the token itself only when asked.
 async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError> {
-    let source = tokens::source(args)?;
+    let source = tokens::source(args).await?;
     let token = source.token().await?;
+    print_metadata(&token, print_token);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A token's metadata as one JSON line; the token itself only when asked.
+fn print_metadata(token: &tower_alf::Token, print_token: bool) {
     let mut out = serde_json::json!({
         "token_type": token.token_type().scheme(),
         "scope": token.scope(),
@@ -84,13 +105,16 @@ async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError
         out["access_token"] = token.access_token().secret().into();
     }
     println!("{out}");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// One line for an error: what failed, then its causes.
 pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut line = if let Some(e) = error.downcast_ref::<tower_alf::Error>() {
-        format!("could not get a token: {e}")
+        if e.is_reauthorization_required() {
+            format!("could not get a token: {e} (a new authorization is needed: sign in again)")
+        } else {
+            format!("could not get a token: {e}")
+        }
     } else if let Some(e) = error.downcast_ref::<tower_alf::oauth1::Error>() {
         format!("OAuth 1.0a: {e}")
     } else if error.is::<tower::timeout::error::Elapsed>() {

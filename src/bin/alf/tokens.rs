@@ -3,9 +3,11 @@
 use std::fmt;
 
 use tower_alf::{
-    grant::ClientCredentials,
+    discovery::ServerMetadata,
+    grant::{ClientCredentials, RefreshTokenGrant, ServiceAccount},
+    jwt::PrivateKey,
     store::{EncryptionKey, RedisStore, StoreGrant},
-    ClientAuth, TokenEndpoint, TokenSource,
+    ClientAuth, HttpClient, TokenEndpoint, TokenEndpointBuilder, TokenSource,
 };
 
 use crate::args::{AuthMethod, OAuthArgs};
@@ -26,39 +28,63 @@ pub(crate) fn usage(message: impl Into<String>) -> Usage {
     Usage(message.into())
 }
 
-pub(crate) fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
-    let token_url = args
-        .token_url
-        .as_deref()
-        .ok_or_else(|| usage("--token-url is required"))?;
-    let client_id = args
-        .client_id
-        .clone()
-        .ok_or_else(|| usage("--client-id is required"))?;
-    let secret = secret(args)?;
-    let auth = match args.auth_method {
-        AuthMethod::Basic => ClientAuth::basic(client_id, secret),
-        AuthMethod::Post => ClientAuth::post(client_id, secret),
-    };
-    let mut endpoint = TokenEndpoint::builder(token_url)
-        .client_auth(auth)
-        .allow_insecure_http(args.allow_insecure_http);
-    if let Some(timeout) = args.timeout {
-        endpoint = endpoint.timeout(timeout);
+/// A secret from an environment variable.
+pub(crate) fn env_secret(var: &str) -> Result<String, Usage> {
+    std::env::var(var).map_err(|_| usage(format!("the environment variable {var} is not set")))
+}
+
+pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
+    if args.redis.is_some() && (args.service_account.is_some() || args.refresh_token_env.is_some())
+    {
+        return Err(usage("--redis shares client-credentials tokens only").into());
     }
-    let mut grant = ClientCredentials::new(endpoint.build()?);
+    if let Some(path) = &args.service_account {
+        let account = ServiceAccount::from_file(path)?;
+        let builder = match &args.token_url {
+            Some(url) => TokenEndpoint::builder(url),
+            None => account.endpoint_builder(),
+        };
+        let builder = match &args.client_id {
+            Some(_) => builder.client_auth(client_auth(args, args.auth_method)?),
+            None => builder,
+        };
+        let mut grant = account.grant_with(endpoint(args, builder)?);
+        for scope in &args.scopes {
+            grant = grant.scope(scope);
+        }
+        for (name, value) in extra_params(args) {
+            grant = grant.param(name, value);
+        }
+        return Ok(TokenSource::new(grant));
+    }
+
+    let (endpoint, _) = token_endpoint(args, AuthMethod::Basic).await?;
+
+    if let Some(var) = &args.refresh_token_env {
+        let refresh_token = env_secret(var)?;
+        let mut grant = RefreshTokenGrant::new(endpoint, refresh_token);
+        for scope in &args.scopes {
+            grant = grant.scope(scope);
+        }
+        for (name, value) in extra_params(args) {
+            grant = grant.param(name, value);
+        }
+        return Ok(TokenSource::new(grant));
+    }
+
+    let mut grant = ClientCredentials::new(endpoint);
     for scope in &args.scopes {
         grant = grant.scope(scope);
     }
-    if let Some(audience) = &args.audience {
-        grant = grant.audience(audience);
-    }
-    for resource in &args.resources {
-        grant = grant.resource(resource);
-    }
-    for (name, value) in &args.params {
+    for (name, value) in extra_params(args) {
         grant = grant.param(name, value);
     }
+    stored(args, grant)
+}
+
+/// The client-credentials source, through a Redis store when `--redis` is
+/// given, so that several `alf` processes share one token.
+fn stored(args: &OAuthArgs, grant: ClientCredentials) -> Result<TokenSource, tower::BoxError> {
     let Some(url) = &args.redis else {
         return Ok(TokenSource::new(grant));
     };
@@ -68,8 +94,7 @@ pub(crate) fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
     }
     let mut store = RedisStore::builder(url);
     if let Some(var) = &args.store_encryption_key_env {
-        let text = std::env::var(var)
-            .map_err(|_| usage(format!("the environment variable {var} is not set")))?;
+        let text = env_secret(var)?;
         let key = EncryptionKey::from_base64(&text).map_err(|e| usage(format!("{var}: {e}")))?;
         store = store.encryption_key(key);
     }
@@ -77,9 +102,128 @@ pub(crate) fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
     Ok(TokenSource::new(StoreGrant::new(grant, store, key.build())))
 }
 
-/// A secret from an environment variable.
-pub(crate) fn env_secret(var: &str) -> Result<String, Usage> {
-    std::env::var(var).map_err(|_| usage(format!("the environment variable {var} is not set")))
+/// The token endpoint from `--token-url` or `--issuer` (then with the
+/// metadata), with the client authentication the arguments ask for;
+/// `default_method` when `--auth-method` is not given with `--token-url`.
+pub(crate) async fn token_endpoint(
+    args: &OAuthArgs,
+    default_method: AuthMethod,
+) -> Result<(TokenEndpoint, Option<ServerMetadata>), tower::BoxError> {
+    let (builder, metadata) = match (&args.token_url, &args.issuer) {
+        (Some(url), _) => {
+            let method = args.auth_method.unwrap_or(default_method);
+            let builder = TokenEndpoint::builder(url).client_auth(client_auth(args, Some(method))?);
+            (builder, None)
+        }
+        (None, Some(issuer)) => {
+            let metadata = ServerMetadata::discover(issuer, &HttpClient::default()).await?;
+            let candidates = match args.auth_method {
+                Some(method) => vec![client_auth(args, Some(method))?],
+                None => default_candidates(args)?,
+            };
+            let auth = metadata.choose_client_auth(candidates)?;
+            (
+                metadata.token_endpoint_builder().client_auth(auth),
+                Some(metadata),
+            )
+        }
+        (None, None) => return Err(usage("--token-url or --issuer is required").into()),
+    };
+    Ok((endpoint(args, builder)?, metadata))
+}
+
+/// Whether a client secret or key was given (else a public client).
+pub(crate) fn has_credentials(args: &OAuthArgs) -> bool {
+    args.client_secret_env.is_some()
+        || args.client_secret_file.is_some()
+        || args.private_key.is_some()
+}
+
+/// `--audience`, `--resource` and `--param`, in that order.
+fn extra_params(args: &OAuthArgs) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    if let Some(audience) = &args.audience {
+        params.push(("audience".to_owned(), audience.clone()));
+    }
+    for resource in &args.resources {
+        params.push(("resource".to_owned(), resource.clone()));
+    }
+    params.extend(args.params.iter().cloned());
+    params
+}
+
+fn endpoint(
+    args: &OAuthArgs,
+    builder: TokenEndpointBuilder,
+) -> Result<TokenEndpoint, tower::BoxError> {
+    let mut builder = builder.allow_insecure_http(args.allow_insecure_http);
+    if let Some(timeout) = args.timeout {
+        builder = builder.timeout(timeout);
+    }
+    Ok(builder.build()?)
+}
+
+fn client_id(args: &OAuthArgs) -> Result<String, Usage> {
+    args.client_id
+        .clone()
+        .ok_or_else(|| usage("--client-id is required"))
+}
+
+/// The client authentication `method` asks for (basic when `None`).
+fn client_auth(
+    args: &OAuthArgs,
+    method: Option<AuthMethod>,
+) -> Result<ClientAuth, tower::BoxError> {
+    let client_id = client_id(args)?;
+    Ok(match method.unwrap_or(AuthMethod::Basic) {
+        AuthMethod::Basic => ClientAuth::basic(client_id, secret(args)?),
+        AuthMethod::BasicRaw => ClientAuth::basic_raw(client_id, secret(args)?),
+        AuthMethod::Post => ClientAuth::post(client_id, secret(args)?),
+        AuthMethod::Jwt => ClientAuth::client_secret_jwt(client_id, secret(args)?),
+        AuthMethod::PrivateKeyJwt => ClientAuth::private_key_jwt(client_id, private_key(args)?),
+        AuthMethod::None => ClientAuth::none(client_id),
+    })
+}
+
+/// With --issuer and no --auth-method: what the client can do, best first.
+fn default_candidates(args: &OAuthArgs) -> Result<Vec<ClientAuth>, tower::BoxError> {
+    let client_id = client_id(args)?;
+    let mut candidates = Vec::new();
+    if args.private_key.is_some() {
+        candidates.push(ClientAuth::private_key_jwt(&client_id, private_key(args)?));
+    }
+    if args.client_secret_env.is_some() || args.client_secret_file.is_some() {
+        let secret = secret(args)?;
+        candidates.push(ClientAuth::basic(&client_id, secret.clone()));
+        candidates.push(ClientAuth::post(&client_id, secret.clone()));
+        candidates.push(ClientAuth::client_secret_jwt(&client_id, secret));
+    }
+    if candidates.is_empty() {
+        candidates.push(ClientAuth::none(client_id));
+    }
+    Ok(candidates)
+}
+
+/// The `--private-key` file (PEM or JWK), with `--alg` and `--key-id`.
+fn private_key(args: &OAuthArgs) -> Result<PrivateKey, tower::BoxError> {
+    let path = args
+        .private_key
+        .as_ref()
+        .ok_or_else(|| usage("--auth-method private_key_jwt needs --private-key FILE"))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let mut key = if text.trim_start().starts_with('{') {
+        PrivateKey::from_jwk(&text)?
+    } else {
+        PrivateKey::from_pem(&text)?
+    };
+    if let Some(alg) = &args.alg {
+        key = key.with_algorithm(alg.parse()?)?;
+    }
+    if let Some(kid) = &args.key_id {
+        key = key.with_key_id(kid);
+    }
+    Ok(key)
 }
 
 /// The client secret, from the environment or a file; never from the

@@ -1,0 +1,283 @@
+//! Authorization server metadata (RFC 8414, OpenID Connect Discovery 1.0):
+//! find the token endpoint and a client authentication method the server
+//! supports from its issuer URL.
+
+use std::fmt;
+
+use http::{StatusCode, Uri};
+use serde_json::{Map, Value};
+
+use crate::{
+    endpoint::is_loopback, ClientAuth, Error, HttpClient, TokenEndpoint, TokenEndpointBuilder,
+};
+
+/// What an authorization server says about itself (RFC 8414 §2).
+///
+/// [`ServerMetadata::discover`] fetches it from the issuer:
+/// `/.well-known/oauth-authorization-server` (RFC 8414 §3), then
+/// `/.well-known/openid-configuration` (OpenID Connect Discovery §4). The
+/// `issuer` it states must be the one asked for (RFC 8414 §3.3).
+///
+/// ```
+/// use tower_alf::{discovery::ServerMetadata, ClientAuth};
+///
+/// # fn main() -> Result<(), tower_alf::Error> {
+/// let metadata = ServerMetadata::from_json("https://idp.example", br#"{
+///     "issuer": "https://idp.example",
+///     "token_endpoint": "https://idp.example/oauth2/token",
+///     "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+///     "token_endpoint_auth_signing_alg_values_supported": ["ES256"]
+/// }"#)?;
+/// // The first candidate the server supports wins.
+/// let auth = metadata.choose_client_auth([
+///     ClientAuth::basic("app", "s3cr3t"),
+///     ClientAuth::post("app", "s3cr3t"),
+/// ])?;
+/// assert_eq!(auth.method_name(), "client_secret_post");
+/// let endpoint = metadata.token_endpoint_builder().client_auth(auth).build()?;
+/// assert_eq!(endpoint.url(), "https://idp.example/oauth2/token");
+///
+/// // None fits: a clear error naming what the server supports.
+/// let e = metadata.choose_client_auth([ClientAuth::basic("app", "s")]).unwrap_err();
+/// assert!(e.to_string().contains("client_secret_post, private_key_jwt"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ServerMetadata {
+    issuer: String,
+    token_endpoint: String,
+    auth_methods: Vec<String>,
+    signing_algs: Option<Vec<String>>,
+    raw: Map<String, Value>,
+}
+
+impl ServerMetadata {
+    /// Bounds each metadata request: 30 s, as a token request.
+    const TIMEOUT: std::time::Duration = TokenEndpoint::DEFAULT_TIMEOUT;
+    /// Caps a metadata document: 1 MiB.
+    const MAX_SIZE: usize = TokenEndpoint::DEFAULT_MAX_RESPONSE_SIZE;
+
+    /// Fetches the metadata of `issuer` with `client`. The issuer must be
+    /// `https`, except on a loopback host.
+    pub async fn discover(issuer: &str, client: &HttpClient) -> Result<Self, Error> {
+        let issuer = issuer.trim_end_matches('/');
+        let uri: Uri = issuer
+            .parse()
+            .map_err(|_| Error::config("the issuer is not a valid URL"))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| Error::config("the issuer URL has no host"))?;
+        match uri.scheme_str() {
+            Some("https") => {}
+            Some("http") if is_loopback(host) => {}
+            _ => {
+                return Err(Error::config(
+                    "the issuer must be an https URL (http only on loopback hosts)",
+                ))
+            }
+        }
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let path = uri.path().trim_end_matches('/');
+        let candidates = [
+            format!("{scheme}://{authority}/.well-known/oauth-authorization-server{path}"),
+            format!("{issuer}/.well-known/openid-configuration"),
+        ];
+        let mut last = None;
+        for url in candidates {
+            let url: Uri = url
+                .parse()
+                .map_err(|_| Error::config("the issuer gives no valid metadata URL"))?;
+            let (status, body) = client
+                .get(url.clone(), Self::TIMEOUT, Self::MAX_SIZE)
+                .await?;
+            if status.is_success() {
+                tracing::debug!(%url, "read authorization server metadata");
+                return Self::from_json(issuer, &body);
+            }
+            last = Some((status, body));
+        }
+        let (status, body) = last.unwrap_or((StatusCode::NOT_FOUND, Default::default()));
+        Err(Error::status(status, None, &body))
+    }
+
+    /// Reads a metadata document for `issuer`.
+    pub fn from_json(issuer: &str, json: &[u8]) -> Result<Self, Error> {
+        let invalid = |reason: &str| {
+            Error::invalid_response(StatusCode::OK, format!("metadata: {reason}"), json)
+        };
+        let raw: Map<String, Value> =
+            serde_json::from_slice(json).map_err(|_| invalid("not a JSON object"))?;
+        let text = |name: &str| raw.get(name).and_then(Value::as_str).map(str::to_owned);
+        let list = |name: &str| -> Option<Vec<String>> {
+            raw.get(name)?.as_array().map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+        };
+        let stated = text("issuer").ok_or_else(|| invalid("no issuer"))?;
+        if stated.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            return Err(invalid(&format!(
+                "the issuer is {stated:?}, not {issuer:?} (RFC 8414 §3.3)"
+            )));
+        }
+        let token_endpoint = text("token_endpoint").ok_or_else(|| invalid("no token_endpoint"))?;
+        Ok(Self {
+            issuer: stated,
+            token_endpoint,
+            // RFC 8414 §2: "If omitted, the default is client_secret_basic".
+            auth_methods: list("token_endpoint_auth_methods_supported")
+                .unwrap_or_else(|| vec!["client_secret_basic".to_owned()]),
+            signing_algs: list("token_endpoint_auth_signing_alg_values_supported"),
+            raw,
+        })
+    }
+
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The token endpoint URL.
+    pub fn token_endpoint(&self) -> &str {
+        &self.token_endpoint
+    }
+
+    /// `token_endpoint_auth_methods_supported`; `["client_secret_basic"]`
+    /// when the server does not say (RFC 8414 §2).
+    pub fn token_endpoint_auth_methods_supported(&self) -> &[String] {
+        &self.auth_methods
+    }
+
+    /// `token_endpoint_auth_signing_alg_values_supported`, if stated.
+    pub fn token_endpoint_auth_signing_alg_values_supported(&self) -> Option<&[String]> {
+        self.signing_algs.as_deref()
+    }
+
+    /// Any other member of the document (`authorization_endpoint`,
+    /// `grant_types_supported`, …).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.raw.get(name)
+    }
+
+    /// Whether the server supports this client authentication: its method
+    /// is listed and, for a JWT method, its algorithm too (when the server
+    /// lists algorithms).
+    pub fn supports(&self, auth: &ClientAuth) -> bool {
+        let method = auth.method_name();
+        if !self.auth_methods.iter().any(|m| m == method) {
+            return false;
+        }
+        match (auth.signing_algorithm(), &self.signing_algs) {
+            (Some(alg), Some(algs)) => algs.iter().any(|a| a == alg),
+            _ => true,
+        }
+    }
+
+    /// The first of `candidates` (in your order of preference) the server
+    /// supports; an error naming the server's methods when none fits.
+    pub fn choose_client_auth(
+        &self,
+        candidates: impl IntoIterator<Item = ClientAuth>,
+    ) -> Result<ClientAuth, Error> {
+        let mut tried = Vec::new();
+        for auth in candidates {
+            if self.supports(&auth) {
+                return Ok(auth);
+            }
+            tried.push(match auth.signing_algorithm() {
+                Some(alg) => format!("{} ({alg})", auth.method_name()),
+                None => auth.method_name().to_owned(),
+            });
+        }
+        let mut message = format!(
+            "the server supports none of the client authentication methods offered ({}); \
+             it supports {}",
+            tried.join(", "),
+            self.auth_methods.join(", ")
+        );
+        if let Some(algs) = &self.signing_algs {
+            message.push_str(&format!(" with {}", algs.join(", ")));
+        }
+        Err(Error::config(message))
+    }
+
+    /// A [`TokenEndpointBuilder`] for the token endpoint; give it the client
+    /// authentication (from [`ServerMetadata::choose_client_auth`]).
+    pub fn token_endpoint_builder(&self) -> TokenEndpointBuilder {
+        TokenEndpoint::builder(&self.token_endpoint)
+    }
+}
+
+impl fmt::Debug for ServerMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerMetadata")
+            .field("issuer", &self.issuer)
+            .field("token_endpoint", &self.token_endpoint)
+            .field("auth_methods", &self.auth_methods)
+            .field("signing_algs", &self.signing_algs)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(json: Value) -> Result<ServerMetadata, Error> {
+        ServerMetadata::from_json("https://idp.example", json.to_string().as_bytes())
+    }
+
+    #[test]
+    fn auth_methods_default_to_client_secret_basic() {
+        let m = metadata(serde_json::json!({
+            "issuer": "https://idp.example", "token_endpoint": "https://idp.example/t"
+        }))
+        .unwrap();
+        assert_eq!(
+            m.token_endpoint_auth_methods_supported(),
+            ["client_secret_basic"]
+        );
+        assert!(m.supports(&ClientAuth::basic("a", "b")));
+        assert!(!m.supports(&ClientAuth::post("a", "b")));
+    }
+
+    #[test]
+    fn a_different_issuer_is_refused() {
+        let e = metadata(serde_json::json!({
+            "issuer": "https://evil.example", "token_endpoint": "https://evil.example/t"
+        }))
+        .unwrap_err();
+        assert!(e.is_invalid_response());
+        assert!(e.to_string().contains("evil.example"));
+    }
+
+    #[test]
+    fn a_missing_token_endpoint_is_an_error() {
+        assert!(metadata(serde_json::json!({"issuer": "https://idp.example"})).is_err());
+        assert!(ServerMetadata::from_json("https://idp.example", b"<html>").is_err());
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn jwt_methods_need_a_listed_algorithm() {
+        let m = metadata(serde_json::json!({
+            "issuer": "https://idp.example", "token_endpoint": "https://idp.example/t",
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "HS256"],
+        }))
+        .unwrap();
+        let pem = include_str!("../tests/fixtures/p256_sec1.pem");
+        let ec = crate::jwt::PrivateKey::from_pem(pem).unwrap();
+        assert!(!m.supports(&ClientAuth::private_key_jwt("a", ec.clone())));
+        assert!(m.supports(&ClientAuth::client_secret_jwt("a", "s")));
+        let e = m
+            .choose_client_auth([ClientAuth::private_key_jwt("a", ec)])
+            .unwrap_err();
+        assert!(e.to_string().contains("private_key_jwt (ES256)"), "{e}");
+        assert!(e.to_string().contains("RS256, HS256"), "{e}");
+    }
+}

@@ -1,0 +1,208 @@
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+use tower::Service;
+
+use super::FetchToken;
+use crate::{secret::RefreshToken, Error, Token, TokenEndpoint};
+
+/// The refresh-token grant (RFC 6749 §6): trades a refresh token, obtained
+/// elsewhere (an authorization-code flow, `alf login`, a saved token set),
+/// for access tokens.
+///
+/// - The refresh token comes from the last token fetched
+///   ([`FetchToken::previous`]), else the one this grant started with.
+/// - When the server rotates the refresh token, the new one is kept and
+///   used from then on; when it does not, the token returned carries the old
+///   one, so [`Token::refresh_token`] is always the one to use next. Read it
+///   with [`RefreshTokenGrant::refresh_token`] to save it.
+/// - `invalid_grant` (the refresh token is revoked or expired) is an
+///   [`Error`] for which [`Error::is_reauthorization_required`] is true:
+///   retrying cannot help, a new authorization is needed.
+///
+/// ```
+/// use tower_alf::{grant::RefreshTokenGrant, ClientAuth, TokenEndpoint, TokenSource};
+///
+/// # fn main() -> Result<(), tower_alf::Error> {
+/// let endpoint = TokenEndpoint::builder("https://idp.example/oauth2/token")
+///     .client_auth(ClientAuth::none("my-cli"))
+///     .build()?;
+/// let grant = RefreshTokenGrant::new(endpoint, "tGzv3JOkF0XG5Qx2TlKWIA");
+/// let saved = grant.clone(); // shares the rotated refresh token
+/// let tokens = TokenSource::new(grant);
+/// // … later, to save it: saved.refresh_token()
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RefreshTokenGrant {
+    endpoint: TokenEndpoint,
+    state: Arc<Mutex<State>>,
+    scopes: Vec<String>,
+    params: Vec<(String, String)>,
+}
+
+struct State {
+    refresh_token: RefreshToken,
+    /// An access token obtained with the refresh token, served once on
+    /// first use while it is still valid.
+    initial: Option<Token>,
+}
+
+impl RefreshTokenGrant {
+    /// A still-valid initial access token is served on first use only when
+    /// more than this remains of it.
+    const INITIAL_MARGIN: Duration = Duration::from_secs(30);
+
+    /// The grant against `endpoint`, starting from `refresh_token`. The
+    /// first token is fetched with it.
+    pub fn new(endpoint: TokenEndpoint, refresh_token: impl Into<RefreshToken>) -> Self {
+        Self::with_state(endpoint, refresh_token.into(), None)
+    }
+
+    /// The grant starting from a token set: its access token is served
+    /// first while it is valid (more than 30 s left, or no expiry), then its
+    /// refresh token is used. Fails when the token has no refresh token.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_alf::{grant::RefreshTokenGrant, TokenEndpoint, Token};
+    ///
+    /// # fn main() -> Result<(), tower_alf::Error> {
+    /// let endpoint = TokenEndpoint::builder("https://idp.example/token").build()?;
+    /// let token_set = Token::bearer("SlAV32hkKG")?
+    ///     .with_expires_in(Duration::from_secs(3600))
+    ///     .with_refresh_token("8xLOxBtZp8");
+    /// let grant = RefreshTokenGrant::from_token(endpoint, token_set)?;
+    /// assert_eq!(grant.refresh_token().secret(), "8xLOxBtZp8");
+    /// # Ok(()) }
+    /// ```
+    pub fn from_token(endpoint: TokenEndpoint, token: Token) -> Result<Self, Error> {
+        let refresh_token = token
+            .refresh_token()
+            .cloned()
+            .ok_or_else(|| Error::config("the token set has no refresh token"))?;
+        Ok(Self::with_state(endpoint, refresh_token, Some(token)))
+    }
+
+    fn with_state(
+        endpoint: TokenEndpoint,
+        refresh_token: RefreshToken,
+        initial: Option<Token>,
+    ) -> Self {
+        Self {
+            endpoint,
+            state: Arc::new(Mutex::new(State {
+                refresh_token,
+                initial,
+            })),
+            scopes: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Asks for a scope (at most the originally granted ones, RFC 6749 §6);
+    /// call again for more. Without it, the server grants the original scope.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Adds any other form parameter to the token request.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// The refresh token to use next: the latest one the server issued.
+    /// Save it (to a store, a file) after each fetch if the server rotates
+    /// refresh tokens.
+    pub fn refresh_token(&self) -> RefreshToken {
+        self.lock().refresh_token.clone()
+    }
+
+    /// The token endpoint.
+    pub fn endpoint(&self) -> &TokenEndpoint {
+        &self.endpoint
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Service<FetchToken> for RefreshTokenGrant {
+    type Response = Token;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: FetchToken) -> Self::Future {
+        let refresh_token = {
+            let mut state = self.lock();
+            if let Some(initial) = state.initial.take() {
+                let usable = initial
+                    .expires_at()
+                    .is_none_or(|at| at > Instant::now() + Self::INITIAL_MARGIN);
+                if request.previous.is_none() && usable {
+                    return Box::pin(std::future::ready(Ok(initial)));
+                }
+            }
+            request
+                .previous
+                .as_ref()
+                .and_then(|token| token.refresh_token().cloned())
+                .unwrap_or_else(|| state.refresh_token.clone())
+        };
+        let mut form = vec![
+            ("grant_type".to_owned(), "refresh_token".to_owned()),
+            (
+                "refresh_token".to_owned(),
+                refresh_token.secret().to_owned(),
+            ),
+        ];
+        if !self.scopes.is_empty() {
+            form.push(("scope".to_owned(), self.scopes.join(" ")));
+        }
+        form.extend(self.params.iter().cloned());
+        let response = self.endpoint.request(form);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let mut token = response.await?;
+            match token.refresh_token() {
+                Some(rotated) => {
+                    tracing::debug!("the refresh token was rotated");
+                    state
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .refresh_token = rotated.clone();
+                }
+                None => token = token.with_refresh_token(refresh_token),
+            }
+            Ok(token)
+        })
+    }
+}
+
+impl fmt::Debug for RefreshTokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenGrant")
+            .field("endpoint", &self.endpoint)
+            .field("refresh_token", &self.lock().refresh_token)
+            .field("scopes", &self.scopes)
+            .field(
+                "params",
+                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}

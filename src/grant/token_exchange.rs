@@ -1,0 +1,234 @@
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use tower::Service;
+
+use super::FetchToken;
+use crate::{secret::AccessToken, Error, Token, TokenEndpoint, TokenSource};
+
+/// The `grant_type` of RFC 8693 §2.1.
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// The token exchange grant (RFC 8693): trades a token (the *subject*, and
+/// optionally an *actor*) for another one, for another audience, resource or
+/// scope. Delegation chains are built by taking the subject from another
+/// [`TokenSource`]: its current token is exchanged each time.
+///
+/// The server's answer must be a bearer access token: an exchange that
+/// issues something else (`token_type` `N_A`, RFC 8693 §2.2.1) is refused,
+/// since it could not be sent as a bearer token.
+///
+/// ```
+/// use tower_alf::{
+///     grant::{ClientCredentials, SubjectToken, TokenExchange},
+///     ClientAuth, TokenEndpoint, TokenSource,
+/// };
+///
+/// # fn main() -> Result<(), tower_alf::Error> {
+/// let endpoint = TokenEndpoint::builder("https://sts.example/token")
+///     .client_auth(ClientAuth::basic("gateway", "s3cr3t"))
+///     .build()?;
+/// let own = TokenSource::new(ClientCredentials::new(endpoint.clone()));
+/// // Exchange the gateway's own token for one scoped to the backend.
+/// let backend = TokenSource::new(
+///     TokenExchange::new(endpoint, SubjectToken::source(own))
+///         .audience("https://backend.example")
+///         .scope("orders:read"),
+/// );
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TokenExchange {
+    endpoint: TokenEndpoint,
+    subject: SubjectToken,
+    actor: Option<SubjectToken>,
+    requested_token_type: Option<String>,
+    scopes: Vec<String>,
+    params: Vec<(String, String)>,
+}
+
+/// Where a token to exchange comes from, and its type (RFC 8693 §3).
+#[derive(Clone)]
+pub struct SubjectToken {
+    kind: Kind,
+    token_type: String,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Fixed(AccessToken),
+    Source(TokenSource),
+}
+
+impl SubjectToken {
+    /// `urn:ietf:params:oauth:token-type:access_token`
+    pub const ACCESS_TOKEN: &'static str = "urn:ietf:params:oauth:token-type:access_token";
+    /// `urn:ietf:params:oauth:token-type:refresh_token`
+    pub const REFRESH_TOKEN: &'static str = "urn:ietf:params:oauth:token-type:refresh_token";
+    /// `urn:ietf:params:oauth:token-type:id_token`
+    pub const ID_TOKEN: &'static str = "urn:ietf:params:oauth:token-type:id_token";
+    /// `urn:ietf:params:oauth:token-type:jwt`
+    pub const JWT: &'static str = "urn:ietf:params:oauth:token-type:jwt";
+    /// `urn:ietf:params:oauth:token-type:saml2`
+    pub const SAML2: &'static str = "urn:ietf:params:oauth:token-type:saml2";
+
+    /// A fixed token of the given type (one of the constants above, or
+    /// any URI the server knows).
+    pub fn token(token: impl Into<AccessToken>, token_type: impl Into<String>) -> Self {
+        Self {
+            kind: Kind::Fixed(token.into()),
+            token_type: token_type.into(),
+        }
+    }
+
+    /// The current access token of `source`, fetched (or refreshed) when
+    /// needed, as an `access_token`.
+    pub fn source(source: TokenSource) -> Self {
+        Self {
+            kind: Kind::Source(source),
+            token_type: Self::ACCESS_TOKEN.to_owned(),
+        }
+    }
+
+    /// Sets the token type sent with it (e.g. [`SubjectToken::JWT`] for a
+    /// source whose access tokens are JWTs).
+    pub fn with_token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.token_type = token_type.into();
+        self
+    }
+
+    /// The token type.
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    async fn value(&self) -> Result<String, Error> {
+        match &self.kind {
+            Kind::Fixed(token) => Ok(token.secret().to_owned()),
+            Kind::Source(source) => Ok(source.token().await?.access_token().secret().to_owned()),
+        }
+    }
+}
+
+impl TokenExchange {
+    /// The grant against `endpoint`, exchanging `subject`.
+    pub fn new(endpoint: TokenEndpoint, subject: SubjectToken) -> Self {
+        Self {
+            endpoint,
+            subject,
+            actor: None,
+            requested_token_type: None,
+            scopes: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// The acting party (`actor_token`, `actor_token_type`): who acts on
+    /// the subject's behalf (delegation, RFC 8693 §1.1).
+    pub fn actor(mut self, actor: SubjectToken) -> Self {
+        self.actor = Some(actor);
+        self
+    }
+
+    /// The `requested_token_type`.
+    pub fn requested_token_type(mut self, token_type: impl Into<String>) -> Self {
+        self.requested_token_type = Some(token_type.into());
+        self
+    }
+
+    /// An `audience` parameter (a logical name of the target service); call
+    /// again for more.
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.param("audience", audience)
+    }
+
+    /// A `resource` parameter (the target service's URI); call again for
+    /// more.
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
+    /// Asks for a scope; call again for more.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Adds any other form parameter.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// The token endpoint.
+    pub fn endpoint(&self) -> &TokenEndpoint {
+        &self.endpoint
+    }
+}
+
+impl Service<FetchToken> for TokenExchange {
+    type Response = Token;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: FetchToken) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut form = vec![
+                ("grant_type".to_owned(), GRANT_TYPE.to_owned()),
+                ("subject_token".to_owned(), this.subject.value().await?),
+                (
+                    "subject_token_type".to_owned(),
+                    this.subject.token_type.clone(),
+                ),
+            ];
+            if let Some(actor) = &this.actor {
+                form.push(("actor_token".to_owned(), actor.value().await?));
+                form.push(("actor_token_type".to_owned(), actor.token_type.clone()));
+            }
+            if let Some(requested) = &this.requested_token_type {
+                form.push(("requested_token_type".to_owned(), requested.clone()));
+            }
+            if !this.scopes.is_empty() {
+                form.push(("scope".to_owned(), this.scopes.join(" ")));
+            }
+            form.extend(this.params.iter().cloned());
+            this.endpoint.request(form).await
+        })
+    }
+}
+
+impl fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("SubjectToken");
+        match &self.kind {
+            Kind::Fixed(token) => d.field("token", token),
+            Kind::Source(source) => d.field("source", source),
+        };
+        d.field("token_type", &self.token_type).finish()
+    }
+}
+
+impl fmt::Debug for TokenExchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenExchange")
+            .field("endpoint", &self.endpoint)
+            .field("subject", &self.subject)
+            .field("actor", &self.actor)
+            .field("requested_token_type", &self.requested_token_type)
+            .field("scopes", &self.scopes)
+            .field(
+                "params",
+                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
