@@ -1,0 +1,3 @@
+//! Placeholder: the axum gateway example lands in a later commit.
+
+fn main() {}

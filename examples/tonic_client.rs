@@ -1,0 +1,3 @@
+//! Placeholder: the tonic example lands in the next commit.
+
+fn main() {}
