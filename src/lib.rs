@@ -64,6 +64,8 @@
 //! - `oauth1`: [`oauth1`], OAuth 1.0a (RFC 5849): a layer that signs every
 //!   request (HMAC-SHA1/256/512, RSA-SHA1/256, PLAINTEXT) and the
 //!   three-legged flow.
+//! - `tonic`: [`tower_alf::tonic`](crate::tonic), token failures as a `tonic::Status`
+//!   and the default body policy for `tonic::transport::Channel`.
 //! - `full`: all of the above.
 //!
 //! # Defaults
@@ -90,6 +92,8 @@ pub mod grant;
 #[cfg(feature = "oauth1")]
 pub mod oauth1;
 pub mod replay;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 #[doc(inline)]
 pub use self::{
