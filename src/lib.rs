@@ -109,7 +109,7 @@ pub use self::{
     token::{Token, TokenId, TokenType},
 };
 
-#[cfg(all(doctest, feature = "rustls", feature = "oauth1"))]
+#[cfg(all(doctest, feature = "rustls", feature = "oauth1", feature = "tonic"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
