@@ -74,6 +74,8 @@ struct Seen {
     authorizations: Mutex<Vec<String>>,
     /// Bearer tokens answered with HTTP 401.
     rejected: Mutex<HashSet<String>>,
+    /// Bearer tokens answered as tonic does: HTTP 200, `grpc-status: 16`.
+    unauthenticated: Mutex<HashSet<String>>,
 }
 
 #[derive(Clone, Default)]
@@ -123,6 +125,9 @@ impl Service<http::Request<Body>> for Notes {
                     http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
                 );
                 return Ok(response);
+            }
+            if seen.unauthenticated.lock().unwrap().contains(token) {
+                return Ok(Status::unauthenticated("invalid token").into_http());
             }
             let codec = ProstCodec::<Summary, Note>::default();
             let response = match request.uri().path() {
@@ -197,6 +202,16 @@ impl NotesServer {
     /// Answers HTTP 401 to calls carrying `token`.
     fn reject(&self, token: &str) {
         self.seen.rejected.lock().unwrap().insert(token.to_owned());
+    }
+
+    /// Answers calls carrying `token` as tonic does: HTTP 200 with
+    /// `grpc-status: 16` (`Unauthenticated`).
+    fn unauthenticated(&self, token: &str) {
+        self.seen
+            .unauthenticated
+            .lock()
+            .unwrap()
+            .insert(token.to_owned());
     }
 
     fn requests(&self) -> usize {
@@ -327,6 +342,21 @@ async fn a_401_comes_back_as_unauthenticated_without_replay_under_the_default_po
 
     // Each call was sent once: a gRPC body cannot be copied for a replay.
     assert_eq!(server.requests(), 2);
+    let stats = tokens.stats();
+    assert_eq!((stats.fetches, stats.replays), (1, 0));
+}
+
+#[tokio::test]
+async fn a_grpc_status_unauthenticated_is_not_a_401_and_is_returned_as_is() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    server.unauthenticated("tok-1");
+    let tokens = support::source(&idp);
+    let mut grpc = authorized(&server, &tokens).await;
+
+    let status = echo(&mut grpc, "hello").await.expect_err("rejected");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid token");
+    assert_eq!(server.requests(), 1);
     let stats = tokens.stats();
     assert_eq!((stats.fetches, stats.replays), (1, 0));
 }
