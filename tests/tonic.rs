@@ -423,6 +423,7 @@ async fn an_interceptor_reads_the_cached_token_synchronously() {
     let status = echo(&mut grpc, "early").await.expect_err("no token yet");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(server.requests(), 0);
+    idp.requests_reached(1).await;
     tokens
         .token()
         .await
