@@ -85,6 +85,11 @@ impl HttpClient {
 impl Default for HttpClient {
     /// hyper-util's pooled client over hyper-rustls with the ring provider
     /// and the webpki root certificates, speaking HTTP/1.1 and HTTP/2.
+    ///
+    /// Certificates are verified against the webpki roots (Mozilla's root
+    /// program); a server with a certificate from your own CA is refused.
+    /// Use [`HttpClient::with_root_certificates`] or
+    /// [`HttpClient::with_tls_config`] to trust it.
     fn default() -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -94,6 +99,75 @@ impl Default for HttpClient {
             .enable_http1()
             .enable_http2()
             .build();
+        Self::over(connector)
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl HttpClient {
+    /// The default stack (hyper-util's pooled client over hyper-rustls,
+    /// HTTP/1.1 and HTTP/2) trusting `roots` instead of the webpki roots,
+    /// with the ring provider and rustls' safe default protocol versions.
+    ///
+    /// For a token endpoint whose certificate comes from your own CA (a
+    /// company CA, a test CA). Certificates are still fully verified: chain,
+    /// validity and host name.
+    ///
+    /// ```
+    /// use tower_alf::{HttpClient, TokenEndpoint};
+    ///
+    /// # fn run(ca_der: Vec<u8>) -> Result<(), tower::BoxError> {
+    /// // `ca_der`: your CA's certificate, DER-encoded.
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(rustls::pki_types::CertificateDer::from(ca_der))?;
+    /// let endpoint = TokenEndpoint::builder("https://idp.internal/oauth2/token")
+    ///     .http_client(HttpClient::with_root_certificates(roots))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_root_certificates(roots: rustls::RootCertStore) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self::with_tls_config(config)
+    }
+
+    /// The default stack (hyper-util's pooled client over hyper-rustls,
+    /// HTTP/1.1 and HTTP/2) with your own rustls configuration: roots, a
+    /// client certificate for mutual TLS, protocol versions, a crypto
+    /// provider. Its ALPN protocols are set to `h2` and `http/1.1`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_alf::HttpClient;
+    ///
+    /// let roots = rustls::RootCertStore::empty(); // add your roots here
+    /// let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    ///         rustls::crypto::ring::default_provider(),
+    ///     ))
+    ///     .with_protocol_versions(&[&rustls::version::TLS13])?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let client = HttpClient::with_tls_config(config);
+    /// # Ok::<_, rustls::Error>(())
+    /// ```
+    pub fn with_tls_config(config: rustls::ClientConfig) -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        Self::over(connector)
+    }
+
+    fn over<C>(connector: C) -> Self
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(connector);

@@ -82,6 +82,8 @@
 //!   `jsonwebtoken` with its pure-Rust backend.
 //! - `authorization-code`: the authorization-code flow with PKCE
 //!   (`grant::AuthorizationCode`).
+//! - `tonic`: [`tower_alf::tonic`](crate::tonic), token failures as a `tonic::Status`
+//!   and the default body policy for `tonic::transport::Channel`.
 //! - `full`: all of the above.
 //!
 //! # Defaults
@@ -112,6 +114,8 @@ pub mod jwt;
 pub mod oauth1;
 pub mod replay;
 pub mod store;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 #[doc(inline)]
 pub use self::{
@@ -132,7 +136,8 @@ pub use self::{
     feature = "rustls",
     feature = "oauth1",
     feature = "redis",
-    feature = "jwt"
+    feature = "jwt",
+    feature = "tonic"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -168,9 +168,13 @@ where
                 end
             }
             None => {
+                // NOTE: not before the first send is complete: a copy is made
+                // (and often boxed, which checks this) before anything is
+                // recorded, and must not pass for an empty body then.
                 let recording = self.recording.lock();
-                self.cursor > recording.chunks.len()
-                    || (self.cursor == recording.chunks.len() && recording.trailers.is_none())
+                recording.complete
+                    && (self.cursor > recording.chunks.len()
+                        || (self.cursor == recording.chunks.len() && recording.trailers.is_none()))
             }
         }
     }
@@ -282,6 +286,12 @@ mod tests {
         let _first_chunk = body.frame().await.unwrap().unwrap();
         drop(body);
         assert!(!copy.recording().is_replayable());
+    }
+
+    #[test]
+    fn a_fresh_copy_does_not_claim_to_be_empty() {
+        let body = ReplayBody::new(stream(&["a"], false));
+        assert!(!body.copy().is_end_stream(), "boxing it would drop it");
     }
 
     #[tokio::test]

@@ -1,0 +1,226 @@
+//! [tonic](https://docs.rs/tonic) gRPC clients: the layer on a `tonic::transport::Channel`, token
+//! failures as a [`tonic::Status`], and the synchronous accessor for
+//! interceptors. Feature `tonic`.
+//!
+//! # The layer on a channel
+//!
+//! [`BearerAuthLayer`](crate::BearerAuthLayer) works on a
+//! `tonic::transport::Channel` as on any `tower::Service<http::Request<B>>`:
+//! every call carries `authorization: Bearer …` metadata, taken from the
+//! shared [`TokenSource`](crate::TokenSource). Put [`into_status`] outside it
+//! so that a token that could not be obtained reaches your code as
+//! `Code::Unauthenticated`, not `Code::Unknown`:
+//!
+//! ```
+//! use tonic::transport::Channel;
+//! use tower::ServiceBuilder;
+//! use tower_alf::{BearerAuthLayer, TokenSource};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let grant = tower::service_fn(|_: tower_alf::grant::FetchToken| async {
+//! #     tower_alf::Token::bearer("t")
+//! # });
+//! # let tokens = TokenSource::new(grant);
+//! let channel = Channel::from_static("http://[::1]:50051").connect_lazy();
+//! let channel = ServiceBuilder::new()
+//!     .map_err(tower_alf::tonic::into_status)
+//!     .layer(BearerAuthLayer::new(tokens.clone()))
+//!     .service(channel);
+//! // Hand `channel` to a generated client: `MyServiceClient::new(channel)`.
+//! # let _ = tonic::client::Grpc::new(channel);
+//! # }
+//! ```
+//!
+//! # Replay
+//!
+//! A gRPC request body (`tonic::body::Body`) is a stream of encoded
+//! messages; it cannot be copied before it is sent. The default policy,
+//! [`CheapClone`], therefore keeps no copy of it: a call answered with HTTP
+//! 401 (as gRPC servers behind an authenticating proxy answer) comes back as
+//! it is, `Code::Unauthenticated`. One line turns replay on: the
+//! [`ReplayStreams`](crate::replay::ReplayStreams) policy keeps each stream
+//! as the channel sends it (up to 64 KiB, trailers included) and replays it
+//! whole after a 401 with a fresh token.
+//!
+//! ```
+//! use tonic::{body::Body, transport::Channel};
+//! use tower::ServiceBuilder;
+//! use tower_alf::{replay::ReplayStreams, BearerAuthLayer, TokenSource};
+//!
+//! fn authorized(channel: Channel, tokens: TokenSource) -> impl tower::Service<http::Request<Body>> {
+//!     ServiceBuilder::new()
+//!         .layer(BearerAuthLayer::new(tokens).clone_body(ReplayStreams::new(Body::new)))
+//!         .service(channel)
+//! }
+//! ```
+//!
+//! tonic servers themselves answer a rejected token with HTTP 200 and
+//! `grpc-status: 16`, which is not a 401, and is never replayed.
+//!
+//! # Interceptors
+//!
+//! Code that must use a synchronous `tonic` interceptor can read the
+//! current token with [`TokenSource::cached`](crate::TokenSource::cached):
+//! it never waits, returns a stale token while it starts a background
+//! refresh, and returns `None` only when no usable token is cached. Fetch
+//! the first token before the first call, and ask for a new one when the
+//! cache is empty, so the next call finds it:
+//!
+//! ```
+//! use tonic::{metadata::MetadataValue, service::interceptor::InterceptedService, Request, Status};
+//! use tower_alf::TokenSource;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! # let grant = tower::service_fn(|_: tower_alf::grant::FetchToken| async {
+//! #     tower_alf::Token::bearer("t")
+//! # });
+//! # let tokens = TokenSource::new(grant);
+//! tokens.token().await?; // the first fetch, before the first call
+//!
+//! let source = tokens.clone();
+//! let authorize = move |mut request: Request<()>| {
+//!     let Some(token) = source.cached() else {
+//!         // The fetch starts now, in its own task; this call fails.
+//!         drop(source.token());
+//!         return Err(Status::unavailable("no access token yet"));
+//!     };
+//!     let value = MetadataValue::try_from(token.header_value().as_bytes())
+//!         .map_err(|_| Status::internal("the token is not valid metadata"))?;
+//!     request.metadata_mut().insert("authorization", value);
+//!     Ok(request)
+//! };
+//! let channel = tonic::transport::Channel::from_static("http://[::1]:50051").connect_lazy();
+//! let channel = InterceptedService::new(channel, authorize);
+//! # let _ = channel;
+//! # Ok(()) }
+//! ```
+//!
+//! The interceptor gives up what the layer does: waiting for a token
+//! instead of failing, and the 401 handling (invalidate, refresh). Prefer
+//! the layer where you can.
+
+use ::tonic::{Code, Status};
+use tower::BoxError;
+
+use crate::{
+    replay::{CheapClone, CloneBody},
+    Error,
+};
+
+/// The `tonic::Status` for a token that could not be obtained.
+///
+/// - a timeout: `DeadlineExceeded`;
+/// - the token endpoint unreachable, or the fetch cut short: `Unavailable`;
+/// - anything else (the endpoint refused the client, a bad answer, a bad
+///   configuration, a token rejected again too soon): `Unauthenticated`.
+///
+/// The message is the error's `Display`, which never holds a secret.
+///
+/// ```
+/// # async fn run(tokens: tower_alf::TokenSource) {
+/// if let Err(error) = tokens.token().await {
+///     let status = tower_alf::tonic::status(&error);
+///     eprintln!("{:?}: {}", status.code(), status.message());
+/// }
+/// # }
+/// ```
+pub fn status(error: &Error) -> Status {
+    let code = if error.is_timeout() {
+        Code::DeadlineExceeded
+    } else if error.is_transport() || error.is_closed() {
+        Code::Unavailable
+    } else {
+        Code::Unauthenticated
+    };
+    Status::new(code, format!("no access token: {error}"))
+}
+
+/// Turns the error of [`BearerAuth`](crate::BearerAuth) into a
+/// `tonic::Status`, for `ServiceBuilder::map_err` outside the layer.
+///
+/// A token failure ([`Error`]) is mapped by [`status`]; any other error (the
+/// channel's own) is left to tonic's mapping, `Status::from_error`, just as
+/// tonic maps it without this layer.
+///
+/// ```
+/// use tonic::Code;
+///
+/// let error: tower::BoxError = "connection reset".into();
+/// assert_eq!(tower_alf::tonic::into_status(error).code(), Code::Unknown);
+/// ```
+pub fn into_status(error: BoxError) -> Status {
+    match error.downcast::<Error>() {
+        Ok(error) => status(&error),
+        Err(error) => Status::from_error(error),
+    }
+}
+
+impl From<Error> for Status {
+    /// See [`status`].
+    fn from(error: Error) -> Self {
+        status(&error)
+    }
+}
+
+/// gRPC bodies are streams: the default policy keeps no copy, so a 401 is
+/// returned as it is (see the [module docs](self#replay)).
+impl CloneBody<::tonic::body::Body> for CheapClone {
+    #[inline]
+    fn clone_body(&self, _body: &::tonic::body::Body) -> Option<::tonic::body::Body> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn token_failures_map_to_codes() {
+        let cases = [
+            (Error::timeout(), Code::DeadlineExceeded),
+            (Error::transport("refused".into()), Code::Unavailable),
+            (Error::closed(), Code::Unavailable),
+            (Error::config("bad URL"), Code::Unauthenticated),
+            (Error::throttled(), Code::Unauthenticated),
+            (
+                Error::status(StatusCode::UNAUTHORIZED, None, b"{}"),
+                Code::Unauthenticated,
+            ),
+            (
+                Error::invalid_response(StatusCode::OK, "not JSON", b"<html>"),
+                Code::Unauthenticated,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(status(&error).code(), code, "{error:?}");
+            assert_eq!(Status::from(error.clone()).code(), code);
+            assert_eq!(into_status(Box::new(error)).code(), code);
+        }
+    }
+
+    #[test]
+    fn the_message_holds_no_secret() {
+        let body = br#"{"error":"invalid_client","access_token":"leaked-9Zq"}"#;
+        let status = status(&Error::status(StatusCode::BAD_REQUEST, None, body));
+        assert!(!status.message().contains("leaked-9Zq"), "{status:?}");
+        assert!(!format!("{status:?}").contains("leaked-9Zq"), "{status:?}");
+        assert!(status.message().starts_with("no access token"));
+    }
+
+    #[test]
+    fn other_errors_keep_tonics_mapping() {
+        let inner = Status::resource_exhausted("slow down");
+        assert_eq!(into_status(Box::new(inner)).code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn grpc_bodies_are_not_copied() {
+        let body = ::tonic::body::Body::empty();
+        assert!(CheapClone.clone_body(&body).is_none());
+    }
+}

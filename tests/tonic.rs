@@ -1,0 +1,465 @@
+//! gRPC through `BearerAuthLayer` on a `tonic::transport::Channel`: a real
+//! tonic server on a loopback socket, a real token endpoint (`support`),
+//! unary and client-streaming calls.
+//!
+//! The service is written by hand (prost messages, `tonic::server::Grpc`
+//! and `tonic::client::Grpc` with `tonic_prost::ProstCodec`), so no
+//! `protoc` is needed. Like a gRPC server behind an authenticating proxy,
+//! it answers a rejected token with HTTP 401, the status the layer replays
+//! on (tonic itself would answer HTTP 200 with `grpc-status: 16`).
+
+mod support;
+
+use std::{
+    collections::HashSet,
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{
+    body::Body,
+    client::{Grpc as GrpcClient, GrpcService},
+    metadata::MetadataValue,
+    server::{Grpc as GrpcServer, NamedService},
+    service::interceptor::InterceptedService,
+    transport::Channel,
+    Code, Request, Response, Status, Streaming,
+};
+use tonic_prost::ProstCodec;
+use tower::{BoxError, Service, ServiceBuilder};
+use tower_alf::replay::{ReplayBody, ReplayStreams};
+use tower_alf::{BearerAuthLayer, TokenSource};
+
+use support::{Reply, TokenServer, CLIENT_SECRET};
+
+// ===== the service: alf.test.Notes =====
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Note {
+    #[prost(string, tag = "1")]
+    text: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Summary {
+    /// How many notes the server received.
+    #[prost(uint32, tag = "1")]
+    count: u32,
+    /// The notes' texts, joined.
+    #[prost(string, tag = "2")]
+    text: String,
+    /// The `authorization` metadata the call carried.
+    #[prost(string, tag = "3")]
+    authorization: String,
+}
+
+const ECHO: &str = "/alf.test.Notes/Echo";
+const COUNT: &str = "/alf.test.Notes/Count";
+
+#[derive(Default)]
+struct Seen {
+    /// Every HTTP request, rejected or not.
+    requests: AtomicUsize,
+    /// The `authorization` value of every request, in order.
+    authorizations: Mutex<Vec<String>>,
+    /// Bearer tokens answered with HTTP 401.
+    rejected: Mutex<HashSet<String>>,
+    /// Bearer tokens answered as tonic does: HTTP 200, `grpc-status: 16`.
+    unauthenticated: Mutex<HashSet<String>>,
+}
+
+#[derive(Clone, Default)]
+struct Notes {
+    seen: Arc<Seen>,
+}
+
+impl NamedService for Notes {
+    const NAME: &'static str = "alf.test.Notes";
+}
+
+fn authorization<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+impl Service<http::Request<Body>> for Notes {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let seen = Arc::clone(&self.seen);
+        Box::pin(async move {
+            seen.requests.fetch_add(1, Ordering::SeqCst);
+            let value = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            seen.authorizations.lock().unwrap().push(value.clone());
+            let token = value.strip_prefix("Bearer ").unwrap_or_default();
+            if token.is_empty() || seen.rejected.lock().unwrap().contains(token) {
+                let mut response = http::Response::new(Body::empty());
+                *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+                return Ok(response);
+            }
+            if seen.unauthenticated.lock().unwrap().contains(token) {
+                return Ok(Status::unauthenticated("invalid token").into_http());
+            }
+            let codec = ProstCodec::<Summary, Note>::default();
+            let response = match request.uri().path() {
+                ECHO => {
+                    let method = tower::service_fn(|request: Request<Note>| async move {
+                        let authorization = authorization(&request);
+                        let text = request.into_inner().text;
+                        Ok::<_, Status>(Response::new(Summary {
+                            count: 1,
+                            text,
+                            authorization,
+                        }))
+                    });
+                    GrpcServer::new(codec).unary(method, request).await
+                }
+                COUNT => {
+                    let method =
+                        tower::service_fn(|request: Request<Streaming<Note>>| async move {
+                            let authorization = authorization(&request);
+                            let mut notes = request.into_inner();
+                            let (mut count, mut text) = (0, String::new());
+                            while let Some(note) = notes.message().await? {
+                                count += 1;
+                                text.push_str(&note.text);
+                            }
+                            Ok::<_, Status>(Response::new(Summary {
+                                count,
+                                text,
+                                authorization,
+                            }))
+                        });
+                    GrpcServer::new(codec)
+                        .client_streaming(method, request)
+                        .await
+                }
+                _ => Status::unimplemented("no such method").into_http(),
+            };
+            Ok(response)
+        })
+    }
+}
+
+/// The Notes service on a loopback port, served by tonic.
+struct NotesServer {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for NotesServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl NotesServer {
+    async fn start() -> Self {
+        let notes = Notes::default();
+        let seen = Arc::clone(&notes.seen);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(notes)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await
+                .expect("serve");
+        });
+        Self { addr, seen, task }
+    }
+
+    /// Answers HTTP 401 to calls carrying `token`.
+    fn reject(&self, token: &str) {
+        self.seen.rejected.lock().unwrap().insert(token.to_owned());
+    }
+
+    /// Answers calls carrying `token` as tonic does: HTTP 200 with
+    /// `grpc-status: 16` (`Unauthenticated`).
+    fn unauthenticated(&self, token: &str) {
+        self.seen
+            .unauthenticated
+            .lock()
+            .unwrap()
+            .insert(token.to_owned());
+    }
+
+    fn requests(&self) -> usize {
+        self.seen.requests.load(Ordering::SeqCst)
+    }
+
+    fn authorizations(&self) -> Vec<String> {
+        self.seen.authorizations.lock().unwrap().clone()
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("a valid URI")
+            .connect()
+            .await
+            .expect("connect to the loopback server")
+    }
+}
+
+// ===== the client =====
+
+/// `BearerAuthLayer` on a channel, its errors as `tonic::Status`.
+async fn authorized(
+    server: &NotesServer,
+    tokens: &TokenSource,
+) -> GrpcClient<
+    impl GrpcService<
+        Body,
+        Error = Status,
+        ResponseBody = impl http_body::Body<Data = Bytes, Error = impl Into<BoxError>> + Send + 'static,
+    >,
+> {
+    let channel = ServiceBuilder::new()
+        .map_err(tower_alf::tonic::into_status)
+        .layer(BearerAuthLayer::new(tokens.clone()))
+        .service(server.channel().await);
+    GrpcClient::new(channel)
+}
+
+async fn echo<T>(grpc: &mut GrpcClient<T>, text: &str) -> Result<Summary, Status>
+where
+    T: GrpcService<Body>,
+    T::Error: Into<BoxError>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<BoxError> + Send,
+{
+    grpc.ready()
+        .await
+        .map_err(|e| Status::from_error(e.into()))?;
+    let request = Request::new(Note {
+        text: text.to_owned(),
+    });
+    let codec = ProstCodec::<Note, Summary>::default();
+    let response = grpc
+        .unary(request, PathAndQuery::from_static(ECHO), codec)
+        .await?;
+    Ok(response.into_inner())
+}
+
+async fn count<T>(grpc: &mut GrpcClient<T>, notes: &[&str]) -> Result<Summary, Status>
+where
+    T: GrpcService<Body>,
+    T::Error: Into<BoxError>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<BoxError> + Send,
+{
+    grpc.ready()
+        .await
+        .map_err(|e| Status::from_error(e.into()))?;
+    let notes: Vec<Note> = notes
+        .iter()
+        .map(|text| Note {
+            text: (*text).to_owned(),
+        })
+        .collect();
+    let request = Request::new(tokio_stream::iter(notes));
+    let codec = ProstCodec::<Note, Summary>::default();
+    let response = grpc
+        .client_streaming(request, PathAndQuery::from_static(COUNT), codec)
+        .await?;
+    Ok(response.into_inner())
+}
+
+const NOTES: [&str; 5] = ["one ", "two ", "three ", "four ", "five"];
+
+// ===== tests =====
+
+#[tokio::test]
+async fn unary_calls_carry_the_token_as_authorization_metadata() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let tokens = support::source(&idp);
+    let mut grpc = authorized(&server, &tokens).await;
+
+    for text in ["first", "second", "third"] {
+        let summary = echo(&mut grpc, text).await.expect("the call succeeds");
+        assert_eq!(summary.text, text);
+        assert_eq!(summary.authorization, "Bearer tok-1");
+    }
+    assert_eq!(tokens.stats().fetches, 1);
+    assert_eq!(idp.requests(), 1);
+    assert_eq!(server.authorizations(), vec!["Bearer tok-1"; 3]);
+}
+
+#[tokio::test]
+async fn a_client_streaming_call_carries_the_token_and_every_message() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let tokens = support::source(&idp);
+    let mut grpc = authorized(&server, &tokens).await;
+
+    let summary = count(&mut grpc, &NOTES).await.expect("the call succeeds");
+    assert_eq!(summary.count, 5);
+    assert_eq!(summary.text, NOTES.concat());
+    assert_eq!(summary.authorization, "Bearer tok-1");
+    assert_eq!(tokens.stats().fetches, 1);
+}
+
+#[tokio::test]
+async fn a_401_comes_back_as_unauthenticated_without_replay_under_the_default_policy() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    server.reject("tok-1");
+    let tokens = support::source(&idp);
+    let mut grpc = authorized(&server, &tokens).await;
+
+    let status = echo(&mut grpc, "hello").await.expect_err("rejected");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let status = count(&mut grpc, &NOTES).await.expect_err("rejected");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // Each call was sent once: a gRPC body cannot be copied for a replay.
+    assert_eq!(server.requests(), 2);
+    let stats = tokens.stats();
+    assert_eq!((stats.fetches, stats.replays), (1, 0));
+}
+
+#[tokio::test]
+async fn a_grpc_status_unauthenticated_is_not_a_401_and_is_returned_as_is() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    server.unauthenticated("tok-1");
+    let tokens = support::source(&idp);
+    let mut grpc = authorized(&server, &tokens).await;
+
+    let status = echo(&mut grpc, "hello").await.expect_err("rejected");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "invalid token");
+    assert_eq!(server.requests(), 1);
+    let stats = tokens.stats();
+    assert_eq!((stats.fetches, stats.replays), (1, 0));
+}
+
+#[tokio::test]
+async fn a_token_failure_is_unauthenticated_and_the_call_is_not_sent() {
+    let idp = TokenServer::start_with(Reply::json(
+        401,
+        serde_json::json!({ "error": "invalid_client", "error_description": "unknown client" }),
+    ))
+    .await;
+    let server = NotesServer::start().await;
+    let tokens = support::source(&idp);
+    let mut grpc = authorized(&server, &tokens).await;
+
+    let status = echo(&mut grpc, "hello").await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("invalid_client"), "{status:?}");
+    assert!(!format!("{status:?}").contains(CLIENT_SECRET), "{status:?}");
+    let status = count(&mut grpc, &NOTES).await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(server.requests(), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_token_endpoint_is_unavailable() {
+    // A port that was free a moment ago: nothing listens there.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("local address");
+    let endpoint = tower_alf::TokenEndpoint::builder(format!("http://{closed}/token"))
+        .retry(tower_alf::RetryPolicy::none())
+        .build()
+        .expect("a loopback endpoint");
+    let server = NotesServer::start().await;
+    let tokens = support::source_from(endpoint);
+    let mut grpc = authorized(&server, &tokens).await;
+
+    let status = echo(&mut grpc, "hello").await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(server.requests(), 0);
+}
+
+#[tokio::test]
+async fn an_interceptor_reads_the_cached_token_synchronously() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let tokens = support::source(&idp);
+    let source = tokens.clone();
+    let authorize = move |mut request: Request<()>| {
+        let Some(token) = source.cached() else {
+            drop(source.token());
+            return Err(Status::unavailable("no access token yet"));
+        };
+        let value = MetadataValue::try_from(token.header_value().as_bytes())
+            .map_err(|_| Status::internal("the token is not valid metadata"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    };
+    let mut grpc = GrpcClient::new(InterceptedService::new(server.channel().await, authorize));
+
+    // Nothing cached yet: the first call fails at once and starts a fetch.
+    let status = echo(&mut grpc, "early").await.expect_err("no token yet");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(server.requests(), 0);
+    idp.requests_reached(1).await;
+    tokens
+        .token()
+        .await
+        .expect("the fetch the interceptor started");
+    assert_eq!(tokens.stats().fetches, 1);
+
+    let summary = echo(&mut grpc, "later").await.expect("a token is cached");
+    assert_eq!(summary.authorization, "Bearer tok-1");
+    assert_eq!(tokens.stats().fetches, 1);
+}
+
+/// How a replayed gRPC body is boxed back: `tonic::body::Body::new`.
+type Rebox = fn(ReplayBody<tonic::body::Body>) -> tonic::body::Body;
+
+/// The one line that gives a tonic channel replay of streams.
+fn replaying_layer(tokens: &TokenSource) -> BearerAuthLayer<ReplayStreams<Rebox>> {
+    BearerAuthLayer::new(tokens.clone()).clone_body(ReplayStreams::new(tonic::body::Body::new))
+}
+
+#[tokio::test]
+async fn a_client_stream_rejected_once_is_replayed_whole_with_a_fresh_token() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    server.reject("tok-1");
+    let tokens = support::source(&idp);
+    let channel = ServiceBuilder::new()
+        .map_err(tower_alf::tonic::into_status)
+        .layer(replaying_layer(&tokens))
+        .service(server.channel().await);
+    let mut grpc = GrpcClient::new(channel);
+
+    let summary = count(&mut grpc, &NOTES).await.expect("replayed");
+    assert_eq!(summary.count, 5, "every message arrives in the replay");
+    assert_eq!(summary.text, NOTES.concat());
+    assert_eq!(summary.authorization, "Bearer tok-2");
+    assert_eq!(server.authorizations(), ["Bearer tok-1", "Bearer tok-2"]);
+    let stats = tokens.stats();
+    assert_eq!((stats.fetches, stats.replays), (2, 1));
+}
