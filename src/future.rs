@@ -24,6 +24,8 @@ pin_project! {
         state: State<S::Future, S, B>,
         // The token the request was sent with.
         token: Option<TokenId>,
+        // Where it came from: told when a server rejects it.
+        source: Option<TokenSource>,
         // Present while a replay is still possible.
         replay: Option<Replay<S, B>>,
     }
@@ -60,12 +62,10 @@ pin_project! {
     }
 }
 
-/// What a replay needs: the copy, a service to send it through, and the
-/// source to ask for a new token.
+/// What a replay needs: the copy, and a service to send it through.
 struct Replay<S, B> {
     request: SavedRequest<B>,
     service: S,
-    source: TokenSource,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -75,11 +75,13 @@ where
     pub(crate) fn called(
         future: S::Future,
         token: TokenId,
-        replay: Option<(SavedRequest<B>, S, TokenSource)>,
+        source: TokenSource,
+        replay: Option<(SavedRequest<B>, S)>,
     ) -> Self {
         Self {
             state: State::Called { future },
             token: Some(token),
+            source: Some(source),
             replay: replay.map(Replay::from),
         }
     }
@@ -88,15 +90,17 @@ where
         Self {
             state: State::Called { future },
             token: None,
+            source: None,
             replay: None,
         }
     }
 
     pub(crate) fn waiting(
         token: TokenFuture,
+        source: TokenSource,
         service: S,
         request: Request<B>,
-        replay: Option<(SavedRequest<B>, S, TokenSource)>,
+        replay: Option<(SavedRequest<B>, S)>,
     ) -> Self {
         Self {
             state: State::Token {
@@ -104,19 +108,17 @@ where
                 service: Some(service),
                 request: Some(request),
             },
+            // The id is filled in when the token arrives.
             token: None,
+            source: Some(source),
             replay: replay.map(Replay::from),
         }
     }
 }
 
-impl<S, B> From<(SavedRequest<B>, S, TokenSource)> for Replay<S, B> {
-    fn from((request, service, source): (SavedRequest<B>, S, TokenSource)) -> Self {
-        Self {
-            request,
-            service,
-            source,
-        }
+impl<S, B> From<(SavedRequest<B>, S)> for Replay<S, B> {
+    fn from((request, service): (SavedRequest<B>, S)) -> Self {
+        Self { request, service }
     }
 }
 
@@ -152,17 +154,23 @@ where
                 }
                 StateProj::Called { future } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    let (Some(replay), Some(rejected)) = (this.replay.as_ref(), *this.token) else {
+                    let (Some(rejected), Some(source)) = (*this.token, this.source.as_ref()) else {
                         return Poll::Ready(Ok(response));
                     };
                     if response.status() != StatusCode::UNAUTHORIZED
-                        || !replay.request.is_replayable()
                         || !wants_a_new_token(response.headers())
                     {
                         return Poll::Ready(Ok(response));
                     }
-                    let token = replay.source.invalidate(rejected);
-                    if token.is_throttled() {
+                    // NOTE: invalidate even when this request cannot be
+                    // replayed, or later requests would keep sending the
+                    // rejected token until it expires.
+                    let token = source.invalidate(rejected);
+                    let replayable = this
+                        .replay
+                        .as_ref()
+                        .is_some_and(|replay| replay.request.is_replayable());
+                    if !replayable || token.is_throttled() {
                         return Poll::Ready(Ok(response));
                     }
                     tracing::debug!("request answered 401: refreshing the token to replay it");
@@ -186,12 +194,13 @@ where
                     let Some(Replay {
                         request,
                         mut service,
-                        source,
                     }) = this.replay.take()
                     else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    source.count_replay();
+                    if let Some(source) = this.source.as_ref() {
+                        source.count_replay();
+                    }
                     tracing::debug!("replaying the request with a fresh token");
                     let future = service.call(request.into_request());
                     this.state.set(State::Replayed { future });

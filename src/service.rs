@@ -17,8 +17,9 @@ use crate::{
 /// a fresh one is cached), sets `Authorization: Bearer …` (marked sensitive),
 /// keeps a copy of the request when its body can be copied (see
 /// [`CloneBody`]), and calls the inner service. If the inner service answers
-/// **401** for the token it was sent, the token is invalidated at the source,
-/// a fresh one awaited, and the copy sent **once**. A second 401 is returned
+/// **401** for the token it was sent, the token is invalidated at the source
+/// (also when the request cannot be replayed, so later requests get a new
+/// one), a fresh one awaited, and the copy sent **once**. A second 401 is returned
 /// as it is; so is a 401 whose `WWW-Authenticate` says `insufficient_scope`
 /// (RFC 6750 §3.1: a new token would not help), and one that comes too soon
 /// after the previous rejection (see
@@ -117,7 +118,8 @@ where
                 // replay only overwrites its value.
                 request.headers_mut().insert(AUTHORIZATION, value);
                 let (request, saved) = self.keep(request);
-                ResponseFuture::called(self.inner.call(request), id, saved)
+                let future = self.inner.call(request);
+                ResponseFuture::called(future, id, self.source.clone(), saved)
             }
             None => {
                 // NOTE: `self.inner` was readied for this request; it goes into
@@ -126,7 +128,8 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let (request, saved) = self.keep(request);
-                ResponseFuture::waiting(self.source.token(), ready, request, saved)
+                let token = self.source.token();
+                ResponseFuture::waiting(token, self.source.clone(), ready, request, saved)
             }
         }
     }
@@ -138,11 +141,7 @@ where
 {
     /// Keeps what a replay of `request` needs, if its method and body allow.
     #[inline]
-    #[allow(clippy::type_complexity)]
-    fn keep<B>(
-        &self,
-        request: Request<B>,
-    ) -> (Request<B>, Option<(SavedRequest<B>, S, TokenSource)>)
+    fn keep<B>(&self, request: Request<B>) -> (Request<B>, Option<(SavedRequest<B>, S)>)
     where
         C: CloneBody<B>,
     {
@@ -150,7 +149,7 @@ where
             return (request, None);
         }
         let (request, saved) = SavedRequest::prepare(request, &self.clone_body);
-        let saved = saved.map(|saved| (saved, self.inner.clone(), self.source.clone()));
+        let saved = saved.map(|saved| (saved, self.inner.clone()));
         (request, saved)
     }
 }

@@ -103,7 +103,12 @@ async fn a_streamed_body_over_the_cap_gets_its_401_back_and_no_replay() {
 async fn the_idempotent_only_policy_replays_a_put_but_not_a_post() {
     let tokens = TokenServer::start().await;
     let api = ResourceServer::start().await;
-    let source = support::source(&tokens);
+    // Two rejections in a row below: no throttle between them.
+    let source = tower_alf::TokenSource::builder(tower_alf::grant::ClientCredentials::new(
+        support::endpoint_builder(&tokens).build().unwrap(),
+    ))
+    .rejection_interval(std::time::Duration::ZERO)
+    .build();
     let client = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(source.clone()).replay_on(ReplayOn::IdempotentMethods))
         .service(support::hyper_client());
@@ -123,10 +128,47 @@ async fn the_idempotent_only_policy_replays_a_put_but_not_a_post() {
         "a POST is not replayed"
     );
     assert_eq!(api.requests(), 1);
+    // But its rejected token is replaced, by a fetch of its own.
+    support::guard(tokens.requests_reached(2), "the replacement fetch").await;
 
+    api.reject("tok-2");
     let put = send(&client, request(Method::PUT)).await.unwrap();
-    assert_eq!(put.token(), "tok-2", "a PUT is");
-    assert_eq!(api.requests(), 3);
+    assert_eq!(put.token(), "tok-3", "a PUT is replayed");
+    assert_eq!(
+        api.tokens(),
+        [
+            Some("tok-1".into()),
+            Some("tok-2".into()),
+            Some("tok-3".into())
+        ]
+    );
+    assert_eq!(source.stats().replays, 1);
+}
+
+#[tokio::test]
+async fn a_401_that_cannot_be_replayed_still_replaces_the_rejected_token() {
+    let tokens = TokenServer::start().await;
+    let api = ResourceServer::start().await;
+    let source = support::source(&tokens);
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(source.clone()).clone_body(tower_alf::replay::NoReplay))
+        .service(support::hyper_client());
+
+    api.reject("tok-1");
+    let first = send(&client, support::get(&api.url("/api"))).await.unwrap();
+    assert_eq!(
+        first.status,
+        StatusCode::UNAUTHORIZED,
+        "returned as it came"
+    );
+    let next = send(&client, support::get(&api.url("/api"))).await.unwrap();
+    assert_eq!(
+        next.token(),
+        "tok-2",
+        "the next request does not resend the rejected token"
+    );
+    assert_eq!(tokens.requests(), 2);
+    assert_eq!(source.stats().replays, 0);
 }
 
 /// A resource answering 401 with this challenge, counting its calls.
