@@ -8,6 +8,7 @@ use crate::{
     future::ResponseFuture,
     layer::Options,
     replay::{CheapClone, CloneBody, SavedRequest},
+    source::LocalCache,
     BearerAuthLayer, TokenSource,
 };
 
@@ -40,7 +41,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct BearerAuth<S, C = CheapClone> {
     inner: S,
-    source: TokenSource,
+    tokens: LocalCache,
     clone_body: C,
     options: Options,
 }
@@ -66,7 +67,7 @@ impl<S, C> BearerAuth<S, C> {
     ) -> Self {
         Self {
             inner,
-            source,
+            tokens: source.local(),
             clone_body,
             options,
         }
@@ -89,7 +90,7 @@ impl<S, C> BearerAuth<S, C> {
 
     /// The token source.
     pub fn source(&self) -> &TokenSource {
-        &self.source
+        self.tokens.source()
     }
 }
 
@@ -111,7 +112,7 @@ where
         if !self.options.attaches_to(&request) {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
-        match self.source.cached_header() {
+        match self.tokens.cached_header() {
             Some((value, id)) => {
                 // Insert first: the copy then has room for the header, and a
                 // replay only overwrites its value.
@@ -126,7 +127,7 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let (request, saved) = self.keep(request);
-                ResponseFuture::waiting(self.source.token(), ready, request, saved)
+                ResponseFuture::waiting(self.tokens.source().token(), ready, request, saved)
             }
         }
     }
@@ -150,7 +151,7 @@ where
             return (request, None);
         }
         let (request, saved) = SavedRequest::prepare(request, &self.clone_body);
-        let saved = saved.map(|saved| (saved, self.inner.clone(), self.source.clone()));
+        let saved = saved.map(|saved| (saved, self.inner.clone(), self.tokens.source().clone()));
         (request, saved)
     }
 }
