@@ -13,7 +13,8 @@
 //! Criterion times one round of 200,000 requests per iteration. After it,
 //! the binary runs the rows in interleaved rounds (each row once per round,
 //! the order rotating) and prints each row's median throughput as a ratio to
-//! `AddAuthorization`'s.
+//! `AddAuthorization`'s (and replay on's to its floor's), on 2 workers and,
+//! to tell contention from plain per-request cost, on 1 worker.
 //!
 //! `cargo bench -p tower-alf-benches --bench contention`
 
@@ -32,21 +33,22 @@ use http::{
     HeaderValue, Request, Uri,
 };
 use http_body_util::Full;
-use tower::{util::BoxCloneSyncService, Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_alf::{replay::NoReplay, BearerAuthLayer, TokenSource};
 use tower_http::auth::AddAuthorizationLayer;
 
 const TASKS: usize = 64;
 const REQUESTS: usize = 200_000;
 const SAMPLE_SIZE: usize = 10;
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 31;
+const ROUNDS_ONE_WORKER: usize = 15;
 
 type Body = Full<Bytes>;
-type Stack = BoxCloneSyncService<Request<Body>, Answer, tower::BoxError>;
 
 const ROWS: &[&str] = &[
     "add_authorization",
     "bearer_replay_off",
+    "bearer_replay_off_no_expiry",
     "floor_replay_on",
     "bearer_replay_on",
 ];
@@ -59,19 +61,29 @@ fn request() -> Request<Body> {
         .unwrap()
 }
 
-/// The stack of `row`. Boxed, so that every row pays the same indirection.
-fn make_row(source: &TokenSource, row: &str) -> Stack {
+/// Runs one round through a row's stack.
+type Rounds = Box<dyn Fn(&tokio::runtime::Runtime) -> Duration>;
+
+/// The stack of `row`, as something that runs rounds through it. The
+/// stacks are not boxed services: a boxed service boxes every response
+/// future, and `BearerAuth`'s is larger than `AddAuthorization`'s.
+fn make_row(source: &TokenSource, no_expiry: &TokenSource, row: &str) -> Rounds {
     let inner = common::inner::<Body>();
     let add_authorization = || AddAuthorizationLayer::bearer(ACCESS_TOKEN).as_sensitive(true);
     match row {
-        "add_authorization" => boxed(add_authorization().layer(inner)),
-        "bearer_replay_off" => boxed(
+        "add_authorization" => rounds(add_authorization().layer(inner)),
+        "bearer_replay_off" => rounds(
             BearerAuthLayer::new(source.clone())
                 .clone_body(NoReplay)
                 .layer(inner),
         ),
-        "bearer_replay_on" => boxed(BearerAuthLayer::new(source.clone()).layer(inner)),
-        "floor_replay_on" => boxed(
+        "bearer_replay_off_no_expiry" => rounds(
+            BearerAuthLayer::new(no_expiry.clone())
+                .clone_body(NoReplay)
+                .layer(inner),
+        ),
+        "bearer_replay_on" => rounds(BearerAuthLayer::new(source.clone()).layer(inner)),
+        "floor_replay_on" => rounds(
             ServiceBuilder::new()
                 .layer(add_authorization())
                 .layer(CopyRequestLayer)
@@ -81,17 +93,22 @@ fn make_row(source: &TokenSource, row: &str) -> Stack {
     }
 }
 
-fn boxed<S>(service: S) -> Stack
+fn rounds<S>(stack: S) -> Rounds
 where
-    S: tower::Service<Request<Body>, Response = Answer> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<tower::BoxError>,
+    S: Service<Request<Body>, Response = Answer> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
 {
-    BoxCloneSyncService::new(service.map_err(Into::into))
+    Box::new(move |rt| round(rt, &stack))
 }
 
 /// One round: 64 tasks, 200,000 requests; how long it took.
-fn round(rt: &tokio::runtime::Runtime, stack: &Stack) -> Duration {
+fn round<S>(rt: &tokio::runtime::Runtime, stack: &S) -> Duration
+where
+    S: Service<Request<Body>, Response = Answer> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
     rt.block_on(async {
         let start = Instant::now();
         let tasks: Vec<_> = (0..TASKS)
@@ -112,17 +129,18 @@ fn round(rt: &tokio::runtime::Runtime, stack: &Stack) -> Duration {
     })
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap()
 }
 
 fn contention(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(2);
     let source = common::warm_source(&rt, Some(LIFETIME));
+    let no_expiry = common::warm_source(&rt, None);
     let mut group = c.benchmark_group("contention");
     group
         .sample_size(SAMPLE_SIZE)
@@ -130,10 +148,10 @@ fn contention(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(REQUESTS as u64));
     for row in ROWS {
-        let stack = make_row(&source, row);
+        let stack = make_row(&source, &no_expiry, row);
         group.bench_function(*row, |b| {
             b.iter_custom(|iters| {
-                let elapsed = (0..iters).map(|_| round(&rt, &stack)).sum();
+                let elapsed = (0..iters).map(|_| stack(&rt)).sum();
                 common::record(row, iters, elapsed);
                 elapsed
             });
@@ -142,54 +160,81 @@ fn contention(c: &mut Criterion) {
     group.finish();
 }
 
-fn report() {
-    let rt = runtime();
+/// Median requests per second of each row over `rounds` interleaved rounds
+/// on a runtime with `workers` workers.
+fn interleaved(workers: usize, rounds: usize) -> Vec<f64> {
+    let rt = runtime(workers);
     let source = common::warm_source(&rt, Some(LIFETIME));
-    let stacks: Vec<_> = ROWS.iter().map(|row| make_row(&source, row)).collect();
-    let mut times = vec![Vec::with_capacity(ROUNDS); ROWS.len()];
+    let no_expiry = common::warm_source(&rt, None);
+    let stacks: Vec<_> = ROWS
+        .iter()
+        .map(|row| make_row(&source, &no_expiry, row))
+        .collect();
+    let mut times = vec![Vec::with_capacity(rounds); ROWS.len()];
     for stack in &stacks {
-        round(&rt, stack); // warm up
+        stack(&rt); // warm up
     }
-    for r in 0..ROUNDS {
+    for r in 0..rounds {
         for k in 0..ROWS.len() {
             let i = (r + k) % ROWS.len();
-            times[i].push(round(&rt, &stacks[i]));
+            times[i].push(stacks[i](&rt));
         }
     }
-    let median = |i: usize| {
-        let mut t = times[i].clone();
-        t.sort();
-        t[t.len() / 2]
-    };
-    let per_sec = |d: Duration| REQUESTS as f64 / d.as_secs_f64();
-    let base = per_sec(median(0));
-    let crit_base = common::median_ns(ROWS[0], SAMPLE_SIZE);
+    let stats = source.stats();
+    assert_eq!(
+        (stats.fetches, stats.waits),
+        (1, 1),
+        "one fetch, to warm up"
+    );
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            REQUESTS as f64 / t[t.len() / 2].as_secs_f64()
+        })
+        .collect()
+}
+
+fn report() {
+    let two = interleaved(2, ROUNDS);
+    let one = interleaved(1, ROUNDS_ONE_WORKER);
+    let criterion: Vec<Option<f64>> = ROWS
+        .iter()
+        .map(|row| common::median_ns(row, SAMPLE_SIZE).map(|ns| REQUESTS as f64 / ns * 1e9))
+        .collect();
     println!();
     println!(
-        "Contention: 2 workers, {TASKS} tasks, {REQUESTS} requests per round; \
-         median of {ROUNDS} interleaved rounds (criterion's median of {SAMPLE_SIZE} samples beside)"
+        "Contention: {TASKS} tasks, {REQUESTS} requests per round; median of {ROUNDS} \
+         interleaved rounds on 2 workers ({ROUNDS_ONE_WORKER} on 1 worker, for comparison; \
+         criterion's median of {SAMPLE_SIZE} samples beside)"
     );
     println!();
-    println!("| row | requests/s | ratio to add_authorization | criterion requests/s | ratio |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| row | 2 workers | ratio | to | 1 worker | ratio | criterion, 2 workers | ratio |");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|");
     for (i, row) in ROWS.iter().enumerate() {
-        let rate = per_sec(median(i));
-        let (crit, crit_ratio) = match (common::median_ns(row, SAMPLE_SIZE), crit_base) {
-            (Some(ns), Some(base_ns)) => (
-                format!("{:.2} M", REQUESTS as f64 / ns * 1e3),
-                format!("{:.2}×", base_ns / ns),
-            ),
-            _ => ("–".to_owned(), "–".to_owned()),
+        // Replay on is held against its floor as well as AddAuthorization.
+        let bases: &[usize] = if *row == "bearer_replay_on" {
+            &[0, 3]
+        } else {
+            &[0]
         };
-        println!(
-            "| {row} | {:.2} M | {:.2}× | {crit} | {crit_ratio} |",
-            rate / 1e6,
-            rate / base
-        );
+        for &b in bases {
+            let crit = match (criterion[i], criterion[b]) {
+                (Some(rate), Some(base)) => {
+                    format!("{:.2} M | {:.2}×", rate / 1e6, rate / base)
+                }
+                _ => "– | –".to_owned(),
+            };
+            println!(
+                "| {row} | {:.2} M | {:.2}× | {} | {:.2} M | {:.2}× | {crit} |",
+                two[i] / 1e6,
+                two[i] / two[b],
+                ROWS[b],
+                one[i] / 1e6,
+                one[i] / one[b],
+            );
+        }
     }
-    let stats = source.stats();
-    println!();
-    println!("token fetches: {}, waits: {}", stats.fetches, stats.waits);
 }
 
 criterion_group!(benches, contention);

@@ -10,7 +10,9 @@
 //! - `floor_replay_on`: `AddAuthorization` plus a copy of the request kept
 //!   until the response, the least any layer that can replay must do;
 //! - `bearer_replay_off_no_expiry` (first two shapes): a token without
-//!   expiry, which skips the clock; for comparison only.
+//!   expiry, which skips the clock; for comparison only;
+//! - `add_authorization_cloned`, `bearer_replay_off_cloned` (first shape):
+//!   the stack cloned for every request, as `svc.clone().oneshot(..)` does.
 //!
 //! Requests are built before each timed batch and freed after it, outside
 //! the timing: the inner service keeps each request it is sent. After criterion, the binary prints a
@@ -50,6 +52,8 @@ const ROWS: &[(&str, Option<&str>)] = &[
     ("bearer_replay_off_no_expiry", Some("add_authorization")),
     ("floor_replay_on", Some("add_authorization")),
     ("bearer_replay_on", Some("floor_replay_on")),
+    ("add_authorization_cloned", Some("add_authorization")),
+    ("bearer_replay_off_cloned", Some("add_authorization_cloned")),
 ];
 
 struct Sources {
@@ -72,6 +76,15 @@ where
     Box::new(move |request| common::drive(&mut service, request))
 }
 
+/// A stack cloned for every request, as `svc.clone().oneshot(request)` does.
+fn cloned<S>(service: S) -> Send
+where
+    S: Service<Request<Body>, Response = Answer> + Clone + 'static,
+    S::Error: std::fmt::Debug,
+{
+    Box::new(move |request| common::drive(&mut service.clone(), request))
+}
+
 /// The stack of `row`, over the inner service that keeps its requests.
 fn make_row(sources: &Sources, row: &str) -> Send {
     let inner = common::keeping_inner();
@@ -89,6 +102,12 @@ fn make_row(sources: &Sources, row: &str) -> Send {
                 .layer(inner),
         ),
         "bearer_replay_on" => boxed(BearerAuthLayer::new(sources.expiring.clone()).layer(inner)),
+        "add_authorization_cloned" => cloned(add_authorization().layer(inner)),
+        "bearer_replay_off_cloned" => cloned(
+            BearerAuthLayer::new(sources.expiring.clone())
+                .clone_body(NoReplay)
+                .layer(inner),
+        ),
         "floor_replay_on" => boxed(
             ServiceBuilder::new()
                 .layer(add_authorization())
@@ -114,10 +133,13 @@ fn timed_batch(send: &mut Send, shape: Shape, n: u64) -> Duration {
 }
 
 fn rows_for(shape: Shape) -> impl Iterator<Item = &'static str> {
-    ROWS.iter().map(|(row, _)| *row).filter(move |row| {
-        *row != "bearer_replay_off_no_expiry"
-            || matches!(shape, Shape::NoHeaders | Shape::TenHeaders)
-    })
+    ROWS.iter()
+        .map(|(row, _)| *row)
+        .filter(move |row| match *row {
+            "bearer_replay_off_no_expiry" => matches!(shape, Shape::NoHeaders | Shape::TenHeaders),
+            "add_authorization_cloned" | "bearer_replay_off_cloned" => shape == Shape::NoHeaders,
+            _ => true,
+        })
 }
 
 fn bench_shape(
