@@ -2,7 +2,8 @@
 //! (3,125 each, every task with its own clone of the stack, as every
 //! connection or handler of a server holds one). Throughput of tower-http's
 //! `AddAuthorization`, `BearerAuth` with replay off and on (one shared
-//! `TokenSource`, a token that expires in an hour), and the replay floor
+//! `TokenSource`, a token that expires in an hour; replay off also with a
+//! token that never expires, which skips the clock), and the replay floor
 //! (`AddAuthorization` plus a request copy).
 //!
 //! The requests are small and built in the loop from static parts (a

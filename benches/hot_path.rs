@@ -15,11 +15,15 @@
 //!   the stack cloned for every request, as `svc.clone().oneshot(..)` does.
 //!
 //! Requests are built before each timed batch and freed after it, outside
-//! the timing: the inner service keeps each request it is sent. After criterion, the binary prints a
-//! table: each row's median time as a ratio to the row it is held against,
-//! and allocations per request counted by a counting global allocator.
+//! the timing: the inner service keeps each request it is sent.
 //!
-//! `cargo bench -p tower-alf-benches --bench hot_path`
+//! After criterion, the binary runs every row again in interleaved rounds
+//! of short batches and prints a table: each row's median time as a ratio
+//! to the row it is held against (criterion's estimate beside), and
+//! allocations per request, counted by a counting global allocator.
+//!
+//! `cargo bench -p tower-alf-benches --bench hot_path` (add `-- table`, a
+//! filter that matches no benchmark, for the table alone)
 
 mod common;
 
