@@ -8,6 +8,7 @@ use crate::{
     future::ResponseFuture,
     layer::Options,
     replay::{CheapClone, CloneBody, SavedRequest},
+    source::LocalCache,
     BearerAuthLayer, TokenSource,
 };
 
@@ -41,7 +42,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct BearerAuth<S, C = CheapClone> {
     inner: S,
-    source: TokenSource,
+    tokens: LocalCache,
     clone_body: C,
     options: Options,
 }
@@ -67,7 +68,7 @@ impl<S, C> BearerAuth<S, C> {
     ) -> Self {
         Self {
             inner,
-            source,
+            tokens: source.local(),
             clone_body,
             options,
         }
@@ -90,7 +91,7 @@ impl<S, C> BearerAuth<S, C> {
 
     /// The token source.
     pub fn source(&self) -> &TokenSource {
-        &self.source
+        self.tokens.source()
     }
 }
 
@@ -112,14 +113,14 @@ where
         if !self.options.attaches_to(&request) {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
-        match self.source.cached_header() {
+        match self.tokens.cached_header() {
             Some((value, id)) => {
                 // Insert first: the copy then has room for the header, and a
                 // replay only overwrites its value.
                 request.headers_mut().insert(AUTHORIZATION, value);
                 let (request, saved) = self.keep(request);
                 let future = self.inner.call(request);
-                ResponseFuture::called(future, id, self.source.clone(), saved)
+                ResponseFuture::called(future, id, self.tokens.source().clone(), saved)
             }
             None => {
                 // NOTE: `self.inner` was readied for this request; it goes into
@@ -128,8 +129,8 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let (request, saved) = self.keep(request);
-                let token = self.source.token();
-                ResponseFuture::waiting(token, self.source.clone(), ready, request, saved)
+                let token = self.tokens.source().token();
+                ResponseFuture::waiting(token, self.tokens.source().clone(), ready, request, saved)
             }
         }
     }
