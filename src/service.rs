@@ -146,7 +146,7 @@ where
     where
         C: CloneBody<B>,
     {
-        if !self.options.replay_on.allows(request.method()) {
+        if self.clone_body.never_keeps() || !self.options.replay_on.allows(request.method()) {
             return (request, None);
         }
         let (request, saved) = SavedRequest::prepare(request, &self.clone_body);

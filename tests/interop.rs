@@ -2,14 +2,11 @@
 //! `oidc-provider` (the certified OpenID Connect server for Node.js),
 //! started on loopback by each test from `tests/interop/server.mjs`.
 //!
-//! Needs `node` (20 or later) and the server's packages:
-//!
-//! ```text
-//! npm ci --prefix tests/interop
-//! cargo test --all-features --test interop
-//! ```
-//!
-//! Without them every test here fails and says how to install them.
+//! Needs `node` (20 or later). The server's packages are installed from the
+//! npm registry by the first test that needs them (`npm ci --prefix
+//! tests/interop`, from the committed lockfile), so
+//! `cargo test --all-features --test interop` is all it takes. Without
+//! `node` every test here fails and says how to install it.
 
 use std::{
     collections::HashMap,
@@ -49,6 +46,26 @@ impl Drop for Provider {
     }
 }
 
+/// Installs oidc-provider from the lockfile once, when it is missing.
+fn install(dir: &std::path::Path, how: &str) {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if *installed || dir.join("node_modules/oidc-provider/package.json").exists() {
+        *installed = true;
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "`npm ci --prefix tests/interop` failed: {how}"
+    );
+    *installed = true;
+}
+
 impl Provider {
     fn start() -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
@@ -58,10 +75,7 @@ impl Provider {
             Ok(out) if out.status.success() => {}
             _ => panic!("the interop tests need `node`, which is not installed: {HOW}"),
         }
-        assert!(
-            dir.join("node_modules/oidc-provider/package.json").exists(),
-            "the interop tests need oidc-provider in tests/interop/node_modules: {HOW}"
-        );
+        install(&dir, HOW);
         let mut child = Command::new("node")
             .arg(dir.join("server.mjs"))
             .arg("0")

@@ -78,6 +78,12 @@ pub trait CloneBody<B>: Clone {
         let copy = self.clone_body(&body).map(Kept::new);
         (body, copy)
     }
+
+    /// Whether this policy never keeps anything, so the layer can skip the
+    /// copy step altogether. Defaults to `false`; [`NoReplay`] says `true`.
+    fn never_keeps(&self) -> bool {
+        false
+    }
 }
 
 /// A body kept for a replay by [`CloneBody::prepare`].
@@ -189,6 +195,11 @@ impl<B> CloneBody<B> for NoReplay {
     #[inline]
     fn clone_body(&self, _body: &B) -> Option<B> {
         None
+    }
+
+    #[inline]
+    fn never_keeps(&self) -> bool {
+        true
     }
 }
 

@@ -185,6 +185,10 @@ impl TokenSource {
     /// fetch in flight (started now if there is none) ends.
     ///
     /// A stale token is returned at once and starts one background refresh.
+    /// A fetch starts when this is *called*, in a task on the current Tokio
+    /// runtime: call it inside one (`rt.block_on(async { source.token().await })`,
+    /// not `rt.block_on(source.token())`), or the future fails with a
+    /// configuration error.
     pub fn token(&self) -> TokenFuture {
         if let Some(token) = self.cached() {
             return TokenFuture::ready(Ok(token));
