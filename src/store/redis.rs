@@ -527,8 +527,17 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Builds the store. Connects lazily: fails only on a malformed URL.
+    /// Builds the store. Connects lazily: fails only on a malformed URL, or
+    /// when called outside a Tokio runtime (the connection manager runs as a
+    /// task).
     pub fn build(self) -> Result<RedisStore, StoreError> {
+        // NOTE: the connection manager starts a task; outside a runtime the
+        // redis crate would panic.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::new(
+                "a RedisStore must be built inside a Tokio runtime",
+            ));
+        }
         let target = self
             .urls
             .iter()
@@ -700,5 +709,16 @@ mod tests {
             "redis://user:***@host:6379/0"
         );
         assert_eq!(redact_password("redis://host/"), "redis://host/");
+    }
+}
+
+#[cfg(test)]
+mod build_tests {
+    use super::*;
+
+    #[test]
+    fn building_outside_a_runtime_is_an_error_not_a_panic() {
+        let error = RedisStore::new("redis://127.0.0.1:6379/").unwrap_err();
+        assert!(error.to_string().contains("Tokio runtime"), "{error}");
     }
 }
