@@ -33,7 +33,11 @@ use tracing::Instrument;
 
 use self::stats::Counters;
 pub use self::stats::Stats;
-use crate::{grant::FetchToken, token::Timing, Error, Token, TokenId};
+use crate::{
+    grant::FetchToken,
+    token::{Binding, Timing},
+    Error, Token, TokenId,
+};
 
 type Grant = BoxCloneSyncService<FetchToken, Token, Error>;
 type Outcome = Result<Arc<Token>, Error>;
@@ -221,11 +225,13 @@ impl TokenSource {
     /// The hot path of [`BearerAuth`](crate::BearerAuth): the header value of
     /// a usable cached token and its id. Takes no lock, allocates nothing.
     #[inline]
-    pub(crate) fn cached_header(&self) -> Option<(HeaderValue, TokenId)> {
+    /// The header of a usable cached token, its id, and its DPoP binding
+    /// when it has one (a reference count; `None` for Bearer).
+    pub(crate) fn cached_header(&self) -> Option<(HeaderValue, TokenId, Option<Binding>)> {
         let guard = self.shared.cache.load();
         let token = guard.as_ref()?;
         self.check(token)
-            .then(|| (token.header_value().clone(), token.id))
+            .then(|| (token.header_value().clone(), token.id, token.binding()))
     }
 
     pub(crate) fn count_replay(&self) {
