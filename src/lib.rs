@@ -142,6 +142,7 @@ pub use self::{
     feature = "oauth1",
     feature = "redis",
     feature = "jwt",
+    feature = "dpop",
     feature = "tonic"
 ))]
 #[doc = include_str!("../README.md")]
