@@ -72,6 +72,9 @@ pub struct DPoPKey {
 
 struct Inner {
     key: PrivateKey,
+    /// A generated key signs directly: `jsonwebtoken` would parse the DER
+    /// and derive the public key again for every proof.
+    es256: Option<p256::ecdsa::SigningKey>,
     /// `{"alg":…,"jwk":{…},"typ":"dpop+jwt"}`, base64url: the same for every proof.
     header: String,
     thumbprint: String,
@@ -87,7 +90,11 @@ impl DPoPKey {
                 .map_err(|_| Error::config("the operating system's random source failed"))?;
             // A scalar outside 1..n is refused; the odds are about 2^-32.
             if let Ok(secret) = p256::SecretKey::from_slice(&bytes) {
-                return Self::new(PrivateKey::p256(&secret)?);
+                let mut key = Self::new(PrivateKey::p256(&secret)?)?;
+                if let Some(inner) = Arc::get_mut(&mut key.inner) {
+                    inner.es256 = Some(p256::ecdsa::SigningKey::from(&secret));
+                }
+                return Ok(key);
             }
         }
     }
@@ -106,6 +113,7 @@ impl DPoPKey {
             inner: Arc::new(Inner {
                 header: URL_SAFE_NO_PAD.encode(header),
                 key,
+                es256: None,
                 thumbprint,
                 nonces: Mutex::new(HashMap::new()),
             }),
@@ -171,7 +179,14 @@ impl DPoPKey {
         jws.push_str(&self.inner.header);
         jws.push('.');
         URL_SAFE_NO_PAD.encode_string(&claims, &mut jws);
-        let signature = self.inner.key.sign_input(jws.as_bytes())?;
+        let signature = match &self.inner.es256 {
+            Some(key) => {
+                use p256::ecdsa::signature::Signer as _;
+                let signature: p256::ecdsa::Signature = key.sign(jws.as_bytes());
+                URL_SAFE_NO_PAD.encode(signature.to_bytes())
+            }
+            None => self.inner.key.sign_input(jws.as_bytes())?,
+        };
         jws.push('.');
         jws.push_str(&signature);
         HeaderValue::from_maybe_shared(Bytes::from(jws))
