@@ -223,10 +223,9 @@ impl TokenSource {
     }
 
     /// The hot path of [`BearerAuth`](crate::BearerAuth): the header value of
-    /// a usable cached token and its id. Takes no lock, allocates nothing.
+    /// a usable cached token, its id, and its DPoP binding when it has one (a
+    /// reference count; `None` for Bearer). Takes no lock, allocates nothing.
     #[inline]
-    /// The header of a usable cached token, its id, and its DPoP binding
-    /// when it has one (a reference count; `None` for Bearer).
     pub(crate) fn cached_header(&self) -> Option<(HeaderValue, TokenId, Option<Binding>)> {
         let guard = self.shared.cache.load();
         let token = guard.as_ref()?;
