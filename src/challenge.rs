@@ -15,13 +15,19 @@ pub(crate) enum Bearer {
 
 /// Reads the `Bearer` challenge of a response's `WWW-Authenticate`.
 pub(crate) fn bearer(headers: &HeaderMap) -> Bearer {
+    of(headers, "bearer")
+}
+
+/// Reads the challenge for `scheme` (`bearer`, `dpop`) of a response's
+/// `WWW-Authenticate`.
+pub(crate) fn of(headers: &HeaderMap, scheme: &str) -> Bearer {
     let mut seen = false;
     for value in headers.get_all(WWW_AUTHENTICATE) {
         seen = true;
         let Ok(value) = value.to_str() else { continue };
         if let Some(challenge) = challenges(value)
             .into_iter()
-            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
+            .find(|c| c.scheme.eq_ignore_ascii_case(scheme))
         {
             return Bearer::Challenge(challenge.param("error").map(str::to_owned));
         }

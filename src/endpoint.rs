@@ -212,6 +212,8 @@ struct EndpointInner {
     max_response_size: usize,
     retry: RetryPolicy,
     client: HttpClient,
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::DPoPKey>,
 }
 
 impl TokenEndpoint {
@@ -234,6 +236,8 @@ impl TokenEndpoint {
             allow_insecure_http: false,
             retry: RetryPolicy::default(),
             client: None,
+            #[cfg(feature = "dpop")]
+            dpop: None,
         }
     }
 
@@ -247,6 +251,12 @@ impl TokenEndpoint {
         &self.inner.auth
     }
 
+    /// The DPoP key token requests prove possession of, if any.
+    #[cfg(feature = "dpop")]
+    pub fn dpop_key(&self) -> Option<&crate::dpop::DPoPKey> {
+        self.inner.dpop.as_ref()
+    }
+
     /// Sends a token request with these form parameters (client
     /// authentication is added here) and reads the token from the answer,
     /// retrying as the endpoint's [`RetryPolicy`] says.
@@ -255,6 +265,11 @@ impl TokenEndpoint {
     /// policy's deadline bounds them all, waits included. The token's
     /// lifetime counts from the moment its request was sent, on the
     /// monotonic clock, so the client's wall-clock skew does not matter.
+    ///
+    /// With a DPoP key (feature `dpop`), each attempt carries a fresh proof,
+    /// and a `400 use_dpop_nonce` answer is retried at once, once per
+    /// request, with the server's nonce; that retry is not a failed attempt
+    /// for the policy.
     pub fn request(
         &self,
         form: Vec<(String, String)>,
@@ -264,6 +279,7 @@ impl TokenEndpoint {
             let started = Instant::now();
             let deadline = inner.retry.deadline_after_start().map(|d| started + d);
             let mut retry = 0;
+            let mut nonce_retried = false;
             loop {
                 let request = inner.build(&form)?;
                 let sent_at = Instant::now();
@@ -279,6 +295,11 @@ impl TokenEndpoint {
                         Ok(Err(error)) => error,
                         Err(_) => Error::timeout(),
                     };
+                if !nonce_retried && inner.wants_nonce_retry(&error) {
+                    nonce_retried = true;
+                    tracing::debug!("token endpoint asked for a DPoP nonce; retrying with it");
+                    continue;
+                }
                 let Some(wait) = inner.retry.wait(retry, &error) else {
                     return Err(error);
                 };
@@ -300,6 +321,20 @@ impl TokenEndpoint {
 }
 
 impl EndpointInner {
+    /// Whether `error` is a `use_dpop_nonce` answer to retry with the nonce
+    /// it carried (RFC 9449 §8).
+    fn wants_nonce_retry(&self, error: &Error) -> bool {
+        #[cfg(feature = "dpop")]
+        if self.dpop.is_some() {
+            return error.status_code() == Some(StatusCode::BAD_REQUEST)
+                && error
+                    .oauth_error()
+                    .is_some_and(|e| e.code().as_str() == "use_dpop_nonce");
+        }
+        let _ = error;
+        false
+    }
+
     /// One token request: a fresh one per attempt.
     fn build(&self, form: &[(String, String)]) -> Result<Request<Full<Bytes>>, Error> {
         let mut form = form.to_vec();
@@ -314,6 +349,11 @@ impl EndpointInner {
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         self.auth
             .apply(&self.url, request.headers_mut(), &mut form)?;
+        #[cfg(feature = "dpop")]
+        if let Some(key) = &self.dpop {
+            let proof = key.proof(&Method::POST, &self.url, None)?;
+            request.headers_mut().insert(crate::dpop::DPOP, proof);
+        }
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&form)
             .finish();
@@ -340,7 +380,23 @@ async fn exchange(
         bytes = body.len(),
         "token endpoint answered"
     );
-    parse_response(parts.status, &parts.headers, &body, sent_at)
+    #[cfg(feature = "dpop")]
+    if let Some(key) = &inner.dpop {
+        key.remember_nonce(&inner.url, &parts.headers);
+    }
+    let token = parse_response(parts.status, &parts.headers, &body, sent_at)?;
+    if token.token_type() == crate::TokenType::DPoP {
+        #[cfg(feature = "dpop")]
+        if let Some(key) = &inner.dpop {
+            return Ok(token.with_dpop(key.clone()));
+        }
+        return Err(Error::invalid_response(
+            parts.status,
+            "token_type DPoP, but this endpoint has no DPoP key to use it with",
+            &[],
+        ));
+    }
+    Ok(token)
 }
 
 /// Why [`HttpClient::fetch`] has no answer.
@@ -410,13 +466,15 @@ impl TokenEndpoint {
 
 impl fmt::Debug for TokenEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenEndpoint")
-            .field("url", &self.inner.url)
+        let mut f = f.debug_struct("TokenEndpoint");
+        f.field("url", &self.inner.url)
             .field("auth", &self.inner.auth)
             .field("timeout", &self.inner.timeout)
             .field("max_response_size", &self.inner.max_response_size)
-            .field("retry", &self.inner.retry)
-            .finish()
+            .field("retry", &self.inner.retry);
+        #[cfg(feature = "dpop")]
+        f.field("dpop", &self.inner.dpop);
+        f.finish()
     }
 }
 
@@ -431,6 +489,8 @@ pub struct TokenEndpointBuilder {
     allow_insecure_http: bool,
     retry: RetryPolicy,
     client: Option<HttpClient>,
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::DPoPKey>,
 }
 
 impl TokenEndpointBuilder {
@@ -476,6 +536,26 @@ impl TokenEndpointBuilder {
         self
     }
 
+    /// Binds tokens to `key` with DPoP (RFC 9449): every token request
+    /// carries a proof, `token_type: DPoP` answers are accepted, and
+    /// [`BearerAuth`](crate::BearerAuth) sends those tokens with a proof per
+    /// request. Defaults to none: Bearer tokens only. See [`crate::dpop`].
+    ///
+    /// ```
+    /// use tower_alf::{dpop::DPoPKey, TokenEndpoint};
+    ///
+    /// let endpoint = TokenEndpoint::builder("https://idp.example/token")
+    ///     .dpop(DPoPKey::generate()?)
+    ///     .build()?;
+    /// assert!(endpoint.dpop_key().is_some());
+    /// # Ok::<_, tower_alf::Error>(())
+    /// ```
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, key: crate::dpop::DPoPKey) -> Self {
+        self.dpop = Some(key);
+        self
+    }
+
     /// Checks the configuration and builds the endpoint.
     pub fn build(self) -> Result<TokenEndpoint, Error> {
         let url: Uri = self
@@ -508,6 +588,8 @@ impl TokenEndpointBuilder {
                 max_response_size: self.max_response_size,
                 retry: self.retry,
                 client,
+                #[cfg(feature = "dpop")]
+                dpop: self.dpop,
             }),
         })
     }

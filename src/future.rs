@@ -11,7 +11,10 @@ use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
 
-use crate::{challenge, replay::SavedRequest, source::TokenFuture, TokenId, TokenSource};
+use crate::{
+    challenge, replay::SavedRequest, source::TokenFuture, token::Binding, Error, TokenId,
+    TokenSource,
+};
 
 pin_project! {
     /// Response future for [`BearerAuth`](crate::BearerAuth).
@@ -28,6 +31,8 @@ pin_project! {
         source: Option<TokenSource>,
         // Present while a replay is still possible.
         replay: Option<Replay<S, B>>,
+        // The DPoP binding of the token sent, and where it was sent.
+        dpop: Option<DPoP>,
     }
 }
 
@@ -59,7 +64,42 @@ pin_project! {
             #[pin]
             future: F,
         },
+        // Failed before sending (a DPoP proof could not be made).
+        Failed {
+            error: Option<BoxError>,
+        },
     }
+}
+
+/// A DPoP-bound token's key and `ath`, and the request's method and URI,
+/// to sign the proof of a replay and to file the nonces of the answers.
+#[cfg(feature = "dpop")]
+pub(crate) struct DPoP {
+    binding: Binding,
+    method: http::Method,
+    uri: http::Uri,
+}
+
+/// Without the `dpop` feature no request carries a proof.
+#[cfg(not(feature = "dpop"))]
+pub(crate) type DPoP = std::convert::Infallible;
+
+/// Adds a fresh `DPoP` proof of `binding` to `request` (RFC 9449 §7.1).
+#[cfg(feature = "dpop")]
+pub(crate) fn attach_proof<B>(binding: Binding, request: &mut Request<B>) -> Result<DPoP, Error> {
+    let proof = binding.proof(request.method(), request.uri())?;
+    request.headers_mut().insert(crate::dpop::DPOP, proof);
+    Ok(DPoP {
+        binding,
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+    })
+}
+
+/// Without the `dpop` feature there is no binding to prove.
+#[cfg(not(feature = "dpop"))]
+pub(crate) fn attach_proof<B>(binding: Binding, _: &mut Request<B>) -> Result<DPoP, Error> {
+    match binding {}
 }
 
 /// What a replay needs: the copy, and a service to send it through.
@@ -77,12 +117,14 @@ where
         token: TokenId,
         source: TokenSource,
         replay: Option<(SavedRequest<B>, S)>,
+        dpop: Option<DPoP>,
     ) -> Self {
         Self {
             state: State::Called { future },
             token: Some(token),
             source: Some(source),
             replay: replay.map(Replay::from),
+            dpop,
         }
     }
 
@@ -92,6 +134,19 @@ where
             token: None,
             source: None,
             replay: None,
+            dpop: None,
+        }
+    }
+
+    pub(crate) fn failed(error: Error) -> Self {
+        Self {
+            state: State::Failed {
+                error: Some(error.into()),
+            },
+            token: None,
+            source: None,
+            replay: None,
+            dpop: None,
         }
     }
 
@@ -112,6 +167,7 @@ where
             token: None,
             source: Some(source),
             replay: replay.map(Replay::from),
+            dpop: None,
         }
     }
 }
@@ -148,6 +204,9 @@ where
                         replay.request.set_authorization(value.clone());
                     }
                     request.headers_mut().insert(AUTHORIZATION, value);
+                    if let Some(binding) = token.binding() {
+                        *this.dpop = Some(attach_proof(binding, &mut request)?);
+                    }
                     *this.token = Some(token.id());
                     let future = service.call(request);
                     this.state.set(State::Called { future });
@@ -157,8 +216,39 @@ where
                     let (Some(rejected), Some(source)) = (*this.token, this.source.as_ref()) else {
                         return Poll::Ready(Ok(response));
                     };
+                    #[cfg(feature = "dpop")]
+                    if let Some(dpop) = this.dpop.as_ref() {
+                        let nonce = dpop
+                            .binding
+                            .key
+                            .remember_nonce(&dpop.uri, response.headers());
+                        if nonce
+                            && response.status() == StatusCode::UNAUTHORIZED
+                            && challenge::of(response.headers(), "dpop")
+                                == challenge::Bearer::Challenge(Some("use_dpop_nonce".into()))
+                        {
+                            // RFC 9449 §9: the same token, a proof with the new nonce.
+                            let Some(replay) = this
+                                .replay
+                                .as_mut()
+                                .filter(|replay| replay.request.is_replayable())
+                            else {
+                                return Poll::Ready(Ok(response));
+                            };
+                            let Ok(proof) = dpop.binding.proof(&dpop.method, &dpop.uri) else {
+                                return Poll::Ready(Ok(response));
+                            };
+                            replay
+                                .request
+                                .headers_mut()
+                                .insert(crate::dpop::DPOP, proof);
+                            tracing::debug!("DPoP nonce challenge: replaying with the new nonce");
+                            this.state.set(State::Readying);
+                            continue;
+                        }
+                    }
                     if response.status() != StatusCode::UNAUTHORIZED
-                        || !wants_a_new_token(response.headers())
+                        || !wants_a_new_token(response.headers(), this.dpop.is_some())
                     {
                         return Poll::Ready(Ok(response));
                     }
@@ -182,6 +272,23 @@ where
                         replay
                             .request
                             .set_authorization(token.header_value().clone());
+                        #[cfg(feature = "dpop")]
+                        {
+                            let request = &mut replay.request;
+                            *this.dpop = None;
+                            request.headers_mut().remove(crate::dpop::DPOP);
+                            if let Some(binding) = token.binding() {
+                                let (method, uri) =
+                                    (request.method().clone(), request.uri().clone());
+                                let proof = binding.proof(&method, &uri)?;
+                                request.headers_mut().insert(crate::dpop::DPOP, proof);
+                                *this.dpop = Some(DPoP {
+                                    binding,
+                                    method,
+                                    uri,
+                                });
+                            }
+                        }
                     }
                     *this.token = Some(token.id());
                     this.state.set(State::Readying);
@@ -206,7 +313,17 @@ where
                     this.state.set(State::Replayed { future });
                 }
                 StateProj::Replayed { future } => {
-                    return future.poll(cx).map_err(Into::into);
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    #[cfg(feature = "dpop")]
+                    if let Some(dpop) = this.dpop.as_ref() {
+                        dpop.binding
+                            .key
+                            .remember_nonce(&dpop.uri, response.headers());
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().unwrap_or_else(polled_after_completion)));
                 }
             }
         }
@@ -216,7 +333,14 @@ where
 /// Whether a 401 with these headers asks for another bearer token: not when
 /// it challenges another scheme only (say `Basic`), nor when it says
 /// `insufficient_scope` (RFC 6750 §3.1: a new token would not help).
-fn wants_a_new_token(headers: &http::HeaderMap) -> bool {
+///
+/// For a DPoP-bound token the `DPoP` challenge decides, else the `Bearer` one.
+fn wants_a_new_token(headers: &http::HeaderMap, dpop: bool) -> bool {
+    if dpop {
+        if let challenge::Bearer::Challenge(error) = challenge::of(headers, "dpop") {
+            return error.as_deref() != Some("insufficient_scope");
+        }
+    }
     match challenge::bearer(headers) {
         challenge::Bearer::Absent => true,
         challenge::Bearer::Other => false,

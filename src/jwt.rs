@@ -184,6 +184,10 @@ pub struct PrivateKey {
     kind: KeyKind,
     algorithm: Algorithm,
     key_id: Option<String>,
+    /// The public half as the JWK members RFC 7638 requires, in
+    /// lexicographic order (the DPoP `jwk` header and thumbprint).
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    public: Arc<[(&'static str, String)]>,
 }
 
 impl PrivateKey {
@@ -305,56 +309,105 @@ impl PrivateKey {
     }
 
     fn rsa(key: &rsa_jwt::RsaPrivateKey) -> Result<Self, Error> {
-        use rsa_jwt::pkcs1::EncodeRsaPrivateKey;
+        use rsa_jwt::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
         let der = key
             .to_pkcs1_der()
             .map_err(|_| Error::config("cannot encode the RSA private key"))?;
+        let public = vec![
+            ("e", URL_SAFE_NO_PAD.encode(key.e().to_bytes_be())),
+            ("kty", "RSA".to_owned()),
+            ("n", URL_SAFE_NO_PAD.encode(key.n().to_bytes_be())),
+        ];
         Ok(Self::new(
             EncodingKey::from_rsa_der(der.as_bytes()),
             KeyKind::Rsa,
+            public,
         ))
     }
 
-    fn p256(key: &p256::SecretKey) -> Result<Self, Error> {
-        use p256::pkcs8::EncodePrivateKey;
+    pub(crate) fn p256(key: &p256::SecretKey) -> Result<Self, Error> {
+        use p256::{elliptic_curve::sec1::ToEncodedPoint, pkcs8::EncodePrivateKey};
         let der = key
             .to_pkcs8_der()
             .map_err(|_| Error::config("cannot encode the P-256 private key"))?;
+        let point = key.public_key().to_encoded_point(false);
+        let (Some(x), Some(y)) = (point.x(), point.y()) else {
+            return Err(Error::config("the P-256 public key is the identity"));
+        };
+        let public = vec![
+            ("crv", "P-256".to_owned()),
+            ("kty", "EC".to_owned()),
+            ("x", URL_SAFE_NO_PAD.encode(x)),
+            ("y", URL_SAFE_NO_PAD.encode(y)),
+        ];
         Ok(Self::new(
             EncodingKey::from_ec_der(der.as_bytes()),
             KeyKind::P256,
+            public,
         ))
     }
 
     fn p384(key: &p384::SecretKey) -> Result<Self, Error> {
-        use p384::pkcs8::EncodePrivateKey;
+        use p384::{elliptic_curve::sec1::ToEncodedPoint, pkcs8::EncodePrivateKey};
         let der = key
             .to_pkcs8_der()
             .map_err(|_| Error::config("cannot encode the P-384 private key"))?;
+        let point = key.public_key().to_encoded_point(false);
+        let (Some(x), Some(y)) = (point.x(), point.y()) else {
+            return Err(Error::config("the P-384 public key is the identity"));
+        };
+        let public = vec![
+            ("crv", "P-384".to_owned()),
+            ("kty", "EC".to_owned()),
+            ("x", URL_SAFE_NO_PAD.encode(x)),
+            ("y", URL_SAFE_NO_PAD.encode(y)),
+        ];
         Ok(Self::new(
             EncodingKey::from_ec_der(der.as_bytes()),
             KeyKind::P384,
+            public,
         ))
     }
 
-    fn ed25519(key: &ed25519_dalek::SigningKey) -> Result<Self, Error> {
+    pub(crate) fn ed25519(key: &ed25519_dalek::SigningKey) -> Result<Self, Error> {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
         let der = key
             .to_pkcs8_der()
             .map_err(|_| Error::config("cannot encode the Ed25519 private key"))?;
+        let public = vec![
+            ("crv", "Ed25519".to_owned()),
+            ("kty", "OKP".to_owned()),
+            ("x", URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes())),
+        ];
         Ok(Self::new(
             EncodingKey::from_ed_der(der.as_bytes()),
             KeyKind::Ed25519,
+            public,
         ))
     }
 
-    fn new(key: EncodingKey, kind: KeyKind) -> Self {
+    fn new(key: EncodingKey, kind: KeyKind, public: Vec<(&'static str, String)>) -> Self {
         Self {
             inner: Arc::new(key),
             kind,
             algorithm: kind.default_algorithm(),
             key_id: None,
+            public: public.into(),
         }
+    }
+
+    /// The public JWK members RFC 7638 requires, in lexicographic order.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn public_jwk(&self) -> &[(&'static str, String)] {
+        &self.public
+    }
+
+    /// Signs `message` (the JWS signing input) with the key's algorithm:
+    /// the base64url signature.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn sign_input(&self, message: &[u8]) -> Result<String, Error> {
+        jsonwebtoken::crypto::sign(message, &self.inner, self.algorithm.to_jsonwebtoken())
+            .map_err(|_| Error::config(format!("could not sign a JWT with {}", self.algorithm)))
     }
 
     /// Signs with `alg` instead of the key's default

@@ -80,6 +80,9 @@
 //!   ([`grant::JwtBearer`]), service-account files
 //!   ([`grant::ServiceAccount`]) and [`jwt::PrivateKey`], signed by
 //!   `jsonwebtoken` with its pure-Rust backend.
+//! - `dpop`: [`dpop`], sender-constrained tokens (RFC 9449): one setting,
+//!   [`TokenEndpointBuilder::dpop`], binds tokens to a key the client holds
+//!   (enables `jwt`).
 //! - `authorization-code`: the authorization-code flow with PKCE
 //!   (`grant::AuthorizationCode`).
 //! - `tonic`: [`tower_alf::tonic`](crate::tonic), token failures as a `tonic::Status`
@@ -107,6 +110,8 @@ mod source;
 mod token;
 
 pub mod discovery;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 pub mod grant;
 #[cfg(feature = "jwt")]
 pub mod jwt;
@@ -137,6 +142,7 @@ pub use self::{
     feature = "oauth1",
     feature = "redis",
     feature = "jwt",
+    feature = "dpop",
     feature = "tonic"
 ))]
 #[doc = include_str!("../README.md")]

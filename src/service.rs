@@ -114,13 +114,20 @@ where
             return ResponseFuture::passthrough(self.inner.call(request));
         }
         match self.tokens.cached_header() {
-            Some((value, id)) => {
+            Some((value, id, binding)) => {
                 // Insert first: the copy then has room for the header, and a
                 // replay only overwrites its value.
                 request.headers_mut().insert(AUTHORIZATION, value);
+                let dpop = match binding {
+                    None => None,
+                    Some(binding) => match crate::future::attach_proof(binding, &mut request) {
+                        Ok(dpop) => Some(dpop),
+                        Err(error) => return ResponseFuture::failed(error),
+                    },
+                };
                 let (request, saved) = self.keep(request);
                 let future = self.inner.call(request);
-                ResponseFuture::called(future, id, self.tokens.source().clone(), saved)
+                ResponseFuture::called(future, id, self.tokens.source().clone(), saved, dpop)
             }
             None => {
                 // NOTE: `self.inner` was readied for this request; it goes into

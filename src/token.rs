@@ -26,6 +26,9 @@ use crate::{
 pub enum TokenType {
     /// `Bearer` (RFC 6750).
     Bearer,
+    /// `DPoP` (RFC 9449): accepted only from a token endpoint configured
+    /// with a DPoP key (feature `dpop`), and sent with a proof.
+    DPoP,
 }
 
 impl TokenType {
@@ -33,17 +36,29 @@ impl TokenType {
     pub const fn scheme(self) -> &'static str {
         match self {
             Self::Bearer => "Bearer",
+            Self::DPoP => "DPoP",
         }
     }
 
     /// Parses a `token_type`, case-insensitively; `None` for types this
     /// crate cannot send.
     pub fn parse(token_type: &str) -> Option<Self> {
-        token_type
-            .eq_ignore_ascii_case("bearer")
-            .then_some(Self::Bearer)
+        if token_type.eq_ignore_ascii_case("bearer") {
+            Some(Self::Bearer)
+        } else if token_type.eq_ignore_ascii_case("dpop") {
+            Some(Self::DPoP)
+        } else {
+            None
+        }
     }
 }
+
+/// What a DPoP-bound token carries to the layer: its key and `ath`.
+#[cfg(feature = "dpop")]
+pub(crate) type Binding = std::sync::Arc<crate::dpop::Binding>;
+/// Without the `dpop` feature no token is bound.
+#[cfg(not(feature = "dpop"))]
+pub(crate) type Binding = std::convert::Infallible;
 
 /// Identifies one token a [`TokenSource`](crate::TokenSource) handed out, so
 /// that a rejection can name exactly that token (compare and invalidate).
@@ -91,6 +106,9 @@ pub struct Token {
     pub(crate) refresh_at: Option<Instant>,
     /// From here on the token is expired: callers wait for a fetch.
     pub(crate) usable_until: Option<Instant>,
+    /// The DPoP key the token is bound to.
+    #[cfg(feature = "dpop")]
+    dpop: Option<std::sync::Arc<crate::dpop::Binding>>,
 }
 
 impl Token {
@@ -131,7 +149,36 @@ impl Token {
             id: TokenId::next(),
             refresh_at: None,
             usable_until: None,
+            #[cfg(feature = "dpop")]
+            dpop: None,
         })
+    }
+
+    /// Binds the token to `key`: it is sent with a DPoP proof of it.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn with_dpop(mut self, key: crate::dpop::DPoPKey) -> Self {
+        let binding = crate::dpop::Binding::new(key, self.access_token.secret());
+        self.dpop = Some(std::sync::Arc::new(binding));
+        self
+    }
+
+    /// The DPoP key and `ath` of a DPoP-bound token.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn binding(&self) -> Option<Binding> {
+        self.dpop.clone()
+    }
+
+    /// Without the `dpop` feature no token is bound.
+    #[cfg(not(feature = "dpop"))]
+    pub(crate) fn binding(&self) -> Option<Binding> {
+        None
+    }
+
+    /// The thumbprint of the DPoP key the token is bound to (feature
+    /// `dpop`); `None` for a Bearer token.
+    #[cfg(feature = "dpop")]
+    pub fn dpop_thumbprint(&self) -> Option<&str> {
+        self.dpop.as_ref().map(|b| b.key.thumbprint())
     }
 
     /// Sets the lifetime, counted from when the token was requested.

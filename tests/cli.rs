@@ -72,7 +72,7 @@ async fn start(api: Api) -> (Arc<Server>, SocketAddr) {
     (server, addr)
 }
 
-async fn token(State(server): State<Arc<Server>>, body: String) -> Response {
+async fn token(State(server): State<Arc<Server>>, headers: HeaderMap, body: String) -> Response {
     let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
@@ -86,7 +86,8 @@ async fn token(State(server): State<Arc<Server>>, body: String) -> Response {
     let n = server.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
     Json(serde_json::json!({
         "access_token": format!("tok-{n}"),
-        "token_type": "Bearer",
+        // A client that proves a DPoP key gets a DPoP-bound token.
+        "token_type": if headers.contains_key("dpop") { "DPoP" } else { "Bearer" },
         "expires_in": 3600,
     }))
     .into_response()
@@ -103,7 +104,10 @@ async fn resource(
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("DPoP "))
+        })
         .unwrap_or_default()
         .to_owned();
     *server.last.lock().unwrap() = Some((method, uri, headers, body.clone()));
@@ -161,6 +165,49 @@ async fn get_sends_the_token_and_prints_the_body() {
     assert_eq!(method, Method::GET);
     assert_eq!(uri.path(), "/api/hello");
     assert_eq!(headers["authorization"], "Bearer tok-1");
+}
+
+/// The claims of a DPoP proof (its signature is checked in tests/dpop.rs).
+fn proof_claims(proof: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = proof.split('.').nth(1).unwrap();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+#[tokio::test]
+async fn dpop_sends_a_dpop_token_with_a_proof() {
+    let (server, addr) = start(Api::Accept).await;
+    let url = format!("http://{addr}/api/hello?x=1");
+    let out = alf(addr, SECRET, &["--dpop", &url]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (_, _, headers, _) = server.last();
+    assert_eq!(headers["authorization"], "DPoP tok-1");
+    let claims = proof_claims(headers["dpop"].to_str().unwrap());
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], format!("http://{addr}/api/hello"));
+    assert!(claims["ath"].is_string());
+}
+
+#[tokio::test]
+async fn dpop_key_signs_with_the_given_key() {
+    let (server, addr) = start(Api::Accept).await;
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/p256_pkcs8.pem");
+    let out = alf(
+        addr,
+        SECRET,
+        &["--dpop-key", key, &format!("http://{addr}/api/k")],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (_, _, headers, _) = server.last();
+    assert_eq!(headers["authorization"], "DPoP tok-1");
+    let proof = headers["dpop"].to_str().unwrap();
+    let header = jsonwebtoken::decode_header(proof).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("dpop+jwt"));
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
 }
 
 #[tokio::test]

@@ -435,3 +435,54 @@ async fn alf_login_with_pkce_then_refresh_from_the_saved_token_set() {
     assert_eq!(body["client_id"], "cli");
     assert_ne!(grant.refresh_token().secret(), refresh_token, "rotated");
 }
+
+/// DPoP against oidc-provider with its nonce requirement on: a DPoP-bound
+/// client-credentials token (the client is registered with
+/// `dpop_bound_access_tokens`), used at a resource that verifies the proof
+/// and the binding and issues nonces of its own on another origin.
+#[tokio::test]
+async fn dpop_bound_client_credentials_reach_a_resource_that_checks_the_binding() {
+    use tower_alf::{dpop::DPoPKey, TokenType};
+
+    let provider = Provider::start();
+    let key = DPoPKey::generate().unwrap();
+    let endpoint = TokenEndpoint::builder(provider.token_url())
+        .client_auth(ClientAuth::basic("cc-dpop", "dpop-secret"))
+        .dpop(key.clone())
+        .build()
+        .unwrap();
+    let tokens = TokenSource::new(ClientCredentials::new(endpoint).scope("api:read"));
+    let token = tokens.token().await.unwrap();
+    assert_eq!(token.token_type(), TokenType::DPoP);
+    assert_eq!(token.dpop_thumbprint(), Some(key.thumbprint()));
+
+    // The issuer is http://127.0.0.1:PORT; the resource is another origin.
+    let resource = format!(
+        "{}/api/dpop",
+        provider.issuer.replace("127.0.0.1", "localhost")
+    );
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(tokens.clone()))
+        .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+    for round in 1..=3 {
+        let request = Request::get(&resource).body(Full::default()).unwrap();
+        let response = client.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "round {round}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["client_id"], "cc-dpop");
+        assert_eq!(body["jkt"], key.thumbprint());
+        // One nonce challenge, on the first request; then the rotated nonce
+        // of each answer is used by the next request.
+        assert_eq!(body["nonce_challenges"], 1);
+    }
+    let stats = tokens.stats();
+    assert_eq!(stats.fetches, 1);
+    assert_eq!(stats.replays, 1);
+
+    // Without a DPoP key the same client gets no token.
+    let bearer = TokenSource::new(ClientCredentials::new(
+        provider.endpoint(ClientAuth::basic("cc-dpop", "dpop-secret")),
+    ));
+    assert!(bearer.token().await.is_err());
+}

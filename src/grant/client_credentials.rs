@@ -88,6 +88,12 @@ impl ClientCredentials {
     pub fn cache_key(&self) -> CacheKeyBuilder {
         let mut key = CacheKey::builder(self.endpoint.url().to_string(), "client_credentials")
             .client_id(self.endpoint.client_auth().client_id());
+        // A DPoP-bound token is usable only with its key: the key's
+        // thumbprint is part of the name (RFC 9449 §6, `jkt`).
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = self.endpoint.dpop_key() {
+            key = key.param("dpop_jkt", dpop.thumbprint());
+        }
         for scope in self.scopes.iter().flat_map(|s| s.split_whitespace()) {
             key = key.scope(scope);
         }

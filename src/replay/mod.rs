@@ -373,6 +373,21 @@ impl<B> SavedRequest<B> {
         self.headers.insert(AUTHORIZATION, value);
     }
 
+    #[cfg(feature = "dpop")]
+    pub(crate) fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        &mut self.headers
+    }
+
+    #[cfg(feature = "dpop")]
+    pub(crate) fn method(&self) -> &http::Method {
+        &self.method
+    }
+
+    #[cfg(feature = "dpop")]
+    pub(crate) fn uri(&self) -> &http::Uri {
+        &self.uri
+    }
+
     pub(crate) fn into_request(self) -> Request<B> {
         let mut request = Request::new(self.body.body);
         *request.method_mut() = self.method;

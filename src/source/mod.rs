@@ -34,7 +34,11 @@ use tracing::Instrument;
 
 use self::stats::Counters;
 pub use self::stats::Stats;
-use crate::{grant::FetchToken, token::Timing, Error, Token, TokenId};
+use crate::{
+    grant::FetchToken,
+    token::{Binding, Timing},
+    Error, Token, TokenId,
+};
 
 type Grant = BoxCloneSyncService<FetchToken, Token, Error>;
 type Outcome = Result<Arc<Token>, Error>;
@@ -232,20 +236,21 @@ impl TokenSource {
         }
     }
 
-    /// The header value of a usable cached token and its id. Takes no lock,
-    /// allocates nothing; a stale token starts one background refresh.
-    /// [`BearerAuth`](crate::BearerAuth) reads through a [`LocalCache`].
+    /// The header value of a usable cached token, its id, and its DPoP
+    /// binding when it has one (a reference count; `None` for Bearer). Takes
+    /// no lock, allocates nothing; a stale token starts one background
+    /// refresh. [`BearerAuth`](crate::BearerAuth) reads through a [`LocalCache`].
     #[inline]
-    pub(crate) fn cached_header(&self) -> Option<(HeaderValue, TokenId)> {
+    pub(crate) fn cached_header(&self) -> Option<(HeaderValue, TokenId, Option<Binding>)> {
         let guard = self.shared.cache.load();
         self.header(guard.as_ref()?)
     }
 
     /// The header value of `token` and its id, if it may be sent now.
     #[inline]
-    fn header(&self, token: &Token) -> Option<(HeaderValue, TokenId)> {
+    fn header(&self, token: &Token) -> Option<(HeaderValue, TokenId, Option<Binding>)> {
         self.check(token)
-            .then(|| (token.header_value().clone(), token.id))
+            .then(|| (token.header_value().clone(), token.id, token.binding()))
     }
 
     pub(crate) fn count_replay(&self) {
@@ -512,7 +517,7 @@ impl LocalCache {
     /// allocates nothing (but once per handle, on its second request); a
     /// stale token starts one background refresh.
     #[inline]
-    pub(crate) fn cached_header(&mut self) -> Option<(HeaderValue, TokenId)> {
+    pub(crate) fn cached_header(&mut self) -> Option<(HeaderValue, TokenId, Option<Binding>)> {
         if self.cache.is_none() {
             if !self.used {
                 self.used = true;

@@ -83,6 +83,9 @@ struct Shared {
     lock_ttl: Duration,
     poll_interval: Duration,
     counters: Arc<Counters>,
+    /// The key DPoP-bound tokens read back are bound to again.
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::DPoPKey>,
 }
 
 #[derive(Default)]
@@ -134,6 +137,8 @@ impl<G> StoreGrant<G> {
                 lock_ttl: Self::DEFAULT_LOCK_TTL,
                 poll_interval: Self::DEFAULT_POLL_INTERVAL,
                 counters: Arc::default(),
+                #[cfg(feature = "dpop")]
+                dpop: None,
             }),
         }
     }
@@ -141,6 +146,29 @@ impl<G> StoreGrant<G> {
     /// Sets the timeout of each store call. Defaults to [`Self::DEFAULT_TIMEOUT`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.shared_mut(|s| s.timeout = timeout);
+        self
+    }
+
+    /// The DPoP key of the grant's token endpoint (feature `dpop`): a
+    /// `DPoP` token read from the store is bound to it again, since the
+    /// stored form keeps no key. Without it a stored `DPoP` token is a miss
+    /// (this instance fetches its own), never sent unbound. Defaults to none.
+    ///
+    /// ```
+    /// use tower_alf::{dpop::DPoPKey, store::{CacheKey, MemoryStore, StoreGrant}};
+    /// # let grant = tower::service_fn(|_: tower_alf::grant::FetchToken| async {
+    /// #     tower_alf::Token::bearer("t")
+    /// # });
+    /// let key = DPoPKey::generate()?;
+    /// let cache_key = CacheKey::builder("https://idp.example/token", "client_credentials")
+    ///     .param("dpop_jkt", key.thumbprint())
+    ///     .build();
+    /// let grant = StoreGrant::new(grant, MemoryStore::new(), cache_key).dpop(key);
+    /// # Ok::<_, tower_alf::Error>(())
+    /// ```
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, key: crate::dpop::DPoPKey) -> Self {
+        self.shared_mut(|s| s.dpop = Some(key));
         self
     }
 
@@ -183,6 +211,8 @@ impl<G> StoreGrant<G> {
                     lock_ttl: self.shared.lock_ttl,
                     poll_interval: self.shared.poll_interval,
                     counters: Arc::clone(&self.shared.counters),
+                    #[cfg(feature = "dpop")]
+                    dpop: self.shared.dpop.clone(),
                 };
                 f(&mut shared);
                 self.shared = Arc::new(shared);
@@ -306,6 +336,16 @@ impl Shared {
             return Ok(None);
         }
         match stored.to_token() {
+            Ok(token) if token.token_type() == crate::TokenType::DPoP => {
+                #[cfg(feature = "dpop")]
+                if let Some(key) = &self.dpop {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(key = %self.key, "DPoP token taken from the store");
+                    return Ok(Some(token.with_dpop(key.clone())));
+                }
+                tracing::debug!(key = %self.key, "a stored DPoP token and no DPoP key: a miss");
+                Ok(None)
+            }
             Ok(token) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(key = %self.key, "token taken from the store");
@@ -496,6 +536,46 @@ mod tests {
             "b takes a's new token"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[cfg(feature = "dpop")]
+    #[tokio::test]
+    async fn dpop_tokens_from_the_store_are_bound_again_or_missed() {
+        let dpop = crate::dpop::DPoPKey::generate().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (counter, bound_to) = (calls.clone(), dpop.clone());
+        let grant = tower::util::BoxCloneSyncService::new(service_fn(move |_: FetchToken| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let key = bound_to.clone();
+            async move {
+                let token = Token::new(
+                    format!("tok-{n}").into(),
+                    crate::TokenType::DPoP,
+                    tokio::time::Instant::now(),
+                )?;
+                Ok(token
+                    .with_expires_in(Duration::from_secs(3600))
+                    .with_dpop(key))
+            }
+        }));
+        let store = MemoryStore::new();
+        let a = TokenSource::new(StoreGrant::new(grant.clone(), store.clone(), key()));
+        let b = TokenSource::new(
+            StoreGrant::new(grant.clone(), store.clone(), key()).dpop(dpop.clone()),
+        );
+        let c = TokenSource::new(StoreGrant::new(grant, store, key()));
+        let ta = a.token().await.unwrap();
+        let tb = b.token().await.unwrap();
+        assert_eq!(
+            ta.access_token(),
+            tb.access_token(),
+            "b takes the stored token"
+        );
+        assert_eq!(tb.dpop_thumbprint(), Some(dpop.thumbprint()));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let tc = c.token().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "c has no key: it fetches");
+        assert!(tc.dpop_thumbprint().is_some());
     }
 
     #[tokio::test]

@@ -19,14 +19,22 @@
 //                           issued to the authenticated client, its scope the
 //                           requested one, and records the subject's client
 //                           and the audience
+//   GET  /api/dpop          a protected resource for DPoP-bound tokens
+//                           (RFC 9449 §7): the DPoP scheme only, the proof
+//                           verified with its embedded JWK (typ, ES256,
+//                           htm, htu, ath, unique jti), its thumbprint equal
+//                           to the token's jkt, and a nonce of its own,
+//                           rotated on every 200; reach it on another origin
+//                           (http://localhost:PORT) than the issuer's
 //   POST /test/refresh-token?client_id=ID
 //                           mints a refresh token for ID, as if an
 //                           authorization-code flow had just run (test only)
 
-import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 
+import { calculateJwkThumbprint, EmbeddedJWK, jwtVerify } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -74,6 +82,11 @@ export const clients = [
     jwks: { keys: [publicJwk('p256_public.pem', 'ES256')] },
     token_endpoint_auth_signing_alg: 'ES256',
   }),
+  // Its tokens must be DPoP-bound (RFC 9449 §5.2).
+  cc('cc-dpop', 'client_secret_basic', {
+    client_secret: 'dpop-secret',
+    dpop_bound_access_tokens: true,
+  }),
   // Authorization code + refresh tokens: a confidential and a public client.
   {
     client_id: 'app',
@@ -118,6 +131,8 @@ const configuration = {
     introspection: { enabled: true },
     revocation: { enabled: true },
     devInteractions: { enabled: true },
+    // DPoP with server nonces required whenever a proof is sent.
+    dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
   },
   scopes: ['openid', 'offline_access', 'api:read', 'api:write'],
   pkce: { required: () => true },
@@ -152,6 +167,9 @@ server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
       const url = new URL(req.url, issuer);
       if (url.pathname === '/api/whoami') {
         return await whoami(provider, req, res);
+      }
+      if (url.pathname === '/api/dpop') {
+        return await dpopResource(provider, req, res);
       }
       if (url.pathname === '/test/refresh-token' && req.method === 'POST') {
         return await mintRefreshToken(provider, url.searchParams.get('client_id'), res);
@@ -213,6 +231,49 @@ async function whoami(provider, req, res) {
     ...exchanged.get(found.jti),
   };
   res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+// The DPoP resource server's own nonce, the proofs' jti it saw, and how many
+// nonce challenges it sent.
+let resourceNonce = randomBytes(16).toString('base64url');
+const seenJti = new Set();
+let nonceChallenges = 0;
+
+async function dpopResource(provider, req, res) {
+  const deny = (error) => {
+    if (error === 'use_dpop_nonce') nonceChallenges += 1;
+    res.writeHead(401, {
+      'www-authenticate': `DPoP error="${error}", algs="ES256"`,
+      'dpop-nonce': resourceNonce,
+    }).end();
+  };
+  const [scheme, token] = (req.headers.authorization ?? '').split(' ');
+  if (scheme !== 'DPoP' || !token) return deny('invalid_token');
+  const found = await provider.ClientCredentials.find(token);
+  if (!found || found.isExpired || !found.jkt) return deny('invalid_token');
+  let verified;
+  try {
+    verified = await jwtVerify(req.headers.dpop ?? '', EmbeddedJWK, {
+      typ: 'dpop+jwt',
+      algorithms: ['ES256'],
+    });
+  } catch {
+    return deny('invalid_dpop_proof');
+  }
+  const { payload, protectedHeader } = verified;
+  if (await calculateJwkThumbprint(protectedHeader.jwk) !== found.jkt) {
+    return deny('invalid_token');
+  }
+  const ath = createHash('sha256').update(token).digest('base64url');
+  if (payload.htm !== req.method || payload.htu !== `http://${req.headers.host}/api/dpop`
+      || payload.ath !== ath || typeof payload.jti !== 'string' || seenJti.has(payload.jti)) {
+    return deny('invalid_dpop_proof');
+  }
+  seenJti.add(payload.jti);
+  if (payload.nonce !== resourceNonce) return deny('use_dpop_nonce');
+  resourceNonce = randomBytes(16).toString('base64url');
+  res.writeHead(200, { 'content-type': 'application/json', 'dpop-nonce': resourceNonce })
+    .end(JSON.stringify({ client_id: found.clientId, jkt: found.jkt, nonce_challenges: nonceChallenges }));
 }
 
 // Test only: a refresh token as an authorization-code flow would issue it.

@@ -178,6 +178,14 @@ pub(crate) struct OAuthArgs {
     /// environment variable.
     #[arg(long, value_name = "VAR", requires = "redis")]
     pub(crate) store_encryption_key_env: Option<String>,
+    /// Bind tokens to a fresh ES256 key with DPoP (RFC 9449): every token
+    /// request and every request carries a DPoP proof.
+    #[arg(long)]
+    pub(crate) dpop: bool,
+    /// Bind tokens with DPoP to this private key (PEM or JWK: P-256, P-384,
+    /// RSA or Ed25519) instead of a fresh one; implies --dpop.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dpop_key: Option<PathBuf>,
     /// Timeout in seconds for the token request and for each request.
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub(crate) timeout: Option<std::time::Duration>,

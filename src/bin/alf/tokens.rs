@@ -4,6 +4,7 @@ use std::fmt;
 
 use tower_alf::{
     discovery::ServerMetadata,
+    dpop::DPoPKey,
     grant::{ClientCredentials, RefreshTokenGrant, ServiceAccount},
     jwt::PrivateKey,
     store::{EncryptionKey, RedisStore, StoreGrant},
@@ -37,6 +38,9 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
     if args.redis.is_some() && (args.service_account.is_some() || args.refresh_token_env.is_some())
     {
         return Err(usage("--redis shares client-credentials tokens only").into());
+    }
+    if args.redis.is_some() && (args.dpop || args.dpop_key.is_some()) {
+        return Err(usage("--redis does not share DPoP-bound tokens").into());
     }
     if let Some(path) = &args.service_account {
         let account = ServiceAccount::from_file(path)?;
@@ -157,6 +161,9 @@ fn endpoint(
     builder: TokenEndpointBuilder,
 ) -> Result<TokenEndpoint, tower::BoxError> {
     let mut builder = builder.allow_insecure_http(args.allow_insecure_http);
+    if let Some(key) = dpop_key(args)? {
+        builder = builder.dpop(key);
+    }
     if let Some(timeout) = args.timeout {
         builder = builder.timeout(timeout);
     }
@@ -224,6 +231,25 @@ fn private_key(args: &OAuthArgs) -> Result<PrivateKey, tower::BoxError> {
         key = key.with_key_id(kid);
     }
     Ok(key)
+}
+
+/// `--dpop-key FILE` (PEM or JWK), or a fresh ES256 key with `--dpop`.
+fn dpop_key(args: &OAuthArgs) -> Result<Option<DPoPKey>, tower::BoxError> {
+    if let Some(path) = &args.dpop_key {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        let key = if text.trim_start().starts_with('{') {
+            PrivateKey::from_jwk(&text)?
+        } else {
+            PrivateKey::from_pem(&text)?
+        };
+        return Ok(Some(DPoPKey::new(key)?));
+    }
+    Ok(if args.dpop {
+        Some(DPoPKey::generate()?)
+    } else {
+        None
+    })
 }
 
 /// The client secret, from the environment or a file; never from the
