@@ -10,7 +10,7 @@ use http::{header::AUTHORIZATION, HeaderMap, HeaderValue, Uri};
 
 #[cfg(feature = "jwt")]
 use crate::jwt::PrivateKey;
-use crate::{secret::ClientSecret, Error};
+use crate::{redact::SentSecrets, secret::ClientSecret, Error};
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
 #[cfg(feature = "jwt")]
@@ -242,6 +242,32 @@ impl ClientAuth {
             }
         }
         Ok(())
+    }
+
+    /// Registers the secrets this authentication sends (or signs with), in
+    /// the forms it sends them, so that an error built from the answer can
+    /// scrub them by value.
+    pub(crate) fn sent_secrets(&self, sent: &mut SentSecrets) {
+        match &self.method {
+            Method::Basic(secret) => {
+                sent.add(secret.secret());
+                sent.add(format!(
+                    "{}:{}",
+                    form_encode(&self.client_id),
+                    form_encode(secret.secret())
+                ));
+            }
+            Method::BasicRaw(secret) => {
+                sent.add(secret.secret());
+                sent.add(format!("{}:{}", self.client_id, secret.secret()));
+            }
+            Method::Post(secret) => sent.add(secret.secret()),
+            #[cfg(feature = "jwt")]
+            Method::SecretJwt(secret) => sent.add(secret.secret()),
+            Method::None => {}
+            #[cfg(feature = "jwt")]
+            Method::PrivateKeyJwt(_) => {}
+        }
     }
 
     /// RFC 7523 §3: `iss` and `sub` are the client id, `aud` the token

@@ -8,7 +8,8 @@ use http::{StatusCode, Uri};
 use serde_json::{Map, Value};
 
 use crate::{
-    endpoint::is_loopback, ClientAuth, Error, HttpClient, TokenEndpoint, TokenEndpointBuilder,
+    http::{checked_url, url_problem, PlainHttp},
+    ClientAuth, Error, HttpClient, TokenEndpoint, TokenEndpointBuilder,
 };
 
 /// What an authorization server says about itself (RFC 8414 §2).
@@ -58,25 +59,14 @@ impl ServerMetadata {
     const MAX_SIZE: usize = TokenEndpoint::DEFAULT_MAX_RESPONSE_SIZE;
 
     /// Fetches the metadata of `issuer` with `client`. The issuer must be
-    /// `https`, except on a loopback host.
+    /// an `https` URL (`http` only on a loopback host) with no query, no
+    /// fragment, no userinfo and a valid port (RFC 8414 §2); every URL the
+    /// document names is held to the same rule (see
+    /// [`ServerMetadata::from_json`]).
     pub async fn discover(issuer: &str, client: &HttpClient) -> Result<Self, Error> {
         let issuer = issuer.trim_end_matches('/');
-        let uri: Uri = issuer
-            .parse()
-            .map_err(|_| Error::config("the issuer is not a valid URL"))?;
-        let host = uri
-            .host()
-            .ok_or_else(|| Error::config("the issuer URL has no host"))?;
-        match uri.scheme_str() {
-            Some("https") => {}
-            Some("http") if is_loopback(host) => {}
-            _ => {
-                return Err(Error::config(
-                    "the issuer must be an https URL (http only on loopback hosts)",
-                ))
-            }
-        }
-        let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+        let uri = checked_issuer(issuer)?;
+        let authority = uri.authority().map_or("", |a| a.as_str());
         let scheme = uri.scheme_str().unwrap_or("https");
         let path = uri.path().trim_end_matches('/');
         let candidates = [
@@ -90,22 +80,30 @@ impl ServerMetadata {
                 .map_err(|_| Error::config("the issuer gives no valid metadata URL"))?;
             let (status, body) = client
                 .get(url.clone(), Self::TIMEOUT, Self::MAX_SIZE)
-                .await?;
+                .await
+                .map_err(Error::from_metadata)?;
             if status.is_success() {
                 tracing::debug!(%url, "read authorization server metadata");
-                return Self::from_json(issuer, &body);
+                return Self::from_json(issuer, &body).map_err(|e| e.with_status(status));
             }
             last = Some((status, body));
         }
         let (status, body) = last.unwrap_or((StatusCode::NOT_FOUND, Default::default()));
-        Err(Error::status(status, None, &body))
+        Err(Error::status(status, None, &body).from_metadata())
     }
 
     /// Reads a metadata document for `issuer`.
+    ///
+    /// The document's `issuer` must be the one asked for (RFC 8414 §3.3),
+    /// and it and every URL the document names (`token_endpoint`, every
+    /// other `*_endpoint`, `jwks_uri`) must pass the crate's URL rule:
+    /// `https` (`http` only on a loopback host), a port from 1 to 65535 if
+    /// any, no userinfo, no fragment. A document that breaks it is an
+    /// [`Error::is_invalid_response`]; no server answered it, so
+    /// [`Error::status_code`] is `None` (with [`ServerMetadata::discover`],
+    /// the status of the answer).
     pub fn from_json(issuer: &str, json: &[u8]) -> Result<Self, Error> {
-        let invalid = |reason: &str| {
-            Error::invalid_response(StatusCode::OK, format!("metadata: {reason}"), json)
-        };
+        let invalid = |reason: &str| Error::invalid_metadata(reason, json);
         let raw: Map<String, Value> =
             serde_json::from_slice(json).map_err(|_| invalid("not a JSON object"))?;
         let text = |name: &str| raw.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -124,7 +122,17 @@ impl ServerMetadata {
                 "the issuer is {stated:?}, not {issuer:?} (RFC 8414 §3.3)"
             )));
         }
+        url_problem(stated.trim_end_matches('/'), "issuer", PlainHttp::LoopbackOnly)
+            .map_err(|problem| invalid(&problem))?;
         let token_endpoint = text("token_endpoint").ok_or_else(|| invalid("no token_endpoint"))?;
+        for (name, value) in &raw {
+            if name.ends_with("_endpoint") || name == "jwks_uri" {
+                let Some(url) = value.as_str() else {
+                    return Err(invalid(&format!("{name} is not a string")));
+                };
+                url_problem(url, name, PlainHttp::LoopbackOnly).map_err(|problem| invalid(&problem))?;
+            }
+        }
         Ok(Self {
             issuer: stated,
             token_endpoint,
@@ -210,6 +218,15 @@ impl ServerMetadata {
     pub fn token_endpoint_builder(&self) -> TokenEndpointBuilder {
         TokenEndpoint::builder(&self.token_endpoint)
     }
+}
+
+/// The issuer rule: the crate's URL rule, and no query (RFC 8414 §2).
+fn checked_issuer(issuer: &str) -> Result<Uri, Error> {
+    let uri = checked_url(issuer, "issuer", PlainHttp::LoopbackOnly)?;
+    if uri.query().is_some() {
+        return Err(Error::config("the issuer must not have a query (RFC 8414 §2)"));
+    }
+    Ok(uri)
 }
 
 impl fmt::Debug for ServerMetadata {

@@ -1,6 +1,6 @@
 //! The token endpoint: the request every grant sends, and how its answer is read.
 
-use std::{fmt, net::IpAddr, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use http::{
@@ -12,7 +12,15 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use tokio::time::Instant;
 use tower::{util::BoxCloneSyncService, BoxError, Service, ServiceExt};
 
-use crate::{response::parse_response, ClientAuth, Error, RetryPolicy, Token};
+// The one URL rule lives in `crate::http`; the layer and the OAuth 1 flow
+// import `is_loopback` from here.
+pub(crate) use crate::http::is_loopback;
+use crate::{
+    http::{checked_url, PlainHttp},
+    redact::SentSecrets,
+    response::parse_response,
+    ClientAuth, Error, RetryPolicy, Token,
+};
 
 /// The HTTP client a [`TokenEndpoint`] sends token requests with.
 ///
@@ -281,7 +289,7 @@ impl TokenEndpoint {
             let mut retry = 0;
             let mut nonce_retried = false;
             loop {
-                let request = inner.build(&form)?;
+                let (request, sent) = inner.build(&form)?;
                 let sent_at = Instant::now();
                 let budget = match deadline {
                     Some(deadline) => inner
@@ -290,7 +298,9 @@ impl TokenEndpoint {
                     None => inner.timeout,
                 };
                 let error =
-                    match tokio::time::timeout(budget, exchange(&inner, request, sent_at)).await {
+                    match tokio::time::timeout(budget, exchange(&inner, request, sent_at, &sent))
+                        .await
+                    {
                         Ok(Ok(token)) => return Ok(token),
                         Ok(Err(error)) => error,
                         Err(_) => Error::timeout(),
@@ -335,8 +345,9 @@ impl EndpointInner {
         false
     }
 
-    /// One token request: a fresh one per attempt.
-    fn build(&self, form: &[(String, String)]) -> Result<Request<Full<Bytes>>, Error> {
+    /// One token request, a fresh one per attempt, and the secrets it sends
+    /// (to scrub from the answer if it is an error).
+    fn build(&self, form: &[(String, String)]) -> Result<(Request<Full<Bytes>>, SentSecrets), Error> {
         let mut form = form.to_vec();
         let mut request = Request::new(Full::default());
         *request.method_mut() = Method::POST;
@@ -354,20 +365,25 @@ impl EndpointInner {
             let proof = key.proof(&Method::POST, &self.url, None)?;
             request.headers_mut().insert(crate::dpop::DPOP, proof);
         }
+        let mut sent = SentSecrets::default();
+        self.auth.sent_secrets(&mut sent);
+        sent.add_form(&form);
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&form)
             .finish();
         *request.body_mut() = Full::new(Bytes::from(body));
-        Ok(request)
+        Ok((request, sent))
     }
 }
 
 /// Sends the request and reads the whole answer, at most
-/// `max_response_size` bytes of it.
+/// `max_response_size` bytes of it. An error built from the answer has
+/// every secret in `sent` scrubbed from it.
 async fn exchange(
     inner: &EndpointInner,
     request: Request<Full<Bytes>>,
     sent_at: Instant,
+    sent: &SentSecrets,
 ) -> Result<Token, Error> {
     let limit = inner.max_response_size;
     let (parts, body) = inner
@@ -384,7 +400,8 @@ async fn exchange(
     if let Some(key) = &inner.dpop {
         key.remember_nonce(&inner.url, &parts.headers);
     }
-    let token = parse_response(parts.status, &parts.headers, &body, sent_at)?;
+    let token = parse_response(parts.status, &parts.headers, &body, sent_at)
+        .map_err(|error| error.answered(parts.status, &body, sent))?;
     if token.token_type() == crate::TokenType::DPoP {
         #[cfg(feature = "dpop")]
         if let Some(key) = &inner.dpop {
@@ -557,25 +574,18 @@ impl TokenEndpointBuilder {
     }
 
     /// Checks the configuration and builds the endpoint.
+    ///
+    /// The token URL must be an absolute `https` URL (plain `http` only to
+    /// a loopback host, or with [`allow_insecure_http`](Self::allow_insecure_http)),
+    /// with a port from 1 to 65535 if it has one, no `user:password@` and
+    /// no fragment; anything else is an [`Error::is_config`].
     pub fn build(self) -> Result<TokenEndpoint, Error> {
-        let url: Uri = self
-            .url
-            .parse()
-            .map_err(|_| Error::config("the token URL is not a valid URI"))?;
-        let host = url
-            .host()
-            .ok_or_else(|| Error::config("the token URL has no host"))?;
-        match url.scheme_str() {
-            Some("https") => {}
-            Some("http") if self.allow_insecure_http || is_loopback(host) => {}
-            Some("http") => {
-                return Err(Error::config(
-                    "the token URL must use https (plain http is allowed only to loopback hosts, \
-                     or with allow_insecure_http)",
-                ))
-            }
-            _ => return Err(Error::config("the token URL must be an http(s) URL")),
-        }
+        let plain_http = if self.allow_insecure_http {
+            PlainHttp::Allowed
+        } else {
+            PlainHttp::LoopbackOnly
+        };
+        let url = checked_url(&self.url, "token URL", plain_http)?;
         let client = match self.client {
             Some(client) => client,
             None => default_client()?,
@@ -605,34 +615,4 @@ fn default_client() -> Result<HttpClient, Error> {
     Err(Error::config(
         "no HTTP client: enable the `rustls` feature or call `http_client`",
     ))
-}
-
-/// `localhost`, a `.localhost` name (RFC 6761), or a loopback address.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.to_ascii_lowercase().ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for host in [
-            "localhost",
-            "LOCALHOST",
-            "api.localhost",
-            "127.0.0.1",
-            "127.3.2.1",
-            "[::1]",
-        ] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in ["example.com", "10.0.0.1", "localhost.example.com", "[::2]"] {
-            assert!(!is_loopback(host), "{host}");
-        }
-    }
 }

@@ -8,6 +8,8 @@ use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
 use http::StatusCode;
 
+use crate::redact::{self, SentSecrets};
+
 type Source = Arc<dyn StdError + Send + Sync>;
 
 /// Why a token could not be obtained.
@@ -15,7 +17,11 @@ type Source = Arc<dyn StdError + Send + Sync>;
 /// Opaque on purpose: ask it with the `is_*` predicates and accessors. It is
 /// cheap to clone, because one failed fetch is handed to every caller that
 /// waited on it. It never contains a secret: response bodies are kept as a
-/// bounded excerpt with credentials masked.
+/// bounded excerpt with credentials masked, and every secret the request
+/// sent (client secret, assertion, refresh, subject or actor token, code,
+/// code verifier) is removed by value, in any encoding, from the excerpt,
+/// the OAuth error fields, `Display` and `Debug`. Control characters in
+/// server text are escaped (`\u{1b}`), so printing an error is safe.
 ///
 /// ```
 /// # async fn run(source: tower_alf::TokenSource) {
@@ -36,10 +42,35 @@ pub struct Error {
 
 struct Inner {
     kind: Kind,
+    origin: Origin,
     source: Option<Source>,
 }
 
-#[derive(Debug)]
+/// Who answered, or failed to: named in `Display` so that an error says
+/// what actually failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    TokenEndpoint,
+    Metadata,
+}
+
+impl Origin {
+    fn name(self) -> &'static str {
+        match self {
+            Self::TokenEndpoint => "token endpoint",
+            Self::Metadata => "authorization server metadata endpoint",
+        }
+    }
+
+    fn request(self) -> &'static str {
+        match self {
+            Self::TokenEndpoint => "token request",
+            Self::Metadata => "metadata request",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 enum Kind {
     Config(String),
     Transport,
@@ -51,10 +82,15 @@ enum Kind {
         retry_after: Option<Duration>,
     },
     InvalidResponse {
-        status: StatusCode,
+        /// `None` for a document no server sent (a metadata document read
+        /// with `ServerMetadata::from_json`).
+        status: Option<StatusCode>,
         reason: String,
         excerpt: Option<String>,
     },
+    /// A token that cannot be sent, built by hand or by a custom grant: no
+    /// endpoint answered.
+    InvalidToken(&'static str),
     Closed,
     Throttled,
     Authorization {
@@ -68,12 +104,20 @@ enum Kind {
 impl Error {
     fn new(kind: Kind, source: Option<Source>) -> Self {
         Self {
-            inner: Arc::new(Inner { kind, source }),
+            inner: Arc::new(Inner {
+                kind,
+                origin: Origin::TokenEndpoint,
+                source,
+            }),
         }
     }
 
+    /// A configuration error; control characters in the message (which may
+    /// quote server text, such as the methods a server lists) are escaped.
     pub(crate) fn config(message: impl Into<String>) -> Self {
-        Self::new(Kind::Config(message.into()), None)
+        let message = message.into();
+        let message = redact::escape_controls(&message).into_owned();
+        Self::new(Kind::Config(message), None)
     }
 
     pub(crate) fn transport(source: Box<dyn StdError + Send + Sync>) -> Self {
@@ -85,7 +129,7 @@ impl Error {
     }
 
     pub(crate) fn status(status: StatusCode, oauth: Option<OAuthError>, body: &[u8]) -> Self {
-        let excerpt = excerpt(body);
+        let excerpt = redact::excerpt(body, &SentSecrets::default());
         Self::new(
             Kind::Status {
                 status,
@@ -114,14 +158,92 @@ impl Error {
         reason: impl Into<String>,
         body: &[u8],
     ) -> Self {
+        Self::invalid(Some(status), reason.into(), body)
+    }
+
+    fn invalid(status: Option<StatusCode>, reason: String, body: &[u8]) -> Self {
         Self::new(
             Kind::InvalidResponse {
                 status,
-                reason: reason.into(),
-                excerpt: excerpt(body),
+                reason: redact::escape_controls(&reason).into_owned(),
+                excerpt: redact::excerpt(body, &SentSecrets::default()),
             },
             None,
         )
+    }
+
+    /// An authorization server metadata document that is not usable; no
+    /// status until [`Error::with_status`] says which answer carried it.
+    pub(crate) fn invalid_metadata(reason: impl Into<String>, body: &[u8]) -> Self {
+        Self::invalid(None, reason.into(), body).from_metadata()
+    }
+
+    /// A token that cannot be sent; see [`Error::is_invalid_token`].
+    pub(crate) fn invalid_token(reason: &'static str) -> Self {
+        Self::new(Kind::InvalidToken(reason), None)
+    }
+
+    /// The same error, said of the authorization server metadata endpoint
+    /// rather than the token endpoint.
+    pub(crate) fn from_metadata(self) -> Self {
+        self.map(|inner| inner.origin = Origin::Metadata)
+    }
+
+    /// Records the status of the answer an invalid document came in.
+    pub(crate) fn with_status(self, answered: StatusCode) -> Self {
+        self.map(|inner| {
+            if let Kind::InvalidResponse { status, .. } = &mut inner.kind {
+                *status = Some(answered);
+            }
+        })
+    }
+
+    /// The error for an answer to a request that sent `sent`: `body` is the
+    /// answer's, and every secret sent is scrubbed by value from the
+    /// excerpt (made again from the whole body, so no cut falls inside a
+    /// secret), the OAuth error and the reason. A token the answer carried
+    /// that cannot be sent becomes an invalid response with the answer's
+    /// status.
+    pub(crate) fn answered(self, status: StatusCode, body: &[u8], sent: &SentSecrets) -> Self {
+        self.map(|inner| match &mut inner.kind {
+            Kind::Status { oauth, excerpt, .. } => {
+                if let Some(oauth) = oauth {
+                    oauth.scrub(sent);
+                }
+                *excerpt = redact::excerpt(body, sent);
+            }
+            Kind::InvalidResponse {
+                reason, excerpt, ..
+            } => {
+                *reason = sent.scrub(reason).into_owned();
+                *excerpt = redact::excerpt(body, sent);
+            }
+            Kind::InvalidToken(reason) => {
+                inner.kind = Kind::InvalidResponse {
+                    status: Some(status),
+                    reason: (*reason).to_owned(),
+                    excerpt: redact::excerpt(body, sent),
+                };
+            }
+            _ => {}
+        })
+    }
+
+    /// Changes a fresh error in place, or a copy of a shared one.
+    fn map(mut self, change: impl FnOnce(&mut Inner)) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => change(inner),
+            None => {
+                let mut inner = Inner {
+                    kind: self.inner.kind.clone(),
+                    origin: self.inner.origin,
+                    source: self.inner.source.clone(),
+                };
+                change(&mut inner);
+                self.inner = Arc::new(inner);
+            }
+        }
+        self
     }
 
     pub(crate) fn closed() -> Self {
@@ -169,8 +291,18 @@ impl Error {
     /// The token endpoint answered success but the body is not a usable
     /// token response: not JSON, not UTF-8, too large, no `access_token`,
     /// fields of the wrong type, or a `token_type` this crate cannot send.
+    /// Also an authorization server metadata document that is not usable
+    /// (with [`Error::status_code`] `None` when no server sent it).
     pub fn is_invalid_response(&self) -> bool {
         matches!(self.inner.kind, Kind::InvalidResponse { .. })
+    }
+
+    /// A token built by hand or by a custom grant cannot be sent: its
+    /// access token has characters that cannot go in an HTTP header. No
+    /// endpoint answered, so [`Error::status_code`] is `None`. (A token
+    /// endpoint answering such a token is [`Error::is_invalid_response`].)
+    pub fn is_invalid_token(&self) -> bool {
+        matches!(self.inner.kind, Kind::InvalidToken(_))
     }
 
     /// The fetch ended without an outcome, because the runtime running it
@@ -258,10 +390,12 @@ impl Error {
         matches!(self.inner.kind, Kind::Authorization { .. })
     }
 
-    /// The HTTP status the token endpoint answered with, if it answered.
+    /// The HTTP status the token endpoint (or, for discovery, the metadata
+    /// endpoint) answered with, if one answered.
     pub fn status_code(&self) -> Option<StatusCode> {
         match &self.inner.kind {
-            Kind::Status { status, .. } | Kind::InvalidResponse { status, .. } => Some(*status),
+            Kind::Status { status, .. } => Some(*status),
+            Kind::InvalidResponse { status, .. } => *status,
             _ => None,
         }
     }
@@ -275,7 +409,9 @@ impl Error {
         }
     }
 
-    /// A bounded excerpt of the response body, credentials masked.
+    /// A bounded excerpt of the response body: credentials masked by name,
+    /// every secret the request sent removed by value, control characters
+    /// escaped.
     pub fn body_excerpt(&self) -> Option<&str> {
         match &self.inner.kind {
             Kind::Status { excerpt, .. } | Kind::InvalidResponse { excerpt, .. } => {
@@ -290,6 +426,9 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.inner.kind);
+        if self.inner.origin != Origin::TokenEndpoint {
+            d.field("origin", &self.inner.origin);
+        }
         if let Some(source) = &self.inner.source {
             d.field("source", source);
         }
@@ -299,19 +438,27 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = self.inner.origin;
+        let name = origin.name();
         match &self.inner.kind {
             Kind::Config(message) => write!(f, "invalid token source configuration: {message}"),
-            Kind::Transport => f.write_str("could not reach the token endpoint"),
-            Kind::Timeout => f.write_str("token request timed out"),
+            Kind::Transport => write!(f, "could not reach the {name}"),
+            Kind::Timeout => write!(f, "{} timed out", origin.request()),
             Kind::Status {
                 status,
                 oauth: Some(oauth),
                 ..
-            } => write!(f, "token endpoint answered {status}: {oauth}"),
-            Kind::Status { status, .. } => write!(f, "token endpoint answered {status}"),
-            Kind::InvalidResponse { reason, .. } => {
-                write!(f, "invalid token endpoint response: {reason}")
+            } => write!(f, "{name} answered {status}: {oauth}"),
+            Kind::Status { status, .. } => write!(f, "{name} answered {status}"),
+            Kind::InvalidResponse {
+                reason,
+                status: None,
+                ..
+            } if origin == Origin::Metadata => {
+                write!(f, "invalid authorization server metadata: {reason}")
             }
+            Kind::InvalidResponse { reason, .. } => write!(f, "invalid {name} response: {reason}"),
+            Kind::InvalidToken(reason) => write!(f, "invalid token: {reason}"),
             Kind::Closed => f.write_str("token fetch ended without a result"),
             Kind::Throttled => f.write_str(
                 "the token was rejected again right after a refresh; not refreshing it again yet",
@@ -345,12 +492,26 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
+    /// The fields as a server sent them, control characters escaped.
     pub(crate) fn new(code: ErrorCode, description: Option<String>, uri: Option<String>) -> Self {
-        Self {
+        let mut error = Self {
             code,
             description,
             uri,
+        };
+        error.scrub(&SentSecrets::default());
+        error
+    }
+
+    /// Removes every secret `sent` from the fields and escapes their
+    /// control characters.
+    pub(crate) fn scrub(&mut self, sent: &SentSecrets) {
+        let clean = |text: &mut String| *text = redact::server_text(text, sent);
+        if let ErrorCode::Other(code) = &mut self.code {
+            clean(code);
         }
+        self.description.iter_mut().for_each(clean);
+        self.uri.iter_mut().for_each(clean);
     }
 
     /// The `error` code.
@@ -358,7 +519,8 @@ impl OAuthError {
         &self.code
     }
 
-    /// The `error_description`, if any.
+    /// The `error_description`, if any: as the server sent it, less any
+    /// secret the request sent, control characters escaped.
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
@@ -396,7 +558,8 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     /// `invalid_scope`
     InvalidScope,
-    /// Any other code, as the server sent it.
+    /// Any other code, as the server sent it (control characters escaped
+    /// when it came from a server).
     Other(String),
 }
 
@@ -437,131 +600,15 @@ impl fmt::Display for ErrorCode {
 
 // ===== body excerpts =====
 
-/// How much of a response body an error keeps.
-pub(crate) const EXCERPT_LIMIT: usize = 512;
+// The rules live in `crate::redact`; the OAuth 1 errors share them.
+#[cfg_attr(not(feature = "oauth1"), allow(unused_imports))]
+pub(crate) use crate::redact::{truncate, EXCERPT_LIMIT};
 
-/// Member names whose values are credentials.
-const SENSITIVE_KEYS: &[&str] = &[
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "client_secret",
-    "client_assertion",
-    "assertion",
-    "password",
-    "code",
-    "token",
-    "authorization",
-    "proxy-authorization",
-];
-
-/// A bounded, credential-free excerpt of a response body.
+/// A bounded, credential-free excerpt of a response body to a request that
+/// sent no secret of its own (see [`crate::redact::excerpt`]).
+#[cfg_attr(not(feature = "oauth1"), allow(dead_code))]
 pub(crate) fn excerpt(body: &[u8]) -> Option<String> {
-    if body.is_empty() {
-        return None;
-    }
-    let text = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(mut json) => {
-            mask(&mut json);
-            json.to_string()
-        }
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let lower = text.to_ascii_lowercase();
-            if SENSITIVE_KEYS.iter().any(|key| lower.contains(key)) {
-                return Some("[body withheld: it may contain credentials]".to_owned());
-            }
-            text.into_owned()
-        }
-    };
-    Some(truncate(mask_schemes(&mask_jwts(&text)), EXCERPT_LIMIT))
-}
-
-/// Replaces anything shaped like a JWT (`eyJ…` header, two dots) with
-/// `[redacted]`: an access token can hide in any member or in plain text.
-fn mask_jwts(text: &str) -> String {
-    let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("eyJ") {
-        out.push_str(&rest[..at]);
-        let candidate = &rest[at..];
-        let len = candidate
-            .find(|c: char| !is_b64(c) && c != '.')
-            .unwrap_or(candidate.len());
-        if candidate[..len].matches('.').count() >= 2 {
-            out.push_str("[redacted]");
-        } else {
-            out.push_str(&candidate[..len]);
-        }
-        rest = &candidate[len..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Replaces the credentials after `Basic`, `Bearer` or `DPoP` with
-/// `[redacted]`: an endpoint that echoes the request (httpbin-style) would
-/// otherwise show the client secret in Base64.
-fn mask_schemes(text: &str) -> String {
-    const SCHEMES: [&str; 3] = ["basic ", "bearer ", "dpop "];
-    let is_token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    let lower = text.to_ascii_lowercase();
-    let mut out = String::with_capacity(text.len());
-    let mut done = 0;
-    loop {
-        let next = SCHEMES
-            .iter()
-            .filter_map(|scheme| {
-                lower[done..]
-                    .find(scheme)
-                    .map(|at| (done + at, scheme.len()))
-            })
-            .min();
-        let Some((at, len)) = next else { break };
-        let start = at + len;
-        let end = text[start..]
-            .find(|c: char| !is_token68(c))
-            .map_or(text.len(), |n| start + n);
-        let at_word = at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric();
-        out.push_str(&text[done..start]);
-        if at_word && end > start {
-            out.push_str("[redacted]");
-        } else {
-            out.push_str(&text[start..end]);
-        }
-        done = end;
-    }
-    out.push_str(&text[done..]);
-    out
-}
-
-fn mask(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, value) in map.iter_mut() {
-                if SENSITIVE_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
-                    *value = serde_json::Value::String("[redacted]".to_owned());
-                } else {
-                    mask(value);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(mask),
-        _ => {}
-    }
-}
-
-pub(crate) fn truncate(mut text: String, limit: usize) -> String {
-    if text.len() > limit {
-        let mut end = limit;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
+    redact::excerpt(body, &SentSecrets::default())
 }
 
 #[cfg(test)]

@@ -127,11 +127,7 @@ impl Token {
     ) -> Result<Self, Error> {
         let value = format!("{} {}", token_type.scheme(), access_token.secret());
         let mut header = HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| {
-            Error::invalid_response(
-                http::StatusCode::OK,
-                "access_token has characters that cannot be sent in a header",
-                &[],
-            )
+            Error::invalid_token("the access token has characters that cannot be sent in a header")
         })?;
         header.set_sensitive(true);
         // NOTE: the first clone of a `Bytes` made from a `Vec` moves it to a

@@ -612,16 +612,10 @@ impl fmt::Debug for RedisStoreBuilder {
     }
 }
 
-/// `url` with the password, if any, replaced by `***`.
+/// `url` fit to print: parsed, its password and secret query parameters
+/// redacted (see [`crate::redact::connection_url`]).
 fn redact_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
+    crate::redact::connection_url(url)
 }
 
 // ===== impl EncryptionKey =====
@@ -702,12 +696,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(
-            redact_password("redis://user:hunter2@host:6379/0"),
-            "redis://user:***@host:6379/0"
-        );
+    #[tokio::test]
+    async fn passwords_are_not_shown() {
+        for url in [
+            "redis://user:hunter2@host:6379/0",
+            "redis+unix:///run/redis.sock?pass=hunter2",
+            "unix:///run/redis.sock?db=0&password=hunter2",
+            "rediss://:hunter2@host/?protocol=resp3",
+        ] {
+            let builder = RedisStore::builder(url);
+            assert!(!format!("{builder:?}").contains("hunter2"), "{builder:?}");
+            let store = builder.build().unwrap();
+            assert!(!format!("{store:?}").contains("hunter2"), "{store:?}");
+        }
         assert_eq!(redact_password("redis://host/"), "redis://host/");
     }
 }
