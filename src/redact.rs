@@ -364,9 +364,8 @@ fn mask_pairs(text: &str) -> String {
     let mut done = 0;
     let mut at = 0;
     while let Some(eq) = lower[at..].find('=').map(|n| at + n) {
-        let name_start = lower[..eq]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            .map_or(0, |n| n + 1);
+        let is_name = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-';
+        let name_start = eq - bytes[..eq].iter().rev().take_while(|b| is_name(b)).count();
         let end = text[eq + 1..]
             .find(|c: char| c == '&' || c == '"' || c == '\'' || c == '\\' || c.is_whitespace())
             .map_or(text.len(), |n| eq + 1 + n);
@@ -462,20 +461,21 @@ pub(crate) fn truncate(mut text: String, limit: usize) -> String {
 const SECRET_QUERY_PARTS: &[&str] = &["pass", "pwd", "secret", "token", "key", "auth"];
 
 /// A connection URL (`redis://`, `rediss://`, `redis+unix://`, `unix://`)
-/// fit to print: parsed, its password (or a userinfo without one) replaced
-/// by `[redacted]`, the value of every secret query parameter (`pass`,
-/// `password`, …) by `redacted`, its fragment dropped.
+/// fit to print: parsed, its password (or a userinfo without one) and the
+/// value of every secret query parameter (`pass`, `password`, …) replaced
+/// by `redacted`, its fragment dropped.
 /// A URL that does not parse is not printed at all.
 #[cfg(feature = "redis")]
 pub(crate) fn connection_url(raw: &str) -> String {
     let Ok(mut url) = url::Url::parse(raw) else {
         return "[unreadable URL, not shown]".to_owned();
     };
+    // Brackets would be percent-encoded in a URL: plain `redacted` there.
     if url.password().is_some() {
-        let _ = url.set_password(Some(REDACTED));
+        let _ = url.set_password(Some("redacted"));
     } else if !url.username().is_empty() {
         // A lone userinfo is often the password (`redis://secret@host`).
-        let _ = url.set_username(REDACTED);
+        let _ = url.set_username("redacted");
     }
     if url.query().is_some() {
         let pairs: Vec<(String, String)> = url
@@ -609,9 +609,9 @@ mod tests {
         for (raw, shown) in [
             (
                 "redis://user:hunter2@host:6379/0",
-                "redis://user:[redacted]@host:6379/0",
+                "redis://user:redacted@host:6379/0",
             ),
-            ("redis://hunter2@host/", "redis://[redacted]@host/"),
+            ("redis://hunter2@host/", "redis://redacted@host/"),
             (
                 "redis+unix:///run/redis.sock?db=1&pass=hunter2",
                 "redis+unix:///run/redis.sock?db=1&pass=redacted",

@@ -702,7 +702,7 @@ mod tests {
             "redis://user:hunter2@host:6379/0",
             "redis+unix:///run/redis.sock?pass=hunter2",
             "unix:///run/redis.sock?db=0&password=hunter2",
-            "rediss://:hunter2@host/?protocol=resp3",
+            "redis://:hunter2@host/?protocol=resp3",
         ] {
             let builder = RedisStore::builder(url);
             assert!(!format!("{builder:?}").contains("hunter2"), "{builder:?}");
