@@ -8,7 +8,11 @@ use std::{
 use tower::Service;
 
 use super::FetchToken;
-use crate::{secret::AccessToken, Error, Token, TokenEndpoint, TokenSource};
+use crate::{
+    http::{checked_url, PlainHttp},
+    secret::AccessToken,
+    Error, Token, TokenEndpoint, TokenSource,
+};
 
 /// The `grant_type` of RFC 8693 §2.1.
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -147,7 +151,10 @@ impl TokenExchange {
     }
 
     /// A `resource` parameter (the target service's URI); call again for
-    /// more.
+    /// more. It must be an absolute URI without a fragment (RFC 8693 §2.1);
+    /// an `http(s)` one also with a port from 1 to 65535 if any and no
+    /// `user:password@`. A fetch with one that is not fails with
+    /// [`Error::is_config`].
     pub fn resource(self, resource: impl Into<String>) -> Self {
         self.param("resource", resource)
     }
@@ -182,6 +189,11 @@ impl Service<FetchToken> for TokenExchange {
     fn call(&mut self, _request: FetchToken) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
+            for (name, value) in &this.params {
+                if name == "resource" {
+                    check_resource(value)?;
+                }
+            }
             let mut form = vec![
                 ("grant_type".to_owned(), GRANT_TYPE.to_owned()),
                 ("subject_token".to_owned(), this.subject.value().await?),
@@ -204,6 +216,25 @@ impl Service<FetchToken> for TokenExchange {
             this.endpoint.request(form).await
         })
     }
+}
+
+/// RFC 8693 §2.1: an absolute URI, no fragment; an `http(s)` one is held to
+/// the crate's URL rule, except that plain `http` is fine for a name.
+fn check_resource(resource: &str) -> Result<(), Error> {
+    let scheme = resource.split_once(':').map(|(scheme, _)| scheme);
+    let valid_scheme = scheme.is_some_and(|s| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if !valid_scheme {
+        return Err(Error::config("the resource must be an absolute URI"));
+    }
+    if scheme.is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")) {
+        checked_url(resource, "resource", PlainHttp::Allowed)?;
+    } else if resource.contains('#') {
+        return Err(Error::config("the resource must not have a fragment (#…)"));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for SubjectToken {
