@@ -81,7 +81,7 @@ impl ServerMetadata {
             let (status, body) = client
                 .get(url.clone(), Self::TIMEOUT, Self::MAX_SIZE)
                 .await
-                .map_err(Error::from_metadata)?;
+                .map_err(Error::of_metadata)?;
             if status.is_success() {
                 tracing::debug!(%url, "read authorization server metadata");
                 return Self::from_json(issuer, &body).map_err(|e| e.with_status(status));
@@ -89,7 +89,7 @@ impl ServerMetadata {
             last = Some((status, body));
         }
         let (status, body) = last.unwrap_or((StatusCode::NOT_FOUND, Default::default()));
-        Err(Error::status(status, None, &body).from_metadata())
+        Err(Error::status(status, None, &body).of_metadata())
     }
 
     /// Reads a metadata document for `issuer`.
@@ -122,15 +122,20 @@ impl ServerMetadata {
                 "the issuer is {stated:?}, not {issuer:?} (RFC 8414 §3.3)"
             )));
         }
-        url_problem(stated.trim_end_matches('/'), "issuer", PlainHttp::LoopbackOnly)
-            .map_err(|problem| invalid(&problem))?;
+        url_problem(
+            stated.trim_end_matches('/'),
+            "issuer",
+            PlainHttp::LoopbackOnly,
+        )
+        .map_err(|problem| invalid(&problem))?;
         let token_endpoint = text("token_endpoint").ok_or_else(|| invalid("no token_endpoint"))?;
         for (name, value) in &raw {
             if name.ends_with("_endpoint") || name == "jwks_uri" {
                 let Some(url) = value.as_str() else {
                     return Err(invalid(&format!("{name} is not a string")));
                 };
-                url_problem(url, name, PlainHttp::LoopbackOnly).map_err(|problem| invalid(&problem))?;
+                url_problem(url, name, PlainHttp::LoopbackOnly)
+                    .map_err(|problem| invalid(&problem))?;
             }
         }
         Ok(Self {
@@ -224,7 +229,9 @@ impl ServerMetadata {
 fn checked_issuer(issuer: &str) -> Result<Uri, Error> {
     let uri = checked_url(issuer, "issuer", PlainHttp::LoopbackOnly)?;
     if uri.query().is_some() {
-        return Err(Error::config("the issuer must not have a query (RFC 8414 §2)"));
+        return Err(Error::config(
+            "the issuer must not have a query (RFC 8414 §2)",
+        ));
     }
     Ok(uri)
 }

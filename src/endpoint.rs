@@ -347,7 +347,10 @@ impl EndpointInner {
 
     /// One token request, a fresh one per attempt, and the secrets it sends
     /// (to scrub from the answer if it is an error).
-    fn build(&self, form: &[(String, String)]) -> Result<(Request<Full<Bytes>>, SentSecrets), Error> {
+    fn build(
+        &self,
+        form: &[(String, String)],
+    ) -> Result<(Request<Full<Bytes>>, SentSecrets), Error> {
         let mut form = form.to_vec();
         let mut request = Request::new(Full::default());
         *request.method_mut() = Method::POST;

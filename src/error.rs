@@ -175,7 +175,7 @@ impl Error {
     /// An authorization server metadata document that is not usable; no
     /// status until [`Error::with_status`] says which answer carried it.
     pub(crate) fn invalid_metadata(reason: impl Into<String>, body: &[u8]) -> Self {
-        Self::invalid(None, reason.into(), body).from_metadata()
+        Self::invalid(None, reason.into(), body).of_metadata()
     }
 
     /// A token that cannot be sent; see [`Error::is_invalid_token`].
@@ -185,7 +185,7 @@ impl Error {
 
     /// The same error, said of the authorization server metadata endpoint
     /// rather than the token endpoint.
-    pub(crate) fn from_metadata(self) -> Self {
+    pub(crate) fn of_metadata(self) -> Self {
         self.map(|inner| inner.origin = Origin::Metadata)
     }
 

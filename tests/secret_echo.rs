@@ -393,27 +393,45 @@ async fn run(grant: &str, mode: Mode) -> (Error, String, Vec<Secret>) {
     let error = match grant {
         "client_credentials basic" => {
             let e = endpoint(&echo, ClientAuth::basic(CLIENT_ID, SECRET));
-            TokenSource::new(ClientCredentials::new(e)).token().await.map(drop)
+            TokenSource::new(ClientCredentials::new(e))
+                .token()
+                .await
+                .map(drop)
         }
         "client_credentials basic_raw" => {
             let e = endpoint(&echo, ClientAuth::basic_raw(CLIENT_ID, SECRET));
-            TokenSource::new(ClientCredentials::new(e)).token().await.map(drop)
+            TokenSource::new(ClientCredentials::new(e))
+                .token()
+                .await
+                .map(drop)
         }
         "client_credentials post" => {
             let e = endpoint(&echo, ClientAuth::post(CLIENT_ID, SECRET));
-            TokenSource::new(ClientCredentials::new(e)).token().await.map(drop)
+            TokenSource::new(ClientCredentials::new(e))
+                .token()
+                .await
+                .map(drop)
         }
         "client_credentials client_secret_jwt" => {
             let e = endpoint(&echo, ClientAuth::client_secret_jwt(CLIENT_ID, SECRET));
-            TokenSource::new(ClientCredentials::new(e)).token().await.map(drop)
+            TokenSource::new(ClientCredentials::new(e))
+                .token()
+                .await
+                .map(drop)
         }
         "client_credentials private_key_jwt" => {
             let e = endpoint(&echo, ClientAuth::private_key_jwt(CLIENT_ID, key()));
-            TokenSource::new(ClientCredentials::new(e)).token().await.map(drop)
+            TokenSource::new(ClientCredentials::new(e))
+                .token()
+                .await
+                .map(drop)
         }
         "refresh_token" => {
             let e = endpoint(&echo, ClientAuth::post(CLIENT_ID, SECRET));
-            TokenSource::new(RefreshTokenGrant::new(e, REFRESH)).token().await.map(drop)
+            TokenSource::new(RefreshTokenGrant::new(e, REFRESH))
+                .token()
+                .await
+                .map(drop)
         }
         "token_exchange subject and actor" => {
             let e = endpoint(&echo, ClientAuth::basic(CLIENT_ID, SECRET));
@@ -423,7 +441,10 @@ async fn run(grant: &str, mode: Mode) -> (Error, String, Vec<Secret>) {
         }
         "jwt_bearer assertion" => {
             let e = endpoint(&echo, ClientAuth::post(CLIENT_ID, SECRET));
-            TokenSource::new(JwtBearer::new(e, key(), CLIENT_ID)).token().await.map(drop)
+            TokenSource::new(JwtBearer::new(e, key(), CLIENT_ID))
+                .token()
+                .await
+                .map(drop)
         }
         "authorization_code with verifier" => {
             let e = endpoint(&echo, ClientAuth::basic(CLIENT_ID, SECRET));
@@ -494,7 +515,10 @@ async fn body_excerpt_shows_no_secret_sent() {
             let (error, _, secrets) = run(grant, mode).await;
             let excerpt = error.body_excerpt().expect("an excerpt");
             let member = mode.echo.member();
-            assert!(excerpt.contains(member), "{grant}: {member} is kept: {excerpt}");
+            assert!(
+                excerpt.contains(member),
+                "{grant}: {member} is kept: {excerpt}"
+            );
             assert_hides("body_excerpt()", grant, excerpt, &secrets);
         }
     }
@@ -530,7 +554,14 @@ async fn tracing_events_show_no_secret_sent() {
 
 #[tokio::test]
 async fn basic_credentials_are_scrubbed_in_every_base64_alphabet() {
-    let (error, _, _) = run("client_credentials basic", Mode { status: Status::OAuthError, echo: Echoed::AuthValue }).await;
+    let (error, _, _) = run(
+        "client_credentials basic",
+        Mode {
+            status: Status::OAuthError,
+            echo: Echoed::AuthValue,
+        },
+    )
+    .await;
     let debug = format!("{error:?}");
     let encoded = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let credentials = format!("{}:{}", encoded(CLIENT_ID), encoded(SECRET));

@@ -80,7 +80,8 @@ fn metadata_naming_a_bad_url_is_refused_and_says_no_server_answered() {
         assert!(e.is_invalid_response(), "{member}={url}: {e}");
         assert!(e.to_string().contains(member), "{e}");
         assert!(
-            e.to_string().starts_with("invalid authorization server metadata"),
+            e.to_string()
+                .starts_with("invalid authorization server metadata"),
             "{e}"
         );
         assert_eq!(e.status_code(), None, "no server answered");
@@ -97,8 +98,11 @@ async fn a_token_exchange_resource_with_userinfo_or_a_bad_port_is_refused() {
         "https://backend.example/#frag",
         "not-a-uri",
     ] {
-        let grant = TokenExchange::new(endpoint.clone(), SubjectToken::token("s", SubjectToken::JWT))
-            .resource(resource);
+        let grant = TokenExchange::new(
+            endpoint.clone(),
+            SubjectToken::token("s", SubjectToken::JWT),
+        )
+        .resource(resource);
         let e = TokenSource::new(grant).token().await.unwrap_err();
         assert!(e.is_config(), "{resource}: {e}");
     }
@@ -124,7 +128,11 @@ async fn control_characters_in_server_text_are_escaped() {
     );
     assert_eq!(oauth.uri(), Some("https://e.example/\\u{9b}"));
     assert_eq!(oauth.code().as_str(), "invalid_client\\u{1b}]0;x\\u{7}");
-    for text in [e.to_string(), format!("{e:?}"), e.body_excerpt().unwrap().to_owned()] {
+    for text in [
+        e.to_string(),
+        format!("{e:?}"),
+        e.body_excerpt().unwrap().to_owned(),
+    ] {
         assert!(
             !text.chars().any(|c| c.is_control()),
             "a control character in {text:?}"
@@ -139,7 +147,10 @@ fn a_hand_built_token_that_cannot_be_sent_names_no_endpoint() {
     assert!(!e.is_invalid_response());
     assert_eq!(e.status_code(), None, "no endpoint answered");
     assert!(!e.to_string().contains("endpoint"), "{e}");
-    assert!(!e.to_string().contains("bad"), "the token is not shown: {e}");
+    assert!(
+        !e.to_string().contains("bad"),
+        "the token is not shown: {e}"
+    );
 }
 
 #[tokio::test]
@@ -162,5 +173,8 @@ async fn discovery_errors_name_the_metadata_endpoint() {
         .await
         .unwrap_err();
     assert_eq!(e.status_code(), Some(http::StatusCode::NOT_FOUND));
-    assert!(e.to_string().contains("metadata endpoint answered 404"), "{e}");
+    assert!(
+        e.to_string().contains("metadata endpoint answered 404"),
+        "{e}"
+    );
 }

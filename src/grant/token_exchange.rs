@@ -224,7 +224,8 @@ fn check_resource(resource: &str) -> Result<(), Error> {
     let scheme = resource.split_once(':').map(|(scheme, _)| scheme);
     let valid_scheme = scheme.is_some_and(|s| {
         s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     });
     if !valid_scheme {
         return Err(Error::config("the resource must be an absolute URI"));
