@@ -49,7 +49,10 @@ pub(crate) fn bearer(headers: &HeaderMap) -> SchemeChallenge {
 /// in order, across every line.
 pub(crate) fn of(headers: &HeaderMap, scheme: &str) -> SchemeChallenge {
     of_values(
-        headers.get_all(WWW_AUTHENTICATE).iter().map(|v| v.as_bytes()),
+        headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.as_bytes()),
         scheme,
     )
 }
@@ -428,7 +431,10 @@ mod tests {
     fn quoted_strings_keep_commas_and_escapes() {
         let c = challenges(br#"Bearer error_description="a, \"b\" \\", error="x""#);
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].param("error_description").as_deref(), Some(r#"a, "b" \"#));
+        assert_eq!(
+            c[0].param("error_description").as_deref(),
+            Some(r#"a, "b" \"#)
+        );
         assert_eq!(c[0].param("error").as_deref(), Some("x"));
     }
 

@@ -409,7 +409,9 @@ fn normalise_host(host: &str) -> String {
 /// case (a host is case-insensitive).
 fn normalise_percent(text: &str, lower: bool) -> String {
     fn hex(b: u8) -> Option<u8> {
-        char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
     }
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
@@ -466,7 +468,9 @@ fn remove_dot_segments(path: &str) -> String {
             input = "";
         } else {
             let start = usize::from(input.starts_with('/'));
-            let end = input[start..].find('/').map_or(input.len(), |at| at + start);
+            let end = input[start..]
+                .find('/')
+                .map_or(input.len(), |at| at + start);
             out.push_str(&input[..end]);
             input = &input[end..];
         }
@@ -551,13 +555,22 @@ mod tests {
     #[test]
     fn htu_is_normalised_by_rfc_3986() {
         for (uri, want) in [
-            ("HTTPS://API.Example.COM:443/a?q#f", "https://api.example.com/a"),
+            (
+                "HTTPS://API.Example.COM:443/a?q#f",
+                "https://api.example.com/a",
+            ),
             ("http://api.example:80", "http://api.example/"),
             ("https://api.example:/x", "https://api.example/x"),
             ("https://api.example:8443/x", "https://api.example:8443/x"),
             ("http://api.example:443/x", "http://api.example:443/x"),
-            ("https://api.example/a/./b/../c/%7euser/%2f%aa", "https://api.example/a/c/~user/%2F%AA"),
-            ("https://xn--BCHER-kva.Example./", "https://xn--bcher-kva.example./"),
+            (
+                "https://api.example/a/./b/../c/%7euser/%2f%aa",
+                "https://api.example/a/c/~user/%2F%AA",
+            ),
+            (
+                "https://xn--BCHER-kva.Example./",
+                "https://xn--bcher-kva.example./",
+            ),
             ("https://[::1]:443/x", "https://[::1]/x"),
             ("https://[FE80::1]:8080/x", "https://[fe80::1]:8080/x"),
             ("https://127.0.0.1:0443/", "https://127.0.0.1/"),
@@ -585,8 +598,16 @@ mod tests {
     #[test]
     fn relative_and_unusable_uris_are_refused() {
         let key = DPoPKey::generate().unwrap();
-        for uri in ["/orders/1?q", "*", "ftp://api.example/x", "https://api.example:65536/x", "https://api.example:99999/"] {
-            let Ok(uri) = uri.parse::<Uri>() else { continue };
+        for uri in [
+            "/orders/1?q",
+            "*",
+            "ftp://api.example/x",
+            "https://api.example:65536/x",
+            "https://api.example:99999/",
+        ] {
+            let Ok(uri) = uri.parse::<Uri>() else {
+                continue;
+            };
             let e = key.proof(&Method::GET, &uri, None).unwrap_err();
             assert!(e.is_config(), "{uri}: {e}");
         }
@@ -665,7 +686,11 @@ mod tests {
         headers.insert(DPOP_NONCE, HeaderValue::from_static("n-1"));
         let from: Uri = "HTTPS://user@API.example:443/token".parse().unwrap();
         assert!(key.remember_nonce(&from, &headers));
-        for uri in ["https://api.example/x", "https://api.example:/y", "https://Api.Example:443"] {
+        for uri in [
+            "https://api.example/x",
+            "https://api.example:/y",
+            "https://Api.Example:443",
+        ] {
             let uri: Uri = uri.parse().unwrap();
             assert_eq!(key.nonce(&uri).unwrap(), "n-1", "{uri}");
         }

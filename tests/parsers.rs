@@ -182,12 +182,36 @@ fn param() -> impl Strategy<Value = Param> {
         "[a-z][a-z0-9_-]{0,8}",
     ];
     let quoted_value = proptest::collection::vec(
-        prop_oneof![Just(b'"'), Just(b'\\'), Just(b','), Just(b'='), Just(b' '), 0x20u8..0x7f, 0x80u8..=0xff],
+        prop_oneof![
+            Just(b'"'),
+            Just(b'\\'),
+            Just(b','),
+            Just(b'='),
+            Just(b' '),
+            0x20u8..0x7f,
+            0x80u8..=0xff
+        ],
         0..24,
     );
     let token_value = "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,16}".prop_map(String::into_bytes);
-    (name, ows(), ows(), prop_oneof![quoted_value.prop_map(|v| (v, true)), token_value.prop_map(|v| (v, false))], ows())
-        .prop_map(|(name, before, after, (value, quoted), comma)| Param { name, before, after, value, quoted, comma })
+    (
+        name,
+        ows(),
+        ows(),
+        prop_oneof![
+            quoted_value.prop_map(|v| (v, true)),
+            token_value.prop_map(|v| (v, false))
+        ],
+        ows(),
+    )
+        .prop_map(|(name, before, after, (value, quoted), comma)| Param {
+            name,
+            before,
+            after,
+            value,
+            quoted,
+            comma,
+        })
 }
 
 fn challenge() -> impl Strategy<Value = Challenge> {
