@@ -680,6 +680,44 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_nonce_is_reported_by_a_warn_event() {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let key = DPoPKey::generate().unwrap();
+        let uri: Uri = "https://a.example/token".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            DPOP_NONCE,
+            HeaderValue::from_bytes(b"Jeton-expir\xe9").unwrap(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!key.remember_nonce(&uri, &headers));
+        });
+        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("WARN"), "{logged}");
+        assert!(
+            logged.contains("DPoP-Nonce RFC 9449 does not allow"),
+            "{logged}"
+        );
+        assert!(logged.contains("https://a.example"), "{logged}");
+    }
+
+    #[test]
     fn nonce_cache_and_htu_share_one_normaliser() {
         let key = DPoPKey::generate().unwrap();
         let mut headers = HeaderMap::new();
