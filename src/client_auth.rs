@@ -6,7 +6,7 @@ use std::{fmt, sync::Arc};
 use std::time::Duration;
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
-use http::{header::AUTHORIZATION, HeaderMap, HeaderValue, Uri};
+use http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 
 #[cfg(feature = "jwt")]
 use crate::jwt::PrivateKey;
@@ -58,8 +58,9 @@ enum Method {
 
 /// Form parameters built anew for each attempt of a token request.
 pub(crate) trait AttemptParams: fmt::Debug + Send + Sync {
-    /// Adds this attempt's parameters; `token_url` is where it is sent.
-    fn add(&self, token_url: &Uri, form: &mut Vec<(String, String)>) -> Result<(), Error>;
+    /// Adds this attempt's parameters; `token_url` is where it is sent, as
+    /// configured (verbatim: the default `aud` of an assertion).
+    fn add(&self, token_url: &str, form: &mut Vec<(String, String)>) -> Result<(), Error>;
 }
 
 impl ClientAuth {
@@ -201,9 +202,13 @@ impl ClientAuth {
 
     /// Adds the credentials to a token request's headers and form. Called
     /// once per attempt: assertions are signed here, fresh each time.
+    /// `token_url` is the token endpoint's URL as configured: an
+    /// assertion's default `aud`, sent verbatim (RFC 7523 §3 compares it as
+    /// a string; `https://idp.example` must not become
+    /// `https://idp.example/`).
     pub(crate) fn apply(
         &self,
-        token_url: &Uri,
+        token_url: &str,
         headers: &mut HeaderMap,
         form: &mut Vec<(String, String)>,
     ) -> Result<(), Error> {
@@ -275,16 +280,13 @@ impl ClientAuth {
     #[cfg(feature = "jwt")]
     fn client_claims(
         &self,
-        token_url: &Uri,
+        token_url: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-        let audience = match &self.assertion_audience {
-            Some(audience) => audience.clone(),
-            None => token_url.to_string(),
-        };
+        let audience = self.assertion_audience.as_deref().unwrap_or(token_url);
         crate::jwt::assertion_claims(
             &self.client_id,
             &self.client_id,
-            &audience,
+            audience,
             self.assertion_lifetime,
         )
     }
@@ -320,13 +322,13 @@ fn form_encode(value: &str) -> String {
 mod tests {
     use super::*;
 
-    fn url() -> Uri {
-        Uri::from_static("https://idp.example/token")
+    fn url() -> &'static str {
+        "https://idp.example/token"
     }
 
     fn basic_header(auth: &ClientAuth) -> String {
         let mut headers = HeaderMap::new();
-        auth.apply(&url(), &mut headers, &mut Vec::new()).unwrap();
+        auth.apply(url(), &mut headers, &mut Vec::new()).unwrap();
         let value = headers[AUTHORIZATION].to_str().unwrap();
         let encoded = value.strip_prefix("Basic ").unwrap();
         String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap()
@@ -343,7 +345,7 @@ mod tests {
     fn basic_header_is_sensitive() {
         let mut headers = HeaderMap::new();
         ClientAuth::basic("a", "b")
-            .apply(&url(), &mut headers, &mut Vec::new())
+            .apply(url(), &mut headers, &mut Vec::new())
             .unwrap();
         assert!(headers[AUTHORIZATION].is_sensitive());
     }
@@ -353,7 +355,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         let mut form = Vec::new();
         ClientAuth::post("a", "b")
-            .apply(&url(), &mut headers, &mut form)
+            .apply(url(), &mut headers, &mut form)
             .unwrap();
         assert!(headers.is_empty());
         assert_eq!(
@@ -375,7 +377,7 @@ mod tests {
     fn none_with_an_empty_client_id_adds_nothing() {
         let mut form = Vec::new();
         ClientAuth::none("")
-            .apply(&url(), &mut HeaderMap::new(), &mut form)
+            .apply(url(), &mut HeaderMap::new(), &mut form)
             .unwrap();
         assert!(form.is_empty());
     }

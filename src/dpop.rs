@@ -137,9 +137,18 @@ impl DPoPKey {
     }
 
     /// A proof for a request (RFC 9449 §4.2): `jti` (random), `htm`, `htu`
-    /// (`uri` without query and fragment), `iat`, `nonce` (the one cached
+    /// (`uri` without userinfo, query and fragment, normalised by RFC 3986
+    /// §6.2.2–6.2.3: `https://User:pw@API.example:443/a/./b?q` gives
+    /// `https://api.example/a/b`), `iat`, `nonce` (the one cached
     /// for the URI's origin, if any) and `ath` when `access_token` is given
     /// (base64url SHA-256 of it, for resource requests).
+    ///
+    /// # Errors
+    ///
+    /// A configuration error ([`Error::is_config`]) for a relative `uri`
+    /// (no scheme or host: a proof must name where it goes, as an OAuth 1
+    /// signature must), a scheme other than `http`/`https`, or a port out of
+    /// range.
     pub fn proof(
         &self,
         method: &Method,
@@ -157,7 +166,8 @@ impl DPoPKey {
         uri: &Uri,
         ath: Option<&str>,
     ) -> Result<HeaderValue, Error> {
-        let nonce = self.nonce(uri);
+        let target = Target::of(uri)?;
+        let nonce = self.nonce_for(&target.origin);
         let iat = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|_| Error::config("the system clock is before 1970"))?
@@ -165,12 +175,16 @@ impl DPoPKey {
         let mut claims = serde_json::Map::new();
         claims.insert("jti".into(), crate::jwt::random_id()?.into());
         claims.insert("htm".into(), method.as_str().into());
-        claims.insert("htu".into(), htu(uri).into());
+        claims.insert("htu".into(), target.htu().into());
         claims.insert("iat".into(), iat.into());
         if let Some(ath) = ath {
             claims.insert("ath".into(), ath.into());
         }
-        if let Some(nonce) = nonce.as_ref().and_then(|n| n.to_str().ok()) {
+        if let Some(nonce) = nonce {
+            // Only RFC 9449 §8 nonces (visible ASCII) are cached.
+            let nonce = nonce
+                .to_str()
+                .map_err(|_| Error::config("the cached DPoP nonce is not ASCII"))?;
             claims.insert("nonce".into(), nonce.into());
         }
         let claims = serde_json::to_vec(&claims)
@@ -193,22 +207,46 @@ impl DPoPKey {
             .map_err(|_| Error::config("the DPoP proof is not a valid header value"))
     }
 
-    /// The nonce cached for `uri`'s origin.
+    /// The nonce cached for `uri`'s origin (its scheme, host and port,
+    /// normalised as `htu` is: `https://API.example:443` and
+    /// `https://api.example` share one).
     pub fn nonce(&self, uri: &Uri) -> Option<HeaderValue> {
-        let origin = origin(uri)?;
+        self.nonce_for(&Target::of(uri).ok()?.origin)
+    }
+
+    fn nonce_for(&self, origin: &str) -> Option<HeaderValue> {
         let nonces = self.inner.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        nonces.get(&origin).cloned()
+        nonces.get(origin).cloned()
     }
 
     /// Caches the `DPoP-Nonce` of a response from `uri`, if it has one;
-    /// whether it had.
+    /// whether a nonce is now cached from it.
+    ///
+    /// A nonce RFC 9449 §8 does not allow (empty, or a byte that is not
+    /// visible ASCII, `"` and `\` excepted) is not cached: the nonce cached
+    /// before for the origin, now stale, is dropped, a `WARN` event
+    /// `"the server sent a DPoP-Nonce RFC 9449 does not allow; not using it"`
+    /// says so, and `false` is returned (no proof is retried with it).
     pub fn remember_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
-        let (Some(nonce), Some(origin)) = (headers.get(DPOP_NONCE), origin(uri)) else {
+        let Some(nonce) = headers.get(DPOP_NONCE) else {
+            return false;
+        };
+        let Ok(target) = Target::of(uri) else {
             return false;
         };
         let mut nonces = self.inner.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        if nonces.get(&origin) != Some(nonce) {
-            nonces.insert(origin, nonce.clone());
+        if !is_nonce(nonce.as_bytes()) {
+            nonces.remove(&target.origin);
+            drop(nonces);
+            tracing::warn!(
+                origin = %target.origin,
+                bytes = nonce.len(),
+                "the server sent a DPoP-Nonce RFC 9449 does not allow; not using it"
+            );
+            return false;
+        }
+        if nonces.get(&target.origin) != Some(nonce) {
+            nonces.insert(target.origin, nonce.clone());
         }
         true
     }
@@ -270,28 +308,182 @@ fn jwk_json(members: &[(&'static str, String)]) -> String {
     out
 }
 
-/// The URI without query and fragment (RFC 9449 §4.2).
-fn htu(uri: &Uri) -> String {
-    let mut out = String::new();
-    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
-        out.push_str(scheme);
-        out.push_str("://");
-        out.push_str(authority.as_str());
+/// Where a request goes, as DPoP signs it and keys nonces by it: an
+/// absolute `http`/`https` URI normalised per RFC 3986 §6.2.2 (scheme and
+/// host in lower case, percent-encodings in upper case and unreserved ones
+/// decoded, dot segments removed) and §6.2.3 (the default port and an empty
+/// port elided, an empty path is `/`), without userinfo (a password in a
+/// URI must not go into every proof), query and fragment.
+///
+/// The one normaliser shared by `htu` and the nonce cache.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    /// `scheme://host[:port]`, the port only when it is not the default.
+    origin: String,
+    /// The normalised path, never empty.
+    path: String,
+}
+
+impl Target {
+    fn of(uri: &Uri) -> Result<Self, Error> {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(Error::config(
+                "a DPoP proof needs an absolute request URI (scheme and host); \
+                 this request has a relative one",
+            ));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "https" => 443,
+            "http" => 80,
+            _ => {
+                return Err(Error::config(
+                    "a DPoP proof is for an http or https request URI",
+                ))
+            }
+        };
+        // `userinfo@` is dropped: it is neither signed nor keyed.
+        let host_port = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, rest)| rest);
+        let (host, port) = match host_port.strip_prefix('[') {
+            Some(v6) => {
+                let (inside, rest) = v6.split_once(']').ok_or_else(bad_authority)?;
+                let port = match rest {
+                    "" => None,
+                    rest => Some(rest.strip_prefix(':').ok_or_else(bad_authority)?),
+                };
+                (format!("[{}]", inside.to_ascii_lowercase()), port)
+            }
+            None => match host_port.rsplit_once(':') {
+                Some((host, port)) => (normalise_host(host), Some(port)),
+                None => (normalise_host(host_port), None),
+            },
+        };
+        if host.is_empty() || host == "[]" {
+            return Err(bad_authority());
+        }
+        let port = match port {
+            None | Some("") => None,
+            Some(port) => {
+                let port: u16 = port
+                    .parse()
+                    .ok()
+                    .filter(|_| port.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| {
+                        Error::config("the request URI's port is not a number from 0 to 65535")
+                    })?;
+                (port != default_port).then_some(port)
+            }
+        };
+        let origin = match port {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        };
+        let mut path = remove_dot_segments(&normalise_percent(uri.path(), false));
+        if path.is_empty() {
+            path.push('/');
+        }
+        Ok(Self { origin, path })
     }
-    out.push_str(uri.path());
+
+    /// The `htu` claim: `origin` and `path`.
+    fn htu(&self) -> String {
+        format!("{}{}", self.origin, self.path)
+    }
+}
+
+fn bad_authority() -> Error {
+    Error::config("the request URI's host is not valid")
+}
+
+/// A reg-name or IPv4 host: percent-encodings normalised, the rest in lower
+/// case.
+fn normalise_host(host: &str) -> String {
+    normalise_percent(host, true)
+}
+
+/// RFC 3986 §6.2.2.1–6.2.2.2: `%xx` of an unreserved character decoded,
+/// other `%xx` in upper case; with `lower`, every other character in lower
+/// case (a host is case-insensitive).
+fn normalise_percent(text: &str, lower: bool) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            if let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                let decoded = h * 16 + l;
+                if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+                    let c = char::from(decoded);
+                    out.push(if lower { c.to_ascii_lowercase() } else { c });
+                } else {
+                    out.push('%');
+                    out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+                    out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+                }
+                i += 3;
+                continue;
+            }
+        }
+        // `http::Uri` holds ASCII only.
+        let c = char::from(b);
+        out.push(if lower { c.to_ascii_lowercase() } else { c });
+        i += 1;
+    }
     out
 }
 
-/// `scheme://host:port`, with the default port filled in.
-fn origin(uri: &Uri) -> Option<String> {
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
-    let host = uri.host()?.to_ascii_lowercase();
-    let port = uri.port_u16().or(match scheme.as_str() {
-        "https" => Some(443),
-        "http" => Some(80),
-        _ => None,
-    })?;
-    Some(format!("{scheme}://{host}:{port}"))
+/// RFC 3986 §5.2.4.
+fn remove_dot_segments(path: &str) -> String {
+    let mut input = path;
+    let mut out = String::with_capacity(path.len());
+    while !input.is_empty() {
+        if let Some(rest) = input
+            .strip_prefix("../")
+            .or_else(|| input.strip_prefix("./"))
+        {
+            input = rest;
+        } else if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            input = "/";
+        } else if input.starts_with("/../") || input == "/.." {
+            input = if input == "/.." { "/" } else { &input[3..] };
+            match out.rfind('/') {
+                Some(at) => out.truncate(at),
+                None => out.clear(),
+            }
+        } else if input == "." || input == ".." {
+            input = "";
+        } else {
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..]
+                .find('/')
+                .map_or(input.len(), |at| at + start);
+            out.push_str(&input[..end]);
+            input = &input[end..];
+        }
+    }
+    out
+}
+
+/// A nonce RFC 9449 §8 allows: `1*NQCHAR`, visible ASCII but `"` and `\`.
+fn is_nonce(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value
+            .iter()
+            .all(|&b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 #[cfg(test)]
@@ -347,13 +539,78 @@ mod tests {
         let proof = key.proof(&Method::POST, &uri, None).unwrap();
         let claims = verify(&proof, &key);
         assert_eq!(claims["htm"], "POST");
-        assert_eq!(claims["htu"], "https://Api.example:8443/orders/1");
+        assert_eq!(claims["htu"], "https://api.example:8443/orders/1");
         assert_eq!(claims["jti"].as_str().unwrap().len(), 32);
         let iat = claims["iat"].as_u64().unwrap();
         assert!(iat.abs_diff(now()) <= 2);
         assert!(claims.get("ath").is_none());
         assert!(claims.get("nonce").is_none());
         assert_eq!(claims.len(), 4);
+    }
+
+    fn htu(uri: &str) -> Result<String, Error> {
+        Target::of(&uri.parse().unwrap_or_else(|e| panic!("{uri}: {e}"))).map(|t| t.htu())
+    }
+
+    #[test]
+    fn htu_is_normalised_by_rfc_3986() {
+        for (uri, want) in [
+            (
+                "HTTPS://API.Example.COM:443/a?q#f",
+                "https://api.example.com/a",
+            ),
+            ("http://api.example:80", "http://api.example/"),
+            ("https://api.example:/x", "https://api.example/x"),
+            ("https://api.example:8443/x", "https://api.example:8443/x"),
+            ("http://api.example:443/x", "http://api.example:443/x"),
+            (
+                "https://api.example/a/./b/../c/%7euser/%2f%aa",
+                "https://api.example/a/c/~user/%2F%AA",
+            ),
+            (
+                "https://xn--BCHER-kva.Example./",
+                "https://xn--bcher-kva.example./",
+            ),
+            ("https://[::1]:443/x", "https://[::1]/x"),
+            ("https://[FE80::1]:8080/x", "https://[fe80::1]:8080/x"),
+            ("https://127.0.0.1:0443/", "https://127.0.0.1/"),
+        ] {
+            assert_eq!(htu(uri).unwrap(), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn htu_never_carries_userinfo() {
+        assert_eq!(
+            htu("https://user:s3cr3t@API.example/x").unwrap(),
+            "https://api.example/x"
+        );
+        let key = DPoPKey::generate().unwrap();
+        let uri: Uri = "https://user:s3cr3t@api.example/x".parse().unwrap();
+        let proof = key.proof(&Method::GET, &uri, None).unwrap();
+        let claims = verify(&proof, &key);
+        assert_eq!(claims["htu"], "https://api.example/x");
+        let payload = proof.to_str().unwrap().split('.').nth(1).unwrap();
+        let payload = URL_SAFE_NO_PAD.decode(payload).unwrap();
+        assert!(!String::from_utf8_lossy(&payload).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn relative_and_unusable_uris_are_refused() {
+        let key = DPoPKey::generate().unwrap();
+        for uri in [
+            "/orders/1?q",
+            "*",
+            "ftp://api.example/x",
+            "https://api.example:65536/x",
+            "https://api.example:99999/",
+        ] {
+            let Ok(uri) = uri.parse::<Uri>() else {
+                continue;
+            };
+            let e = key.proof(&Method::GET, &uri, None).unwrap_err();
+            assert!(e.is_config(), "{uri}: {e}");
+        }
     }
 
     #[test]
@@ -403,6 +660,80 @@ mod tests {
         assert_eq!(key.nonce(&a2).unwrap(), "n-2");
         // Clones share the cache.
         assert_eq!(key.clone().nonce(&a).unwrap(), "n-2");
+    }
+
+    #[test]
+    fn nonces_outside_rfc_9449_are_not_cached() {
+        let key = DPoPKey::generate().unwrap();
+        let a: Uri = "https://a.example/token".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(DPOP_NONCE, HeaderValue::from_static("n-1"));
+        assert!(key.remember_nonce(&a, &headers));
+        for bad in [&b"expir\xc3\xa9"[..], b"a\"b", b"a b", b""] {
+            headers.insert(DPOP_NONCE, HeaderValue::from_bytes(bad).unwrap());
+            assert!(!key.remember_nonce(&a, &headers));
+            // The stale nonce is gone too: no proof carries a nonce now.
+            assert_eq!(key.nonce(&a), None);
+            let claims = verify(&key.proof(&Method::GET, &a, None).unwrap(), &key);
+            assert!(claims.get("nonce").is_none());
+        }
+    }
+
+    #[test]
+    fn a_refused_nonce_is_reported_by_a_warn_event() {
+        #[derive(Clone, Default)]
+        struct Buffer(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let key = DPoPKey::generate().unwrap();
+        let uri: Uri = "https://a.example/token".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            DPOP_NONCE,
+            HeaderValue::from_bytes(b"Jeton-expir\xe9").unwrap(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!key.remember_nonce(&uri, &headers));
+        });
+        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("WARN"), "{logged}");
+        assert!(
+            logged.contains("DPoP-Nonce RFC 9449 does not allow"),
+            "{logged}"
+        );
+        assert!(logged.contains("https://a.example"), "{logged}");
+    }
+
+    #[test]
+    fn nonce_cache_and_htu_share_one_normaliser() {
+        let key = DPoPKey::generate().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(DPOP_NONCE, HeaderValue::from_static("n-1"));
+        let from: Uri = "HTTPS://user@API.example:443/token".parse().unwrap();
+        assert!(key.remember_nonce(&from, &headers));
+        for uri in [
+            "https://api.example/x",
+            "https://api.example:/y",
+            "https://Api.Example:443",
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(key.nonce(&uri).unwrap(), "n-1", "{uri}");
+        }
+        let other: Uri = "https://api.example:8443/x".parse().unwrap();
+        assert_eq!(key.nonce(&other), None);
     }
 
     #[test]

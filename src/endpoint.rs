@@ -215,6 +215,8 @@ pub struct TokenEndpoint {
 #[derive(Clone)]
 struct EndpointInner {
     url: Uri,
+    /// The URL as configured: the default `aud` of assertions, verbatim.
+    url_text: Arc<str>,
     auth: ClientAuth,
     timeout: Duration,
     max_response_size: usize,
@@ -362,7 +364,7 @@ impl EndpointInner {
         );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         self.auth
-            .apply(&self.url, request.headers_mut(), &mut form)?;
+            .apply(&self.url_text, request.headers_mut(), &mut form)?;
         #[cfg(feature = "dpop")]
         if let Some(key) = &self.dpop {
             let proof = key.proof(&Method::POST, &self.url, None)?;
@@ -596,6 +598,7 @@ impl TokenEndpointBuilder {
         Ok(TokenEndpoint {
             inner: Arc::new(EndpointInner {
                 url,
+                url_text: self.url.as_str().into(),
                 auth: self.auth.unwrap_or_else(|| ClientAuth::none("")),
                 timeout: self.timeout,
                 max_response_size: self.max_response_size,

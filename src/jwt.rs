@@ -254,6 +254,28 @@ impl PrivateKey {
     /// `q`), `EC` with `crv` `P-256` or `P-384` (with `d`), or `OKP` with
     /// `crv` `Ed25519` (with `d`). Its `kid` and `alg`, when present, are
     /// taken as the key id and algorithm.
+    ///
+    /// The key must hold together (RFC 7518 §6.2–6.3, RFC 8037 §2), or it
+    /// is refused with a configuration error that shows no key material:
+    ///
+    /// - EC: `d`, `x` and `y` are exactly the curve's size (32 octets for
+    ///   P-256, 48 for P-384), and `x`/`y`, when present, are the public
+    ///   point of `d`; a 32-octet `d` labelled `P-384` is refused, not
+    ///   padded into another key;
+    /// - OKP Ed25519: `d` is 32 octets, and `x`, when present, is its
+    ///   public key;
+    /// - RSA: `n` is `p`·`q`, `d` inverts `e` modulo `p`−1 and `q`−1, and
+    ///   `dp`, `dq`, `qi`, when present, are the CRT values of `d`, `p`, `q`.
+    ///
+    /// ```
+    /// use tower_alf::jwt::PrivateKey;
+    ///
+    /// // RFC 8037 §A.1's key with another key's "x".
+    /// let jwk = r#"{"kty":"OKP","crv":"Ed25519",
+    ///     "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+    ///     "x":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#;
+    /// assert!(PrivateKey::from_jwk(jwk).unwrap_err().is_config());
+    /// ```
     pub fn from_jwk(jwk: &str) -> Result<Self, Error> {
         let jwk: Map<String, Value> =
             serde_json::from_str(jwk).map_err(|_| Error::config("the JWK is not a JSON object"))?;
@@ -267,9 +289,25 @@ impl PrivateKey {
                 .decode(member(name)?.trim_end_matches('='))
                 .map_err(|_| Error::config(format!("the JWK member {name:?} is not base64url")))
         };
+        let optional = |name: &str| -> Result<Option<Vec<u8>>, Error> {
+            match jwk.get(name) {
+                None => Ok(None),
+                Some(_) => bytes(name).map(Some),
+            }
+        };
         let big = |name: &str| bytes(name).map(|b| rsa_jwt::BigUint::from_bytes_be(&b));
+        let sized = |name: &str, crv: &str, len: usize| -> Result<Option<Vec<u8>>, Error> {
+            match optional(name)? {
+                Some(b) if b.len() != len => Err(Error::config(format!(
+                    "the {crv} JWK's {name:?} is {} octets, not {len} (RFC 7518 §6.2)",
+                    b.len()
+                ))),
+                b => Ok(b),
+            }
+        };
         let mut key = match (member("kty")?, jwk.get("crv").and_then(Value::as_str)) {
             ("RSA", _) => {
+                use rsa_jwt::traits::PrivateKeyParts;
                 let key = rsa_jwt::RsaPrivateKey::from_components(
                     big("n")?,
                     big("e")?,
@@ -277,21 +315,61 @@ impl PrivateKey {
                     vec![big("p")?, big("q")?],
                 )
                 .map_err(|_| Error::config("the RSA JWK is not a valid private key"))?;
+                key.validate().map_err(|_| {
+                    Error::config(
+                        "the RSA JWK does not hold together: n is not p·q, or d does not \
+                         invert e",
+                    )
+                })?;
+                for (name, value) in [
+                    ("dp", key.dp().cloned()),
+                    ("dq", key.dq().cloned()),
+                    ("qi", key.crt_coefficient()),
+                ] {
+                    if let Some(given) = optional(name)? {
+                        if value != Some(rsa_jwt::BigUint::from_bytes_be(&given)) {
+                            return Err(Error::config(format!(
+                                "the RSA JWK's {name:?} is not the CRT value of its d, p and q"
+                            )));
+                        }
+                    }
+                }
                 Self::rsa(&key)?
             }
-            ("EC", Some("P-256")) => Self::p256(
-                &p256::SecretKey::from_slice(&bytes("d")?)
-                    .map_err(|_| Error::config("the P-256 JWK has an invalid \"d\""))?,
-            )?,
-            ("EC", Some("P-384")) => Self::p384(
-                &p384::SecretKey::from_slice(&bytes("d")?)
-                    .map_err(|_| Error::config("the P-384 JWK has an invalid \"d\""))?,
-            )?,
-            ("OKP", Some("Ed25519")) => {
-                let d: [u8; 32] = bytes("d")?
+            ("EC", Some(crv @ "P-256")) => {
+                let d = sized("d", crv, 32)?
+                    .ok_or_else(|| Error::config("the JWK has no \"d\" member"))?;
+                let key = Self::p256(
+                    &p256::SecretKey::from_slice(&d)
+                        .map_err(|_| Error::config("the P-256 JWK has an invalid \"d\""))?,
+                )?;
+                key.check_public(
+                    crv,
+                    &[("x", sized("x", crv, 32)?), ("y", sized("y", crv, 32)?)],
+                )?;
+                key
+            }
+            ("EC", Some(crv @ "P-384")) => {
+                let d = sized("d", crv, 48)?
+                    .ok_or_else(|| Error::config("the JWK has no \"d\" member"))?;
+                let key = Self::p384(
+                    &p384::SecretKey::from_slice(&d)
+                        .map_err(|_| Error::config("the P-384 JWK has an invalid \"d\""))?,
+                )?;
+                key.check_public(
+                    crv,
+                    &[("x", sized("x", crv, 48)?), ("y", sized("y", crv, 48)?)],
+                )?;
+                key
+            }
+            ("OKP", Some(crv @ "Ed25519")) => {
+                let d: [u8; 32] = sized("d", crv, 32)?
+                    .ok_or_else(|| Error::config("the JWK has no \"d\" member"))?
                     .try_into()
                     .map_err(|_| Error::config("the Ed25519 JWK \"d\" is not 32 bytes"))?;
-                Self::ed25519(&ed25519_dalek::SigningKey::from_bytes(&d))?
+                let key = Self::ed25519(&ed25519_dalek::SigningKey::from_bytes(&d))?;
+                key.check_public(crv, &[("x", sized("x", crv, 32)?)])?;
+                key
             }
             (kty, crv) => {
                 return Err(Error::config(format!(
@@ -306,6 +384,26 @@ impl PrivateKey {
             key = key.with_key_id(kid);
         }
         Ok(key)
+    }
+
+    /// Refuses public members (`x`, `y`) given with a private key that are
+    /// not the key's own.
+    fn check_public(&self, crv: &str, given: &[(&str, Option<Vec<u8>>)]) -> Result<(), Error> {
+        for (name, value) in given {
+            let Some(value) = value else { continue };
+            let own = self
+                .public
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| URL_SAFE_NO_PAD.decode(v).ok());
+            if own.as_deref() != Some(value.as_slice()) {
+                return Err(Error::config(format!(
+                    "the {crv} JWK's {name:?} is not the public key of its \"d\" \
+                     (RFC 7518 §6.2): the members belong to different keys"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn rsa(key: &rsa_jwt::RsaPrivateKey) -> Result<Self, Error> {
@@ -561,6 +659,104 @@ mod tests {
         assert_eq!(key.key_id(), Some("k1"));
         assert!(PrivateKey::from_jwk(r#"{"kty":"oct","k":"AAAA"}"#).is_err());
         assert!(PrivateKey::from_jwk("not json").is_err());
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn ec_jwk(crv: &str, d: &[u8], x: &str, y: &str) -> String {
+        serde_json::json!({"kty": "EC", "crv": crv, "d": b64(d), "x": x, "y": y}).to_string()
+    }
+
+    fn public_member(key: &PrivateKey, name: &str) -> String {
+        key.public
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1
+            .clone()
+    }
+
+    #[test]
+    fn ec_jwks_must_hold_together() {
+        use p256::pkcs8::DecodePrivateKey;
+        let secret = p256::SecretKey::from_pkcs8_pem(P256_PKCS8).unwrap();
+        let own = PrivateKey::p256(&secret).unwrap();
+        let (x, y) = (public_member(&own, "x"), public_member(&own, "y"));
+        let d = secret.to_bytes();
+        assert!(PrivateKey::from_jwk(&ec_jwk("P-256", &d, &x, &y)).is_ok());
+        // Without x and y the public point is derived.
+        let bare = serde_json::json!({"kty": "EC", "crv": "P-256", "d": b64(&d)}).to_string();
+        assert_eq!(public_member(&PrivateKey::from_jwk(&bare).unwrap(), "x"), x);
+
+        let other = PrivateKey::p256(&p256::SecretKey::from_slice(&[7u8; 32]).unwrap()).unwrap();
+        let (ox, oy) = (public_member(&other, "x"), public_member(&other, "y"));
+        for jwk in [
+            ec_jwk("P-256", &d, &ox, &oy),
+            ec_jwk("P-256", &d, &x, &oy),
+            ec_jwk("P-256", &d, &ox, &y),
+            // A 32-octet d labelled P-384 is not padded into another key.
+            ec_jwk("P-384", &d, &b64(&[1; 48]), &b64(&[2; 48])),
+            serde_json::json!({"kty": "EC", "crv": "P-384", "d": b64(&d)}).to_string(),
+            // Short coordinates, a short d.
+            ec_jwk("P-256", &d, &x[..40], &y),
+            ec_jwk("P-256", &d[1..], &x, &y),
+        ] {
+            let e = PrivateKey::from_jwk(&jwk).unwrap_err();
+            assert!(e.is_config(), "{e}");
+            assert!(!e.to_string().contains(&b64(&d)), "{e}");
+        }
+    }
+
+    #[test]
+    fn ed25519_jwks_must_hold_together() {
+        // RFC 8037 §A.1.
+        let d = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+        let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let jwk = |d: &str, x: &str| {
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "d": d, "x": x}).to_string()
+        };
+        assert!(PrivateKey::from_jwk(&jwk(d, x)).is_ok());
+        let other = b64(ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+            .verifying_key()
+            .as_bytes());
+        for bad in [jwk(d, &other), jwk(&d[..20], x), jwk(d, &x[..20])] {
+            assert!(PrivateKey::from_jwk(&bad).unwrap_err().is_config());
+        }
+    }
+
+    #[test]
+    fn rsa_jwks_must_hold_together() {
+        use rsa_jwt::{
+            pkcs8::DecodePrivateKey,
+            traits::{PrivateKeyParts, PublicKeyParts},
+            BigUint,
+        };
+        let key = rsa_jwt::RsaPrivateKey::from_pkcs8_pem(RSA_PKCS8).unwrap();
+        let n = |v: &BigUint| b64(&v.to_bytes_be());
+        let good = serde_json::json!({
+            "kty": "RSA", "n": n(key.n()), "e": n(key.e()), "d": n(key.d()),
+            "p": n(&key.primes()[0]), "q": n(&key.primes()[1]),
+            "dp": n(key.dp().unwrap()), "dq": n(key.dq().unwrap()),
+            "qi": n(&key.crt_coefficient().unwrap()),
+        });
+        assert!(PrivateKey::from_jwk(&good.to_string()).is_ok());
+        let one = BigUint::from(1u8);
+        let two = BigUint::from(2u8);
+        for (member, value) in [
+            ("d", n(&(key.d() + &two))),
+            ("n", n(&(key.n() + &two))),
+            ("e", n(&(key.e() + &two))),
+            ("dp", n(&(key.dp().unwrap() + &one))),
+            ("dq", n(&(key.dq().unwrap() + &one))),
+            ("qi", n(&(key.crt_coefficient().unwrap() + &one))),
+        ] {
+            let mut bad = good.clone();
+            bad[member] = value.into();
+            let e = PrivateKey::from_jwk(&bad.to_string()).unwrap_err();
+            assert!(e.is_config(), "{member}: {e}");
+        }
     }
 
     #[test]

@@ -180,6 +180,15 @@ pub mod fuzzing {
         crate::challenge::bearer_error(&headers)
     }
 
+    /// The challenge for `scheme` in `WWW-Authenticate` header values:
+    /// `None` when there is none, else its `error` parameter.
+    pub fn challenge_error(values: &[&[u8]], scheme: &str) -> Option<Option<String>> {
+        match crate::challenge::of_values(values.iter().copied(), scheme) {
+            crate::challenge::SchemeChallenge::Challenge(error) => Some(error),
+            _ => None,
+        }
+    }
+
     /// A `Retry-After` value as a wait from now.
     pub fn retry_after(value: &[u8]) -> Option<Duration> {
         let mut headers = HeaderMap::new();

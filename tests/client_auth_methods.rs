@@ -174,6 +174,54 @@ async fn the_assertion_audience_can_be_set_to_the_issuer() {
     assert_eq!(lifetime, 30);
 }
 
+/// RFC 7523 §3 compares `aud` as a string: the token URL goes in as
+/// configured, not as `http::Uri` prints it (`/` added, scheme lowered).
+#[tokio::test]
+async fn the_default_assertion_audience_is_the_token_url_verbatim() {
+    let server = TokenServer::start().await;
+    let addr = server.addr.unwrap();
+    for url in [
+        format!("http://{addr}"),
+        format!("HTTP://{addr}/token"),
+        format!("http://{addr}/token?"),
+    ] {
+        for (auth, alg, public) in [
+            (
+                ClientAuth::private_key_jwt("c", PrivateKey::from_pem(keys::P256_SEC1).unwrap()),
+                "ES256",
+                keys::P256_PUBLIC,
+            ),
+            (
+                ClientAuth::private_key_jwt("c", PrivateKey::from_pem(keys::ED25519).unwrap()),
+                "EdDSA",
+                keys::ED25519_PUBLIC,
+            ),
+        ] {
+            let endpoint = TokenEndpoint::builder(&url)
+                .client_auth(auth)
+                .build()
+                .unwrap();
+            endpoint.request(vec![]).await.unwrap();
+            let got = server.last();
+            let (_, claims) = verify(got.field("client_assertion"), alg, public, &url);
+            assert_eq!(claims["aud"], url.as_str());
+        }
+        let secret = "a-shared-secret-of-32-bytes-or-more!";
+        let endpoint = TokenEndpoint::builder(&url)
+            .client_auth(ClientAuth::client_secret_jwt("c", secret))
+            .build()
+            .unwrap();
+        endpoint.request(vec![]).await.unwrap();
+        let (_, claims) = verify_with(
+            server.last().field("client_assertion"),
+            J::HS256,
+            &DecodingKey::from_secret(secret.as_bytes()),
+            &url,
+        );
+        assert_eq!(claims["aud"], url.as_str());
+    }
+}
+
 #[tokio::test]
 async fn every_request_carries_a_fresh_assertion() {
     let server = TokenServer::start().await;

@@ -99,6 +99,22 @@ proptest! {
     }
 
     #[test]
+    fn www_authenticate_never_panics_on_several_raw_lines(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..4)) {
+        let values: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+        let _ = fuzzing::challenge_error(&values, "bearer");
+        let _ = fuzzing::challenge_error(&values, "dpop");
+    }
+
+    #[test]
+    fn www_authenticate_finds_the_error_of_generated_challenges(
+        lines in proptest::collection::vec(proptest::collection::vec(challenge(), 0..4), 1..4),
+    ) {
+        let (values, expected) = render(&lines);
+        let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        prop_assert_eq!(fuzzing::challenge_error(&values, "bearer"), expected, "{:?}", values.iter().map(|v| String::from_utf8_lossy(v)).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn retry_after_never_panics(value in proptest::collection::vec(any::<u8>(), 0..64)) {
         let _ = fuzzing::retry_after(&value);
     }
@@ -114,4 +130,153 @@ proptest! {
         let wait = fuzzing::retry_after(date.as_bytes()).unwrap();
         prop_assert!(wait <= Duration::from_secs(secs) && wait >= Duration::from_secs(secs - 2), "{:?} for {}", wait, secs);
     }
+}
+
+/// A generated challenge: a scheme as spelt on the wire, and its body.
+#[derive(Debug, Clone)]
+struct Challenge {
+    scheme: String,
+    body: Body,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    None,
+    Token68(String),
+    Params(Vec<Param>),
+}
+
+/// `name BWS = BWS value`, the value a token or a quoted string (which may
+/// hold escapes and non-ASCII bytes), then OWS before the next comma.
+#[derive(Debug, Clone)]
+struct Param {
+    name: String,
+    before: String,
+    after: String,
+    value: Vec<u8>,
+    quoted: bool,
+    comma: String,
+}
+
+fn ows() -> impl Strategy<Value = String> {
+    "[ \t]{0,3}"
+}
+
+fn scheme() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[Bb][Ee][Aa][Rr][Ee][Rr]",
+        "[Dd][Pp][Oo][Pp]",
+        Just("Basic".to_owned()),
+        Just("Negotiate".to_owned()),
+        "X-[A-Za-z0-9!#$%&'*+.^_`|~-]{0,6}",
+    ]
+}
+
+fn param() -> impl Strategy<Value = Param> {
+    let name = prop_oneof![
+        Just("error".to_owned()),
+        Just("Error".to_owned()),
+        Just("error_description".to_owned()),
+        Just("realm".to_owned()),
+        Just("scope".to_owned()),
+        "[a-z][a-z0-9_-]{0,8}",
+    ];
+    let quoted_value = proptest::collection::vec(
+        prop_oneof![
+            Just(b'"'),
+            Just(b'\\'),
+            Just(b','),
+            Just(b'='),
+            Just(b' '),
+            0x20u8..0x7f,
+            0x80u8..=0xff
+        ],
+        0..24,
+    );
+    let token_value = "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,16}".prop_map(String::into_bytes);
+    (
+        name,
+        ows(),
+        ows(),
+        prop_oneof![
+            quoted_value.prop_map(|v| (v, true)),
+            token_value.prop_map(|v| (v, false))
+        ],
+        ows(),
+    )
+        .prop_map(|(name, before, after, (value, quoted), comma)| Param {
+            name,
+            before,
+            after,
+            value,
+            quoted,
+            comma,
+        })
+}
+
+fn challenge() -> impl Strategy<Value = Challenge> {
+    let body = prop_oneof![
+        Just(Body::None),
+        "[A-Za-z0-9._~+/-]{1,20}={0,2}".prop_map(Body::Token68),
+        proptest::collection::vec(param(), 0..5).prop_map(Body::Params),
+    ];
+    (scheme(), body).prop_map(|(scheme, body)| Challenge { scheme, body })
+}
+
+/// The header lines, and the `error` the first `Bearer` challenge carries:
+/// `None` without a `Bearer` challenge, `Some(None)` when it has no `error`.
+fn render(lines: &[Vec<Challenge>]) -> (Vec<Vec<u8>>, Option<Option<String>>) {
+    let mut expected = None;
+    let mut out = Vec::new();
+    for line in lines {
+        let mut wire = Vec::new();
+        for (i, challenge) in line.iter().enumerate() {
+            if i > 0 {
+                wire.extend_from_slice(b", ");
+            }
+            wire.extend_from_slice(challenge.scheme.as_bytes());
+            let mut error = None;
+            match &challenge.body {
+                Body::None => {}
+                Body::Token68(token68) => {
+                    wire.push(b' ');
+                    wire.extend_from_slice(token68.as_bytes());
+                }
+                Body::Params(params) => {
+                    for (j, p) in params.iter().enumerate() {
+                        if j == 0 {
+                            wire.push(b' ');
+                        } else {
+                            wire.push(b',');
+                            wire.extend_from_slice(p.comma.as_bytes());
+                        }
+                        wire.extend_from_slice(p.name.as_bytes());
+                        wire.extend_from_slice(p.before.as_bytes());
+                        wire.push(b'=');
+                        wire.extend_from_slice(p.after.as_bytes());
+                        if p.quoted {
+                            wire.push(b'"');
+                            for &b in &p.value {
+                                if b == b'"' || b == b'\\' {
+                                    wire.push(b'\\');
+                                }
+                                wire.push(b);
+                            }
+                            wire.push(b'"');
+                        } else {
+                            wire.extend_from_slice(&p.value);
+                        }
+                        if p.name.eq_ignore_ascii_case("error") && error.is_none() {
+                            error = Some(String::from_utf8_lossy(&p.value).into_owned());
+                        }
+                    }
+                }
+            }
+            if challenge.scheme.eq_ignore_ascii_case("bearer") && expected.is_none() {
+                expected = Some(error);
+            }
+        }
+        out.push(wire);
+    }
+    (out, expected)
 }

@@ -7,7 +7,6 @@ use std::{
     time::Duration,
 };
 
-use http::Uri;
 use serde_json::{Map, Value};
 use tower::Service;
 
@@ -162,14 +161,12 @@ impl JwtBearer {
 }
 
 impl AttemptParams for Assertion {
-    fn add(&self, token_url: &Uri, form: &mut Vec<(String, String)>) -> Result<(), Error> {
-        let audience = match &self.audience {
-            Some(audience) => audience.clone(),
-            None => token_url.to_string(),
-        };
+    fn add(&self, token_url: &str, form: &mut Vec<(String, String)>) -> Result<(), Error> {
+        // RFC 7523 §3: the configured audience or token URL, verbatim.
+        let audience = self.audience.as_deref().unwrap_or(token_url);
         let subject = self.subject.as_deref().unwrap_or(&self.issuer);
         let mut claims =
-            crate::jwt::assertion_claims(&self.issuer, subject, &audience, self.lifetime)?;
+            crate::jwt::assertion_claims(&self.issuer, subject, audience, self.lifetime)?;
         claims.extend(self.claims.clone());
         form.push(("assertion".to_owned(), self.key.sign(&claims)?));
         Ok(())

@@ -72,6 +72,7 @@ impl TokenServer {
         };
         let app = Router::new()
             .route("/token", post(token))
+            .route("/", post(token))
             .route("/.well-known/openid-configuration", get(metadata))
             .with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
