@@ -370,21 +370,26 @@ impl PendingDeviceAuthorization {
     /// [Cancellation](DeviceAuthorization#cancellation).
     pub async fn poll(&self) -> Result<Token, Error> {
         loop {
-            let next_at = self.lock().next_at;
-            if next_at >= self.expires_at {
-                return Err(self.expired());
-            }
-            let now = Instant::now();
-            if now < next_at {
-                tokio::time::sleep_until(next_at).await;
+            let wait_until = {
+                let mut state = self.lock();
+                if state.next_at >= self.expires_at {
+                    return Err(self.expired());
+                }
+                let now = Instant::now();
+                if now < state.next_at {
+                    Some(state.next_at)
+                } else {
+                    // Take the slot before sending, under the same lock as
+                    // the check: a poll dropped in flight, or another task
+                    // polling, cannot send sooner than the interval allows.
+                    state.next_at = later(now, state.interval);
+                    None
+                }
+            };
+            if let Some(at) = wait_until {
+                tokio::time::sleep_until(at).await;
                 // Another poller may have taken this slot: look again.
                 continue;
-            }
-            {
-                // Reserve the slot before sending, so a poll dropped in
-                // flight (or another task) cannot send sooner than allowed.
-                let mut state = self.lock();
-                state.next_at = later(now, state.interval);
             }
             let form = vec![
                 ("grant_type".to_owned(), GRANT_TYPE.to_owned()),
