@@ -89,7 +89,13 @@ async fn start(device_reply: Reply, polls: impl IntoIterator<Item = Reply>) -> F
 async fn polls_every_5_s_by_default_and_10_s_after_one_slow_down() {
     let flow = start(
         device_answer("1800", ""),
-        [pending(), pending(), oauth_error("slow_down"), pending(), token_set()],
+        [
+            pending(),
+            pending(),
+            oauth_error("slow_down"),
+            pending(),
+            token_set(),
+        ],
     )
     .await;
     assert_eq!(flow.pending.interval(), secs(5));
@@ -376,27 +382,36 @@ async fn bad_device_answers_are_typed_errors_that_never_show_the_device_code() {
     );
     let cases = [
         (
-            json(200, r#"{"user_code":"A","verification_uri":"https://x/d","expires_in":60}"#),
+            json(
+                200,
+                r#"{"user_code":"A","verification_uri":"https://x/d","expires_in":60}"#,
+            ),
             "device_code is missing",
         ),
         (
             json(
                 200,
-                &format!(r#"{{"device_code":"{DEVICE_CODE}","verification_uri":"https://x/d","expires_in":60}}"#),
+                &format!(
+                    r#"{{"device_code":"{DEVICE_CODE}","verification_uri":"https://x/d","expires_in":60}}"#
+                ),
             ),
             "user_code is missing",
         ),
         (
             json(
                 200,
-                &format!(r#"{{"device_code":"{DEVICE_CODE}","user_code":"A","verification_uri":"https://x/d","expires_in":60,"interval":-5}}"#),
+                &format!(
+                    r#"{{"device_code":"{DEVICE_CODE}","user_code":"A","verification_uri":"https://x/d","expires_in":60,"interval":-5}}"#
+                ),
             ),
             "interval is negative",
         ),
         (
             json(
                 200,
-                &format!(r#"{{"device_code":"{DEVICE_CODE}","user_code":"A","verification_uri":"https://x/d","expires_in":"soon"}}"#),
+                &format!(
+                    r#"{{"device_code":"{DEVICE_CODE}","user_code":"A","verification_uri":"https://x/d","expires_in":"soon"}}"#
+                ),
             ),
             "expires_in is not a number",
         ),
@@ -454,7 +469,11 @@ async fn a_plain_http_device_endpoint_off_loopback_is_refused() {
         .client_auth(ClientAuth::none("cli"))
         .build()
         .unwrap();
-    for url in ["http://idp.example/device", "ftp://idp.example/device", "not a url"] {
+    for url in [
+        "http://idp.example/device",
+        "ftp://idp.example/device",
+        "not a url",
+    ] {
         let e = DeviceAuthorization::new(endpoint.clone(), url)
             .start()
             .await
