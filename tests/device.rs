@@ -18,7 +18,7 @@ use scripted::{json, Endpoint, Reply};
 use tokio::time::Instant;
 use tower_alf::{
     grant::{DeviceAuthorization, PendingDeviceAuthorization, RefreshTokenGrant},
-    ClientAuth, TokenEndpoint,
+    ClientAuth, RetryPolicy, TokenEndpoint,
 };
 
 const DEVICE_CODE: &str = "dc-GmRhmhcxhwAzkoEqiMEg_DnyEysNkuNhszIySk9eS";
@@ -211,6 +211,28 @@ async fn another_oauth_error_ends_polling_with_that_error() {
     assert_eq!(e.oauth_error().unwrap().code().as_str(), "invalid_client");
     assert!(!e.is_access_denied() && !e.is_expired_token());
     assert_eq!(flow.token.requests(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_poll_doubles_the_interval() {
+    let device = Endpoint::start([device_answer("1800", "")]).await;
+    let token = Endpoint::start([Reply::Hang, pending(), token_set()]).await;
+    let endpoint = TokenEndpoint::builder(&token.url)
+        .client_auth(ClientAuth::none("cli"))
+        .timeout(secs(10))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let pending = DeviceAuthorization::new(endpoint, &device.url)
+        .start()
+        .await
+        .unwrap();
+    pending.poll().await.unwrap();
+    // Sent at 5 s, timed out at 15 s: RFC 8628 §3.5 backs off to 10 s.
+    assert_eq!(pending.interval(), secs(10));
+    assert_eq!(token.gaps(), [secs(20), secs(10)]);
+    assert_eq!(started.elapsed(), secs(35));
 }
 
 #[tokio::test(start_paused = true)]
