@@ -170,6 +170,14 @@ impl ServerMetadata {
         self.signing_algs.as_deref()
     }
 
+    /// `device_authorization_endpoint` (RFC 8628 §4), if stated: where a
+    /// [`DeviceAuthorization`](crate::grant::DeviceAuthorization) starts.
+    pub fn device_authorization_endpoint(&self) -> Option<&str> {
+        self.raw
+            .get("device_authorization_endpoint")
+            .and_then(Value::as_str)
+    }
+
     /// Any other member of the document (`authorization_endpoint`,
     /// `grant_types_supported`, …).
     pub fn get(&self, name: &str) -> Option<&Value> {

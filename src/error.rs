@@ -254,7 +254,6 @@ impl Error {
         Self::new(Kind::Throttled, None)
     }
 
-    #[cfg_attr(not(feature = "authorization-code"), allow(dead_code))]
     pub(crate) fn authorization(reason: &'static str, oauth: Option<OAuthError>) -> Self {
         Self::new(Kind::Authorization { reason, oauth }, None)
     }
@@ -385,9 +384,29 @@ impl Error {
     /// The authorization step (the browser part of the authorization-code
     /// flow) failed: the server redirected back with an `error` (RFC 6749
     /// §4.1.2.1, in [`Error::oauth_error`]), or the callback is not the one
-    /// expected (its `state` does not match, or it has no code).
+    /// expected (its `state` does not match, or it has no code); or the
+    /// device code of a device authorization expired before the user
+    /// approved it ([`Error::is_expired_token`]).
     pub fn is_authorization(&self) -> bool {
         matches!(self.inner.kind, Kind::Authorization { .. })
+    }
+
+    /// The user or the server refused the authorization: the OAuth error
+    /// `access_denied`, from a device-flow poll (RFC 8628 §3.5) or an
+    /// authorization callback (RFC 6749 §4.1.2.1). Asking again cannot help
+    /// until the user starts over.
+    pub fn is_access_denied(&self) -> bool {
+        self.oauth_error()
+            .is_some_and(|oauth| oauth.code().as_str() == "access_denied")
+    }
+
+    /// The device code of a [`DeviceAuthorization`](crate::grant::DeviceAuthorization)
+    /// expired before the user approved it (RFC 8628 §3.5 `expired_token`,
+    /// from the server, or its `expires_in` passed at the client, which
+    /// then sends no more requests): start a new device authorization.
+    pub fn is_expired_token(&self) -> bool {
+        self.oauth_error()
+            .is_some_and(|oauth| oauth.code().as_str() == "expired_token")
     }
 
     /// The HTTP status the token endpoint (or, for discovery, the metadata

@@ -12,7 +12,9 @@
 //! - A [grant] fetches the tokens: [`grant::ClientCredentials`],
 //!   [`grant::RefreshTokenGrant`], [`grant::TokenExchange`], the JWT-bearer
 //!   grant and service accounts (feature `jwt`) over a [`TokenEndpoint`],
-//!   or any tower service you write. [`discovery`] finds the endpoint and a
+//!   or any tower service you write. The device authorization grant
+//!   ([`grant::DeviceAuthorization`], RFC 8628) signs a user in from a
+//!   machine without a browser. [`discovery`] finds the endpoint and a
 //!   client authentication method from an issuer URL.
 //! - A [store] shares tokens between sources, processes and restarts:
 //!   wrap the grant in a [`store::StoreGrant`] over a [`store::MemoryStore`],

@@ -486,3 +486,224 @@ async fn dpop_bound_client_credentials_reach_a_resource_that_checks_the_binding(
     ));
     assert!(bearer.token().await.is_err());
 }
+
+/// The user's side of the device flow on oidc-provider's pages, as a
+/// browser with a cookie jar would do it: from `start` (the verification
+/// URI, complete with the user code), submit each page's form (the code,
+/// the confirmation or, with `abort`, its abort button, the development
+/// sign-in as `alice`, the consent) until a page without a form; its status
+/// and text.
+async fn device_user(start: &str, abort: bool) -> (StatusCode, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let origin: String = start.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+    let absolute = |url: &str| {
+        if url.starts_with('/') {
+            format!("{origin}{url}")
+        } else {
+            url.to_owned()
+        }
+    };
+    let mut cookies: HashMap<String, String> = HashMap::new();
+    let mut url = start.to_owned();
+    let mut form: Option<String> = None;
+    let mut aborted = false;
+    for _ in 0..20 {
+        let mut request = match form.take() {
+            Some(body) => Request::post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(body))),
+            None => Request::get(&url).body(Full::default()),
+        }
+        .unwrap();
+        let jar: Vec<String> = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if !jar.is_empty() {
+            request
+                .headers_mut()
+                .insert("cookie", jar.join("; ").parse().unwrap());
+        }
+        let response = client.request(request).await.unwrap();
+        for value in response.headers().get_all("set-cookie") {
+            let pair = value.to_str().unwrap().split(';').next().unwrap();
+            if let Some((name, value)) = pair.split_once('=') {
+                cookies.insert(name.trim().to_owned(), value.to_owned());
+            }
+        }
+        let status = response.status();
+        if status.is_redirection() {
+            url = absolute(response.headers()["location"].to_str().unwrap());
+            continue;
+        }
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let page = String::from_utf8_lossy(&body).into_owned();
+        let form_fields = html_form(&page);
+        // After an abort the server shows the code form again, with a note.
+        let (Some((action, mut fields)), false) = (form_fields, aborted) else {
+            return (status, page);
+        };
+        assert_eq!(status, StatusCode::OK, "{url}: {page}");
+        if page.contains(r#"name="prompt" value="login""#) {
+            fields.push(("login".into(), "alice".into()));
+            fields.push(("password".into(), "any".into()));
+        } else if page.contains("op.deviceConfirmForm") && abort {
+            fields.push(("abort".into(), "yes".into()));
+            aborted = true;
+        }
+        url = if action.is_empty() {
+            url
+        } else {
+            absolute(&action)
+        };
+        form = Some(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&fields)
+                .finish(),
+        );
+    }
+    panic!("the device sign-in did not end");
+}
+
+/// The first form of `page`: its action and its hidden inputs, unescaped.
+fn html_form(page: &str) -> Option<(String, Vec<(String, String)>)> {
+    let start = page.find("<form")?;
+    let form = &page[start
+        ..page[start..]
+            .find("</form>")
+            .map_or(page.len(), |e| start + e)];
+    let attribute = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        let value = &tag[at..at + tag[at..].find('"')?];
+        Some(
+            value
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&"),
+        )
+    };
+    let head = &form[..form.find('>')?];
+    let action = attribute(head, "action").unwrap_or_default();
+    let fields = form
+        .split("<input")
+        .skip(1)
+        .filter_map(|input| {
+            let tag = &input[..input.find('>')?];
+            tag.contains(r#"type="hidden""#)
+                .then(|| Some((attribute(tag, "name")?, attribute(tag, "value")?)))
+                .flatten()
+        })
+        .collect();
+    Some((action, fields))
+}
+
+/// The device authorization grant against oidc-provider: the endpoint from
+/// discovery, client_secret_basic on both requests, the user's side driven
+/// through the pages while the client polls, then the token set hands over
+/// to the refresh-token grant, which rotates.
+#[tokio::test]
+async fn device_flow_through_the_users_pages_then_refresh() {
+    use tower_alf::grant::DeviceAuthorization;
+
+    let provider = Provider::start();
+    let metadata = ServerMetadata::discover(&provider.issuer, &HttpClient::default())
+        .await
+        .unwrap();
+    let device_endpoint = metadata.device_authorization_endpoint().unwrap().to_owned();
+    assert_eq!(device_endpoint, format!("{}/device/auth", provider.issuer));
+    let endpoint = provider.endpoint(ClientAuth::basic("device-app", "device-secret"));
+    let pending = DeviceAuthorization::new(endpoint.clone(), device_endpoint)
+        .scope("openid")
+        .scope("offline_access")
+        .param("prompt", "consent")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.verification_uri(),
+        format!("{}/device", provider.issuer)
+    );
+    assert_eq!(
+        pending.interval(),
+        Duration::from_secs(5),
+        "oidc-provider sends none"
+    );
+    let complete = pending.verification_uri_complete().unwrap().to_owned();
+    assert!(complete.contains(pending.user_code()), "{complete}");
+
+    let (token_set, (status, page)) = tokio::join!(pending.poll(), device_user(&complete, false));
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Sign-in Success"), "{page}");
+    let token_set = token_set.unwrap();
+    assert!(token_set.refresh_token().is_some());
+
+    let grant = RefreshTokenGrant::from_token(endpoint, token_set.clone()).unwrap();
+    let tokens = TokenSource::new(grant.clone());
+    let (status, body) = provider.whoami(&tokens).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["sub"], "alice");
+    assert_eq!(body["client_id"], "device-app");
+    let first = tokens.token().await.unwrap();
+    assert_eq!(first.access_token(), token_set.access_token());
+    let refreshed = tokens.invalidate(first.id()).await.unwrap();
+    assert_ne!(refreshed.access_token(), token_set.access_token());
+    assert_ne!(
+        grant.refresh_token().secret(),
+        token_set.refresh_token().unwrap().secret(),
+        "rotated"
+    );
+    // The device code was used: polling again is refused.
+    let e = pending.poll().await.unwrap_err();
+    assert!(e.is_oauth(), "{e}");
+}
+
+/// The user aborts on the confirmation page: a public client's poll ends
+/// with `access_denied`.
+#[tokio::test]
+async fn device_flow_aborted_by_the_user_is_access_denied() {
+    use tower_alf::grant::DeviceAuthorization;
+
+    let provider = Provider::start();
+    let endpoint = provider.endpoint(ClientAuth::none("device-cli"));
+    let pending = DeviceAuthorization::new(endpoint, format!("{}/device/auth", provider.issuer))
+        .scope("openid")
+        .start()
+        .await
+        .unwrap();
+    let complete = pending.verification_uri_complete().unwrap().to_owned();
+    let (outcome, (_, page)) = tokio::join!(pending.poll(), device_user(&complete, true));
+    assert!(page.contains("request was interrupted"), "{page}");
+    let e = outcome.unwrap_err();
+    assert!(e.is_access_denied(), "{e}");
+}
+
+/// `private_key_jwt` on the device authorization request: the assertion's
+/// audience is the endpoint it is sent to, which oidc-provider accepts.
+#[tokio::test]
+async fn device_authorization_with_private_key_jwt() {
+    use tower_alf::grant::DeviceAuthorization;
+
+    let provider = Provider::start();
+    let key = PrivateKey::from_pem(P256_KEY).unwrap();
+    let endpoint = provider.endpoint(ClientAuth::private_key_jwt("device-es256", key));
+    let pending = DeviceAuthorization::new(endpoint, format!("{}/device/auth", provider.issuer))
+        .start()
+        .await
+        .unwrap();
+    assert!(!pending.user_code().is_empty());
+    assert!(
+        pending.expires_in() > Duration::from_secs(500),
+        "ttl.DeviceCode is 600 s"
+    );
+
+    let wrong = PrivateKey::from_pem(RSA_KEY).unwrap();
+    let endpoint = provider.endpoint(ClientAuth::private_key_jwt("device-es256", wrong));
+    let e = DeviceAuthorization::new(endpoint, format!("{}/device/auth", provider.issuer))
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.oauth_error().unwrap().code().as_str(),
+        "invalid_client",
+        "{e}"
+    );
+}

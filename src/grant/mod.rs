@@ -8,6 +8,7 @@
 #[cfg(feature = "authorization-code")]
 mod authorization_code;
 mod client_credentials;
+mod device;
 #[cfg(feature = "jwt")]
 mod jwt_bearer;
 mod refresh_token;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 #[cfg(feature = "authorization-code")]
 pub use authorization_code::{AuthorizationCode, PendingAuthorization};
 pub use client_credentials::ClientCredentials;
+pub use device::{DeviceAuthorization, DeviceCode, PendingDeviceAuthorization};
 #[cfg(feature = "jwt")]
 pub use jwt_bearer::JwtBearer;
 pub use refresh_token::RefreshTokenGrant;

@@ -26,6 +26,10 @@
 //                           to the token's jkt, and a nonce of its own,
 //                           rotated on every 200; reach it on another origin
 //                           (http://localhost:PORT) than the issuer's
+//   the device authorization grant (RFC 8628, features.deviceFlow): the
+//                           endpoint /device/auth, the user's pages at
+//                           /device (enter the code, confirm or abort), then
+//                           the development sign-in and consent screens
 //   POST /test/refresh-token?client_id=ID
 //                           mints a refresh token for ID, as if an
 //                           authorization-code flow had just run (test only)
@@ -39,6 +43,7 @@ import Provider, { errors } from 'oidc-provider';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
 
 const fixtures = new URL('../fixtures/', import.meta.url);
 const publicJwk = (file, alg) => ({
@@ -97,6 +102,31 @@ export const clients = [
     application_type: 'native',
     redirect_uris: ['http://127.0.0.1/callback'],
   },
+  // The device authorization grant: confidential clients and a public one.
+  {
+    client_id: 'device-app',
+    client_secret: 'device-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: [DEVICE_CODE, 'refresh_token'],
+    response_types: [],
+    redirect_uris: [],
+  },
+  {
+    client_id: 'device-es256',
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: { keys: [publicJwk('p256_public.pem', 'ES256')] },
+    token_endpoint_auth_signing_alg: 'ES256',
+    grant_types: [DEVICE_CODE],
+    response_types: [],
+    redirect_uris: [],
+  },
+  {
+    client_id: 'device-cli',
+    token_endpoint_auth_method: 'none',
+    grant_types: [DEVICE_CODE, 'refresh_token'],
+    response_types: [],
+    redirect_uris: [],
+  },
   {
     client_id: 'cli',
     token_endpoint_auth_method: 'none',
@@ -131,6 +161,7 @@ const configuration = {
     introspection: { enabled: true },
     revocation: { enabled: true },
     devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
     // DPoP with server nonces required whenever a proof is sent.
     dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
   },
@@ -144,6 +175,7 @@ const configuration = {
     AccessToken: 600,
     ClientCredentials: 600,
     AuthorizationCode: 60,
+    DeviceCode: 600,
     Grant: 86400,
     IdToken: 600,
     Interaction: 600,
