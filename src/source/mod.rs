@@ -1124,6 +1124,159 @@ mod tests {
         assert_eq!(local.clone().cached_header().unwrap().1, second.id());
     }
 
+    /// A source whose grant's call number `n` (from 0) answers `answer(n)`.
+    fn scripted<F, Fut>(answer: F) -> (TokenSource, Arc<AtomicUsize>)
+    where
+        F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Token, Error>> + Send + 'static,
+    {
+        scripted_with(answer, |builder| builder)
+    }
+
+    /// [`scripted`], with settings.
+    fn scripted_with<F, Fut>(
+        answer: F,
+        configure: fn(TokenSourceBuilder) -> TokenSourceBuilder,
+    ) -> (TokenSource, Arc<AtomicUsize>)
+    where
+        F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Token, Error>> + Send + 'static,
+    {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let grant = service_fn(move |_request: FetchToken| {
+            answer(counter.fetch_add(1, Ordering::SeqCst))
+        });
+        let builder = configure(TokenSource::builder(grant).jitter(0.0));
+        (builder.build(), calls)
+    }
+
+    fn lasting(secs: u64) -> Result<Token, Error> {
+        Ok(Token::bearer("t")?.with_expires_in(Duration::from_secs(secs)))
+    }
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_background_refresh_cut_by_its_runtime_shutting_down_leaves_background_refreshes_working(
+    ) {
+        let (source, calls) = scripted(|n| async move {
+            if n == 1 {
+                // The background refresh that the shutdown cuts.
+                std::future::pending::<()>().await;
+            }
+            lasting(100)
+        });
+        let doomed = paused_runtime();
+        let first = doomed.block_on(async {
+            let first = source.token().await.unwrap();
+            tokio::time::advance(Duration::from_secs(80)).await; // stale at 75 s
+            assert_eq!(source.cached().unwrap().id(), first.id());
+            tokio::task::yield_now().await;
+            first
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the refresh started");
+        drop(doomed);
+
+        paused_runtime().block_on(async {
+            // The token is stale here too (expired only at 90 s).
+            tokio::time::advance(Duration::from_secs(85)).await;
+            let waits = source.stats().waits;
+            assert_eq!(source.cached().unwrap().id(), first.id(), "still served");
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 3, "a new background refresh");
+            assert_ne!(source.cached().unwrap().id(), first.id(), "replaced");
+            assert_eq!(source.stats().waits, waits, "no caller waited");
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grant_that_panics_in_a_background_refresh_leaves_background_refreshes_working() {
+        let (source, calls) = scripted(|n| async move {
+            assert_ne!(n, 1, "a grant bug (this panic is expected)");
+            lasting(100)
+        });
+        let first = source.token().await.unwrap();
+        tokio::time::advance(Duration::from_secs(80)).await;
+        assert_eq!(source.cached().unwrap().id(), first.id());
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the refresh ran and panicked");
+        assert_eq!(source.cached().unwrap().id(), first.id(), "still served");
+        tokio::task::yield_now().await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "backing off, as after a failure");
+
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        assert_eq!(source.cached().unwrap().id(), first.id());
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "a new background refresh");
+        assert_ne!(source.cached().unwrap().id(), first.id());
+        assert_eq!(source.stats().waits, 1, "only the first use waited");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejection_interval_of_duration_max_throttles_without_panicking() {
+        let (source, calls) = scripted_with(
+            |n| async move { Ok(Token::bearer(format!("t{n}"))?) },
+            |builder| builder.rejection_interval(Duration::MAX),
+        );
+        let first = source.token().await.unwrap();
+        let second = source.invalidate(first.id()).await.unwrap();
+        for _ in 0..3 {
+            let again = source.invalidate(second.id()).await;
+            assert!(again.unwrap_err().is_throttled());
+            tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn duration_max_settings_are_cut_to_never() {
+        let grant = service_fn(|_request: FetchToken| async { Token::bearer("t") });
+        let builder = TokenSource::builder(grant)
+            .rejection_interval(Duration::MAX)
+            .permanent_error_memory(Duration::MAX);
+        assert_eq!(builder.limits.rejection_interval, FAR_FUTURE);
+        assert_eq!(builder.limits.permanent_error_memory, FAR_FUTURE);
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) >= now + Duration::from_secs(3600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_memory_of_duration_max_keeps_the_oauth_error() {
+        let (source, calls) = scripted_with(
+            |n| async move {
+                if n == 0 {
+                    let oauth = crate::OAuthError::new("invalid_client".into(), None, None);
+                    return Err(Error::status(
+                        http::StatusCode::UNAUTHORIZED,
+                        Some(oauth),
+                        b"",
+                    ));
+                }
+                Token::bearer("t")
+            },
+            |builder| builder.permanent_error_memory(Duration::MAX),
+        );
+        for _ in 0..3 {
+            let error = source.token().await.unwrap_err();
+            assert_eq!(error.oauth_error().unwrap().code().as_str(), "invalid_client");
+            tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn polled_without_a_runtime_a_fetch_is_an_error_not_a_panic() {
         let (source, calls) = queued(&[]);
