@@ -53,7 +53,10 @@ fn invalidate_outside_a_runtime_drops_the_token_at_once_and_fetches_when_polled(
     let first = rt.block_on(source.token()).unwrap();
 
     let replacement = source.invalidate(first.id());
-    assert!(source.cached().is_none(), "the rejected token is gone at once");
+    assert!(
+        source.cached().is_none(),
+        "the rejected token is gone at once"
+    );
     let second = rt.block_on(replacement).unwrap();
     assert_eq!(second.access_token().secret(), "tok-2");
     assert_eq!(tokens.requests(), 2);

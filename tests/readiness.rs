@@ -43,7 +43,11 @@ async fn a_request_waiting_for_its_token_is_sent_through_the_service_readied_for
         .service(inner);
 
     // Readied once, for this request; the token is not there yet.
-    let future = client.ready().await.unwrap().call(get("http://127.0.0.1:9/api/a"));
+    let future = client
+        .ready()
+        .await
+        .unwrap()
+        .call(get("http://127.0.0.1:9/api/a"));
     let task = tokio::spawn(future);
     tokens.requests_reached(1).await;
     gate.open();
@@ -67,7 +71,11 @@ async fn a_replay_readies_its_clone_before_calling_it() {
         .layer(BearerAuthLayer::new(source.clone()))
         .service(inner);
 
-    let future = client.ready().await.unwrap().call(get("http://127.0.0.1:9/api/a"));
+    let future = client
+        .ready()
+        .await
+        .unwrap()
+        .call(get("http://127.0.0.1:9/api/a"));
     let task = tokio::spawn(future);
     let (request, reply) = handle.next_request().await.unwrap();
     assert_eq!(bearer(&request), "Bearer tok-1");
@@ -78,7 +86,10 @@ async fn a_replay_readies_its_clone_before_calling_it() {
     for _ in 0..20 {
         tokio::task::yield_now().await;
     }
-    assert!(matches!(handle.poll_request(), Poll::Pending), "not readied yet");
+    assert!(
+        matches!(handle.poll_request(), Poll::Pending),
+        "not readied yet"
+    );
 
     handle.allow(1);
     let (replay, reply) = handle.next_request().await.expect("the replay");
@@ -115,6 +126,9 @@ async fn a_buffered_inner_service_serves_many_tasks_through_a_401_and_a_cold_sta
         tokens_sent.push(answer.token());
     }
     assert_eq!(tokens_sent.len(), TASKS);
-    assert!(tokens_sent.iter().all(|t| t == "tok-2"), "every request ends with tok-2");
+    assert!(
+        tokens_sent.iter().all(|t| t == "tok-2"),
+        "every request ends with tok-2"
+    );
     assert_eq!(tokens.requests(), 2, "one fetch, one refresh");
 }

@@ -92,7 +92,10 @@ pub enum TokenRequest {
 /// while exactly one background fetch replaces it, so no request waits), then
 /// *expired* once less than `min(expiry margin, lifetime / 10)` remains
 /// (callers wait for the one fetch in flight). See [`TokenSourceBuilder`] for
-/// the defaults and their reasons. All time comes from [`tokio::time`].
+/// the defaults and their reasons. A lifetime under
+/// [`MIN_LIFETIME`](TokenSourceBuilder::MIN_LIFETIME) (`expires_in: 0`) is
+/// scheduled as that least lifetime. All time comes from [`tokio::time`],
+/// and no lifetime or setting can overflow it.
 ///
 /// # Concurrency
 ///
@@ -396,7 +399,10 @@ impl TokenSource {
             shared: Arc::clone(shared),
             succeeded: false,
         };
-        if self.start(&mut flight, RefreshReason::Stale, Some(guard)).is_err() {
+        if self
+            .start(&mut flight, RefreshReason::Stale, Some(guard))
+            .is_err()
+        {
             shared.background.store(IDLE, Ordering::Release);
         }
     }
@@ -1144,9 +1150,8 @@ mod tests {
     {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
-        let grant = service_fn(move |_request: FetchToken| {
-            answer(counter.fetch_add(1, Ordering::SeqCst))
-        });
+        let grant =
+            service_fn(move |_request: FetchToken| answer(counter.fetch_add(1, Ordering::SeqCst)));
         let builder = configure(TokenSource::builder(grant).jitter(0.0));
         (builder.build(), calls)
     }
@@ -1164,8 +1169,7 @@ mod tests {
     }
 
     #[test]
-    fn a_background_refresh_cut_by_its_runtime_shutting_down_leaves_background_refreshes_working(
-    ) {
+    fn a_background_refresh_cut_by_its_runtime_shutting_down_leaves_background_refreshes_working() {
         let (source, calls) = scripted(|n| async move {
             if n == 1 {
                 // The background refresh that the shutdown cuts.
@@ -1210,10 +1214,18 @@ mod tests {
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "the refresh ran and panicked");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the refresh ran and panicked"
+        );
         assert_eq!(source.cached().unwrap().id(), first.id(), "still served");
         tokio::task::yield_now().await;
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "backing off, as after a failure");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "backing off, as after a failure"
+        );
 
         tokio::time::advance(Duration::from_millis(1100)).await;
         assert_eq!(source.cached().unwrap().id(), first.id());
@@ -1228,7 +1240,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_rejection_interval_of_duration_max_throttles_without_panicking() {
         let (source, calls) = scripted_with(
-            |n| async move { Ok(Token::bearer(format!("t{n}"))?) },
+            |n| async move { Token::bearer(format!("t{n}")) },
             |builder| builder.rejection_interval(Duration::MAX),
         );
         let first = source.token().await.unwrap();
@@ -1271,7 +1283,10 @@ mod tests {
         );
         for _ in 0..3 {
             let error = source.token().await.unwrap_err();
-            assert_eq!(error.oauth_error().unwrap().code().as_str(), "invalid_client");
+            assert_eq!(
+                error.oauth_error().unwrap().code().as_str(),
+                "invalid_client"
+            );
             tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
