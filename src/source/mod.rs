@@ -241,8 +241,12 @@ impl TokenSource {
     /// is it dropped; if a newer token is already cached, that one is
     /// returned. So N concurrent rejections of one token cause one fetch.
     /// The invalidation happens at once, when this is called, even if the
-    /// returned future is dropped; the fetch of the replacement, like
-    /// [`token`](Self::token)'s, starts when the future is first polled.
+    /// returned future is dropped. Called inside a Tokio runtime, the fetch
+    /// of the replacement starts at once too: a 401 that is not replayed
+    /// (its future dropped) still leaves a token on its way for the next
+    /// request. Called outside one, the fetch starts when the future is
+    /// first polled, as [`token`](Self::token)'s does, so
+    /// `rt.block_on(source.invalidate(id))` works.
     ///
     /// # Throttle
     ///
@@ -269,7 +273,24 @@ impl TokenSource {
                 }
             }
         }
-        self.token()
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.wait()
+        } else {
+            self.token()
+        }
+    }
+
+    /// Starts a fetch now, in a task on the current Tokio runtime, unless a
+    /// usable token is cached or a fetch is in flight; does nothing outside
+    /// a runtime.
+    ///
+    /// [`token`](Self::token) is lazy: dropping its future unpolled starts
+    /// nothing. Code that cannot wait, such as a synchronous interceptor
+    /// that found [`cached`](Self::cached) empty, calls this instead.
+    pub fn prefetch(&self) {
+        if tokio::runtime::Handle::try_current().is_ok() && self.cached().is_none() {
+            drop(self.wait());
+        }
     }
 
     /// Whether the rejected current `token` may be replaced now, and the
