@@ -287,7 +287,11 @@ impl TokenEndpoint {
         let inner = self.inner.clone();
         async move {
             let started = Instant::now();
-            let deadline = inner.retry.deadline_after_start().map(|d| started + d);
+            // NOTE: a deadline too far to represent is no deadline.
+            let deadline = inner
+                .retry
+                .deadline_after_start()
+                .and_then(|d| started.checked_add(d));
             let mut retry = 0;
             let mut nonce_retried = false;
             loop {
@@ -315,7 +319,14 @@ impl TokenEndpoint {
                 let Some(wait) = inner.retry.wait(retry, &error) else {
                     return Err(error);
                 };
-                if deadline.is_some_and(|deadline| Instant::now() + wait >= deadline) {
+                // NOTE: checked: a wait too long to add to the clock ends past
+                // any deadline (a huge `Retry-After` with a huge `max_backoff`).
+                let past_deadline = deadline.is_some_and(|deadline| {
+                    Instant::now()
+                        .checked_add(wait)
+                        .is_none_or(|end| end >= deadline)
+                });
+                if past_deadline {
                     tracing::debug!(%error, "token request failed; no time left to retry");
                     return Err(error);
                 }

@@ -310,10 +310,12 @@ impl Error {
         matches!(self.inner.kind, Kind::Closed)
     }
 
-    /// A rejected token was not replaced, because the one before it was
-    /// rejected too, moments ago: a server that refuses every token (a wrong
-    /// audience, say) must not turn each request into a token request. See
-    /// [`TokenSourceBuilder::rejection_interval`](crate::TokenSourceBuilder::rejection_interval).
+    /// A rejected token was not replaced: it was refused at birth (before
+    /// any request with it was accepted) while the throttle backs off, as a
+    /// server that refuses every new token (a wrong audience, say) must not
+    /// turn each request into a token request. A token that served before
+    /// it was rejected is never throttled. See
+    /// [`TokenSource::invalidate`](crate::TokenSource::invalidate).
     pub fn is_throttled(&self) -> bool {
         matches!(self.inner.kind, Kind::Throttled)
     }

@@ -250,6 +250,9 @@ where
                     if response.status() != StatusCode::UNAUTHORIZED
                         || !wants_a_new_token(response.headers(), this.dpop.is_some())
                     {
+                        // NOTE: one relaxed load once the token is known to
+                        // have served: the throttle spares a revoked token.
+                        source.served(rejected);
                         return Poll::Ready(Ok(response));
                     }
                     // NOTE: invalidate even when this request cannot be
@@ -314,6 +317,11 @@ where
                 }
                 StateProj::Replayed { future } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    if let (Some(token), Some(source)) = (*this.token, this.source.as_ref()) {
+                        if response.status() != StatusCode::UNAUTHORIZED {
+                            source.served(token);
+                        }
+                    }
                     #[cfg(feature = "dpop")]
                     if let Some(dpop) = this.dpop.as_ref() {
                         dpop.binding

@@ -595,7 +595,10 @@ pub(crate) fn assertion_claims(
     claims.insert("sub".into(), subject.into());
     claims.insert("aud".into(), audience.into());
     claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), (now + lifetime.as_secs().max(1)).into());
+    claims.insert(
+        "exp".into(),
+        now.saturating_add(lifetime.as_secs().max(1)).into(),
+    );
     claims.insert("jti".into(), random_id()?.into());
     Ok(claims)
 }

@@ -17,8 +17,15 @@ use crate::{
     Error, Token, TokenType,
 };
 
-/// Longest lifetime accepted from `expires_in`; longer values are cut to it.
+/// Longest lifetime accepted from `expires_in` or a JWT's `exp`: ten years;
+/// longer values are cut to it, so no lifetime a server sends can overflow
+/// the clock.
 pub(crate) const MAX_EXPIRES_IN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Longest wait accepted from `Retry-After`, as seconds or as an HTTP date:
+/// one hour; longer values are cut to it (and then to the retry policy's
+/// `max_backoff`), so no value a server sends can overflow the clock.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Reads a token endpoint answer.
 ///
@@ -97,7 +104,8 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, &'stat
 
 /// `expires_in` as an integer, a float or a numeric string (real servers
 /// send all three); negative or non-finite values are refused, values over
-/// ten years cut to ten years.
+/// [`MAX_EXPIRES_IN`] cut to it. `0` is kept as the server said it; the
+/// source gives every token a least lifetime (see `Timing`).
 fn expires_in(value: &Value) -> Result<Duration, &'static str> {
     let seconds = match value {
         Value::Number(n) => n.as_f64(),
@@ -160,17 +168,19 @@ fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
 }
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay seconds or an HTTP date, as a
-/// wait from now. `None` when absent or unreadable.
+/// wait from now, at most [`MAX_RETRY_AFTER`]. `None` when absent or
+/// unreadable.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is "a very long time", not unreadable.
+        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
         at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+            .unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]

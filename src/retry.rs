@@ -77,7 +77,8 @@ impl RetryPolicy {
     }
 
     /// Sets the wait before the first retry. Defaults to
-    /// [`Self::DEFAULT_INITIAL_BACKOFF`].
+    /// [`Self::DEFAULT_INITIAL_BACKOFF`]. Every wait is then capped by
+    /// [`max_backoff`](Self::max_backoff), so any value is safe.
     pub fn initial_backoff(mut self, wait: Duration) -> Self {
         self.initial_backoff = wait;
         self
@@ -107,6 +108,11 @@ impl RetryPolicy {
 
     /// Caps any one wait, including one asked for with `Retry-After`.
     /// Defaults to [`Self::DEFAULT_MAX_BACKOFF`].
+    ///
+    /// Any value is safe, `Duration::MAX` included: it means "no cap beyond
+    /// the server's own", and a `Retry-After` is read as at most one hour.
+    /// A wait that would end past the [`deadline`](Self::deadline) is not
+    /// made: the fetch fails with the error the server sent.
     pub fn max_backoff(mut self, cap: Duration) -> Self {
         self.max_backoff = cap;
         self
@@ -115,6 +121,9 @@ impl RetryPolicy {
     /// Bounds a whole fetch, attempts and waits; `None` for no bound beyond
     /// the attempts' own timeouts. A retry whose wait would end past the
     /// deadline is not made. Defaults to [`Self::DEFAULT_DEADLINE`].
+    ///
+    /// A deadline too far to add to the clock (`Some(Duration::MAX)`) is the
+    /// same as `None`.
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
         self
@@ -142,7 +151,7 @@ impl RetryPolicy {
     /// The wait before retry number `retry` (0 for the first) after
     /// `error`, or `None` when `error` is not to be retried then.
     pub(crate) fn wait(&self, retry: u32, error: &Error) -> Option<Duration> {
-        if retry + 1 >= self.max_attempts {
+        if retry.saturating_add(1) >= self.max_attempts {
             return None;
         }
         let retryable = match &self.classifier {

@@ -22,10 +22,11 @@ use crate::{
 /// (also when the request cannot be replayed, so later requests get a new
 /// one), a fresh one awaited, and the copy sent **once**. A second 401 is returned
 /// as it is; so is a 401 whose `WWW-Authenticate` says `insufficient_scope`
-/// (RFC 6750 §3.1: a new token would not help), and one that comes too soon
-/// after the previous rejection (see
-/// [`TokenSourceBuilder::rejection_interval`](crate::TokenSourceBuilder::rejection_interval)),
-/// so a server that refuses every token costs no token request per call.
+/// (RFC 6750 §3.1: a new token would not help), and one for a token refused
+/// at birth while the throttle backs off (see
+/// [`TokenSource::invalidate`](crate::TokenSource::invalidate)), so a server
+/// that refuses every new token costs no token request per call. A token
+/// that served before it was rejected (revoked) is always replaced.
 ///
 /// When no token can be obtained the request is not sent, and the call fails
 /// with an [`Error`](crate::Error) inside the [`BoxError`]. Errors of the inner

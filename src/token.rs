@@ -70,6 +70,11 @@ impl TokenId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Self(NEXT.fetch_add(1, Ordering::Relaxed))
     }
+
+    /// The id as a number; ids grow with every token made.
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
 }
 
 /// An access token, as the token endpoint issued it.
@@ -222,7 +227,8 @@ impl Token {
 
     /// The lifetime the server granted, if any.
     pub fn lifetime(&self) -> Option<Duration> {
-        self.expires_at.map(|at| at - self.issued_at)
+        self.expires_at
+            .map(|at| at.saturating_duration_since(self.issued_at))
     }
 
     /// The granted scope, if the server said (RFC 6749 §5.1).
@@ -252,6 +258,11 @@ impl Token {
 
     /// Fixes when this token turns stale and when it expires, from its
     /// lifetime and the source's timing (see [`Timing`]).
+    ///
+    /// A lifetime under [`MIN_LIFETIME`](crate::TokenSourceBuilder::MIN_LIFETIME)
+    /// (`expires_in: 0`, a past `exp`) is scheduled as that least lifetime;
+    /// [`Token::expires_at`] still says what the server said. Every step is
+    /// checked: no lifetime or setting can overflow the clock.
     pub(crate) fn schedule(&mut self, timing: &Timing) {
         if self.expires_at.is_none() {
             if let Some(default) = timing.default_lifetime {
@@ -261,15 +272,25 @@ impl Token {
         let (Some(expires_at), Some(lifetime)) = (self.expires_at, self.lifetime()) else {
             return;
         };
+        let least = crate::TokenSourceBuilder::MIN_LIFETIME;
+        let (expires_at, lifetime) = match self.issued_at.checked_add(least) {
+            Some(floor) if lifetime < least => (floor, least),
+            _ => (expires_at, lifetime),
+        };
         let margin = timing.expiry_margin.min(lifetime / 10);
         let window = timing.refresh_window.min(lifetime / 4);
-        let window = window.mul_f64(1.0 + timing.jitter * fastrand::f64());
-        let usable_until = expires_at - margin;
+        // At most `lifetime / 2`: the product always fits.
+        let window = Duration::try_from_secs_f64(
+            window.as_secs_f64() * (1.0 + timing.jitter * fastrand::f64()),
+        )
+        .unwrap_or(window);
+        let usable_until = expires_at.checked_sub(margin).unwrap_or(self.issued_at);
         self.usable_until = Some(usable_until);
         // NOTE: never later than `usable_until`: the hot path compares with
         // `refresh_at` alone, so a window smaller than the margin must not
         // make an expired token look fresh.
-        self.refresh_at = Some((expires_at - window).max(self.issued_at).min(usable_until));
+        let refresh_at = expires_at.checked_sub(window).unwrap_or(self.issued_at);
+        self.refresh_at = Some(refresh_at.max(self.issued_at).min(usable_until));
     }
 }
 

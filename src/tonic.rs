@@ -83,7 +83,7 @@
 //! let authorize = move |mut request: Request<()>| {
 //!     let Some(token) = source.cached() else {
 //!         // The fetch starts now, in its own task; this call fails.
-//!         drop(source.token());
+//!         source.prefetch();
 //!         return Err(Status::unavailable("no access token yet"));
 //!     };
 //!     let value = MetadataValue::try_from(token.header_value().as_bytes())

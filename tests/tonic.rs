@@ -411,7 +411,7 @@ async fn an_interceptor_reads_the_cached_token_synchronously() {
     let source = tokens.clone();
     let authorize = move |mut request: Request<()>| {
         let Some(token) = source.cached() else {
-            drop(source.token());
+            source.prefetch();
             return Err(Status::unavailable("no access token yet"));
         };
         let value = MetadataValue::try_from(token.header_value().as_bytes())

@@ -150,9 +150,9 @@ impl Service<FetchToken> for RefreshTokenGrant {
         let refresh_token = {
             let mut state = self.lock();
             if let Some(initial) = state.initial.take() {
-                let usable = initial
-                    .expires_at()
-                    .is_none_or(|at| at > Instant::now() + Self::INITIAL_MARGIN);
+                let usable = initial.expires_at().is_none_or(|at| {
+                    at.saturating_duration_since(Instant::now()) > Self::INITIAL_MARGIN
+                });
                 if request.previous.is_none() && usable {
                     return Box::pin(std::future::ready(Ok(initial)));
                 }

@@ -19,7 +19,7 @@ use std::{
     ops::Deref,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicU32, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
     },
     task::{Context, Poll},
@@ -92,7 +92,10 @@ pub enum TokenRequest {
 /// while exactly one background fetch replaces it, so no request waits), then
 /// *expired* once less than `min(expiry margin, lifetime / 10)` remains
 /// (callers wait for the one fetch in flight). See [`TokenSourceBuilder`] for
-/// the defaults and their reasons. All time comes from [`tokio::time`].
+/// the defaults and their reasons. A lifetime under
+/// [`MIN_LIFETIME`](TokenSourceBuilder::MIN_LIFETIME) (`expires_in: 0`) is
+/// scheduled as that least lifetime. All time comes from [`tokio::time`],
+/// and no lifetime or setting can overflow it.
 ///
 /// # Concurrency
 ///
@@ -127,10 +130,38 @@ struct Shared {
     limits: Limits,
     cache: ArcSwapOption<Token>,
     flight: Mutex<Flight>,
-    /// Set while a background refresh runs, or backs off after failing.
-    background: AtomicBool,
+    /// The background refresh: [`IDLE`], [`RUNNING`], or backing off after
+    /// a failure until `epoch` plus this many nanoseconds, less one. Owned
+    /// by a [`BackgroundGuard`] while a refresh runs.
+    background: AtomicU64,
     background_failures: AtomicU32,
+    /// The newest [`TokenId`] a server accepted (a response that was not a
+    /// rejection): tells a revoked token from one refused at birth.
+    served: AtomicU64,
+    /// The origin of the times kept in atomics.
+    epoch: Instant,
     counters: Counters,
+}
+
+/// No background refresh runs, none is backing off.
+const IDLE: u64 = 0;
+/// A background refresh runs.
+const RUNNING: u64 = u64::MAX;
+
+/// What "never" is for the settings that take a [`Duration`]: a wait longer
+/// than this (`Duration::MAX` included) is cut to it, so no addition to the
+/// clock can overflow. Tokio's own "far future" is the same 30 years.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// A token rejected this soon after its request was sent counts as refused
+/// at birth, even if a request with it was accepted.
+const AT_BIRTH: Duration = Duration::from_secs(1);
+
+/// `now + wait`, saturating at [`FAR_FUTURE`]: never panics.
+fn after(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait.min(FAR_FUTURE))
+        .or_else(|| now.checked_add(Duration::from_secs(3600)))
+        .unwrap_or(now)
 }
 
 /// Bounds on how often the issuer is asked, whatever callers do.
@@ -148,8 +179,10 @@ struct Flight {
     last: Option<Arc<Token>>,
     /// A permanent failure, and until when callers get it instead of a fetch.
     failure: Option<(Error, Instant)>,
-    /// When a rejected token was last dropped for a fetch.
-    last_rejection: Option<Instant>,
+    /// Tokens refused at birth in a row (see [`TokenSource::invalidate`]).
+    refused: u32,
+    /// Until when a token refused at birth is not replaced.
+    throttled_until: Option<Instant>,
 }
 
 // ===== impl TokenSource =====
@@ -186,30 +219,118 @@ impl TokenSource {
     }
 
     /// The current token: at once when a usable one is cached, else once the
-    /// fetch in flight (started now if there is none) ends.
+    /// fetch in flight (joined or started when the future is first polled)
+    /// ends.
     ///
     /// A stale token is returned at once and starts one background refresh.
-    /// A fetch starts when this is *called*, in a task on the current Tokio
-    /// runtime: call it inside one (`rt.block_on(async { source.token().await })`,
-    /// not `rt.block_on(source.token())`), or the future fails with a
-    /// configuration error.
+    /// Like any Rust future it does nothing until polled: it may be made
+    /// anywhere and driven by any Tokio runtime (`rt.block_on(source.token())`
+    /// works), and the fetch runs in a task on the runtime that polls it.
+    /// Polled outside a runtime, it fails with a configuration error.
     pub fn token(&self) -> TokenFuture {
-        if let Some(token) = self.cached() {
-            return TokenFuture::ready(Ok(token));
+        match self.cached() {
+            Some(token) => TokenFuture::ready(Ok(token)),
+            None => TokenFuture::lazy(self.clone()),
         }
-        self.wait(None)
     }
 
     /// Reports that the token `rejected` was refused by a server, and returns
     /// its replacement.
     ///
     /// Compare and invalidate: only if `rejected` is still the current token
-    /// is it dropped and a fetch started; if a newer token is already cached,
-    /// that one is returned. So N concurrent rejections of one token cause
-    /// one fetch. The invalidation happens at once, even if the returned
-    /// future is dropped.
+    /// is it dropped; if a newer token is already cached, that one is
+    /// returned. So N concurrent rejections of one token cause one fetch.
+    /// The invalidation happens at once, when this is called, even if the
+    /// returned future is dropped. Called inside a Tokio runtime, the fetch
+    /// of the replacement starts at once too: a 401 that is not replayed
+    /// (its future dropped) still leaves a token on its way for the next
+    /// request. Called outside one, the fetch starts when the future is
+    /// first polled, as [`token`](Self::token)'s does, so
+    /// `rt.block_on(source.invalidate(id))` works.
+    ///
+    /// # Throttle
+    ///
+    /// A token a server accepted before rejecting it (revoked, say) is always
+    /// replaced. A token *refused at birth* — rejected before any request
+    /// with it was accepted, or less than a second after its request was
+    /// sent — is replaced too, but the next one refused at birth is only
+    /// replaced once [`rejection_interval`](TokenSourceBuilder::rejection_interval)
+    /// has passed, then twice that, doubling up to 64 times: a server that
+    /// refuses every new token (a wrong audience, say) costs a few token
+    /// requests, not one per request. Until then the rejected token stays
+    /// cached and this fails with [`Error::is_throttled`]. A token that is
+    /// accepted ends the backoff.
     pub fn invalidate(&self, rejected: TokenId) -> TokenFuture {
-        self.wait(Some(rejected))
+        {
+            let mut flight = self.shared.lock_flight();
+            if let Some(token) = self.shared.cache.load_full() {
+                if token.id == rejected {
+                    if let Err(e) = self.throttle(&mut flight, &token) {
+                        return TokenFuture::ready(Err(e));
+                    }
+                    self.shared.cache.store(None);
+                    tracing::debug!(reason = %RefreshReason::Rejected, "token invalidated");
+                }
+            }
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.wait()
+        } else {
+            self.token()
+        }
+    }
+
+    /// Starts a fetch now, in a task on the current Tokio runtime, unless a
+    /// usable token is cached or a fetch is in flight; does nothing outside
+    /// a runtime.
+    ///
+    /// [`token`](Self::token) is lazy: dropping its future unpolled starts
+    /// nothing. Code that cannot wait, such as a synchronous interceptor
+    /// that found [`cached`](Self::cached) empty, calls this instead.
+    pub fn prefetch(&self) {
+        if tokio::runtime::Handle::try_current().is_ok() && self.cached().is_none() {
+            drop(self.wait());
+        }
+    }
+
+    /// Whether the rejected current `token` may be replaced now, and the
+    /// throttle's state after its rejection. The caller holds the flight lock.
+    fn throttle(&self, flight: &mut Flight, token: &Token) -> Result<(), Error> {
+        let now = Instant::now();
+        let accepted = self.shared.served.load(Ordering::Relaxed) >= token.id.get();
+        if accepted && now.saturating_duration_since(token.issued_at()) >= AT_BIRTH {
+            // Revoked after serving: the server takes our tokens.
+            flight.refused = 0;
+            flight.throttled_until = None;
+            return Ok(());
+        }
+        if flight.throttled_until.is_some_and(|until| now < until) {
+            self.shared
+                .counters
+                .throttled
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("token refused at birth again too soon: not refreshing");
+            return Err(Error::throttled());
+        }
+        let exponent = flight.refused.min(6);
+        flight.refused = flight.refused.saturating_add(1);
+        let wait = self
+            .shared
+            .limits
+            .rejection_interval
+            .saturating_mul(1 << exponent);
+        flight.throttled_until = Some(after(now, wait));
+        Ok(())
+    }
+
+    /// Notes that a server accepted the token `id`. One relaxed load when
+    /// it is already known (every response but a token's first few).
+    #[inline]
+    pub(crate) fn served(&self, id: TokenId) {
+        let served = &self.shared.served;
+        if served.load(Ordering::Relaxed) < id.get() {
+            served.fetch_max(id.get(), Ordering::Relaxed);
+        }
     }
 
     /// The cached token, if it is usable now, without waiting. A stale token
@@ -272,56 +393,57 @@ impl TokenSource {
     }
 
     fn refresh_in_background(&self) {
-        // Read before the swap: while a refresh runs, stale reads stay
-        // read-only on the shared flag.
-        if self.shared.background.load(Ordering::Acquire)
-            || self.shared.background.swap(true, Ordering::AcqRel)
+        let shared = &self.shared;
+        // Read before the exchange: while a refresh runs or backs off,
+        // stale reads stay read-only on the shared word.
+        let state = shared.background.load(Ordering::Acquire);
+        if state == RUNNING || (state != IDLE && !shared.backoff_over(state)) {
+            return;
+        }
+        if shared
+            .background
+            .compare_exchange(state, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
         {
             return;
         }
-        let mut flight = self.shared.lock_flight();
+        let mut flight = shared.lock_flight();
         if flight.running().is_some() {
             // A foreground fetch is already replacing the token.
-            self.shared.background.store(false, Ordering::Release);
+            shared.background.store(IDLE, Ordering::Release);
             return;
         }
-        if self.start(&mut flight, RefreshReason::Stale).is_err() {
-            self.shared.background.store(false, Ordering::Release);
+        // NOTE: from here the guard owns the flag: whatever ends the task
+        // (an outcome, a panic in the grant, its runtime shutting down)
+        // releases it.
+        let guard = BackgroundGuard {
+            shared: Arc::clone(shared),
+            succeeded: false,
+        };
+        if self
+            .start(&mut flight, RefreshReason::Stale, Some(guard))
+            .is_err()
+        {
+            shared.background.store(IDLE, Ordering::Release);
         }
     }
 
     /// The slow path: take the cached token if usable, else join or start
-    /// the fetch, after dropping `rejected` if it is still current.
-    fn wait(&self, rejected: Option<TokenId>) -> TokenFuture {
+    /// the fetch. Called when a [`TokenFuture`] is first polled.
+    fn wait(&self) -> TokenFuture {
         let receiver = {
             let mut flight = self.shared.lock_flight();
             let mut reason = RefreshReason::FirstUse;
             let now = Instant::now();
             if let Some(token) = self.shared.cache.load_full() {
-                if rejected == Some(token.id) {
-                    let interval = self.shared.limits.rejection_interval;
-                    if flight.last_rejection.is_some_and(|at| now < at + interval) {
-                        self.shared
-                            .counters
-                            .throttled
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!("token rejected again too soon: not refreshing");
-                        return TokenFuture::ready(Err(Error::throttled()));
+                match freshness(&token) {
+                    Freshness::Fresh => return TokenFuture::ready(Ok(token)),
+                    Freshness::Stale => {
+                        drop(flight);
+                        self.refresh_in_background();
+                        return TokenFuture::ready(Ok(token));
                     }
-                    flight.last_rejection = Some(now);
-                    self.shared.cache.store(None);
-                    reason = RefreshReason::Rejected;
-                    tracing::debug!(reason = %reason, "token invalidated");
-                } else {
-                    match freshness(&token) {
-                        Freshness::Fresh => return TokenFuture::ready(Ok(token)),
-                        Freshness::Stale => {
-                            drop(flight);
-                            self.refresh_in_background();
-                            return TokenFuture::ready(Ok(token));
-                        }
-                        Freshness::Expired => reason = RefreshReason::Expired,
-                    }
+                    Freshness::Expired => reason = RefreshReason::Expired,
                 }
             } else if flight.last.is_some() {
                 reason = RefreshReason::Rejected;
@@ -331,7 +453,7 @@ impl TokenSource {
             }
             match flight.running() {
                 Some(receiver) => receiver.clone(),
-                None => match self.start(&mut flight, reason) {
+                None => match self.start(&mut flight, reason, None) {
                     Ok(receiver) => receiver,
                     Err(e) => return TokenFuture::ready(Err(e)),
                 },
@@ -341,11 +463,13 @@ impl TokenSource {
         TokenFuture::waiting(receiver)
     }
 
-    /// Starts a fetch in its own task. The caller holds the flight lock.
+    /// Starts a fetch in its own task, which owns `guard`. The caller holds
+    /// the flight lock.
     fn start(
         &self,
         flight: &mut Flight,
         reason: RefreshReason,
+        guard: Option<BackgroundGuard>,
     ) -> Result<watch::Receiver<Option<Outcome>>, Error> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::config("fetching a token needs a Tokio runtime"))?;
@@ -354,7 +478,7 @@ impl TokenSource {
         let request = FetchToken::new(reason, flight.last.clone());
         let shared = Arc::clone(&self.shared);
         let span = tracing::info_span!("fetch_token", reason = %reason);
-        runtime.spawn(shared.fetch(request, sender).instrument(span));
+        runtime.spawn(shared.fetch(request, sender, guard).instrument(span));
         Ok(receiver)
     }
 }
@@ -395,7 +519,23 @@ impl Shared {
         self.flight.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn fetch(self: Arc<Self>, request: FetchToken, sender: watch::Sender<Option<Outcome>>) {
+    /// Whether the background backoff that `state` encodes has ended.
+    fn backoff_over(&self, state: u64) -> bool {
+        self.nanos(Instant::now()).saturating_add(1) >= state
+    }
+
+    /// `at` as nanoseconds after `epoch`.
+    fn nanos(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(since).unwrap_or(RUNNING - 1)
+    }
+
+    async fn fetch(
+        self: Arc<Self>,
+        request: FetchToken,
+        sender: watch::Sender<Option<Outcome>>,
+        mut guard: Option<BackgroundGuard>,
+    ) {
         let reason = request.reason;
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
         if reason != RefreshReason::FirstUse {
@@ -418,31 +558,60 @@ impl Shared {
             match &outcome {
                 Ok(token) => {
                     self.cache.store(Some(Arc::clone(token)));
-                    flight.last = Some(Arc::clone(token));
+                    let replaced = flight.last.replace(Arc::clone(token));
                     flight.failure = None;
+                    let now = Instant::now();
+                    let proven = replaced.is_some_and(|old| {
+                        self.served.load(Ordering::Relaxed) >= old.id.get()
+                            && now.saturating_duration_since(old.issued_at()) >= AT_BIRTH
+                    });
+                    if proven {
+                        // The token replaced was accepted: the server takes
+                        // ours, any backoff of refused tokens is over.
+                        flight.refused = 0;
+                        flight.throttled_until = None;
+                    }
                 }
                 Err(error) if error.is_permanent() => {
-                    let until = Instant::now() + self.limits.permanent_error_memory;
+                    let until = after(Instant::now(), self.limits.permanent_error_memory);
                     flight.failure = Some((error.clone(), until));
                 }
                 Err(_) => {}
             }
             flight.current = None;
         }
-        let failed = outcome.is_err();
-        sender.send_replace(Some(outcome));
-
-        if reason == RefreshReason::Stale {
-            if failed {
-                // Keep serving the still-valid token; allow the next
-                // background attempt only after a backoff.
-                let failures = self.background_failures.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(background_backoff(failures)).await;
-            } else {
-                self.background_failures.store(0, Ordering::Relaxed);
-            }
-            self.background.store(false, Ordering::Release);
+        if let Some(guard) = guard.as_mut() {
+            guard.succeeded = outcome.is_ok();
         }
+        sender.send_replace(Some(outcome));
+        // The guard, dropped here, ends the background refresh.
+    }
+}
+
+/// Owns the background-refresh flag for the task that refreshes: dropped
+/// when the task ends however it ends (an outcome, a panic in the grant, its
+/// runtime shutting down), it frees the flag, or arms the backoff when the
+/// refresh did not succeed, so a dead task never leaves the source without
+/// background refreshes.
+struct BackgroundGuard {
+    shared: Arc<Shared>,
+    succeeded: bool,
+}
+
+impl Drop for BackgroundGuard {
+    fn drop(&mut self) {
+        let shared = &self.shared;
+        if self.succeeded {
+            shared.background_failures.store(0, Ordering::Relaxed);
+            shared.background.store(IDLE, Ordering::Release);
+            return;
+        }
+        // Keep serving the still-valid token; allow the next background
+        // attempt only after a backoff.
+        let failures = shared.background_failures.fetch_add(1, Ordering::Relaxed);
+        let until = after(Instant::now(), background_backoff(failures));
+        let state = shared.nanos(until).saturating_add(1).min(RUNNING - 1);
+        shared.background.store(state, Ordering::Release);
     }
 }
 
@@ -570,6 +739,8 @@ pub struct TokenFuture {
 
 enum FutureState {
     Ready(Option<Outcome>),
+    /// Not polled yet: joins or starts the fetch when it is.
+    Lazy(TokenSource),
     Waiting(Pin<Box<dyn Future<Output = Outcome> + Send>>),
 }
 
@@ -582,6 +753,12 @@ impl TokenFuture {
     fn ready(outcome: Outcome) -> Self {
         Self {
             state: FutureState::Ready(Some(outcome)),
+        }
+    }
+
+    fn lazy(source: TokenSource) -> Self {
+        Self {
+            state: FutureState::Lazy(source),
         }
     }
 
@@ -602,11 +779,18 @@ impl Future for TokenFuture {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        match &mut self.state {
-            FutureState::Ready(outcome) => {
-                Poll::Ready(outcome.take().unwrap_or_else(|| Err(Error::closed())))
+        loop {
+            match &mut self.state {
+                FutureState::Ready(outcome) => {
+                    return Poll::Ready(outcome.take().unwrap_or_else(|| Err(Error::closed())))
+                }
+                FutureState::Lazy(source) => {
+                    // Never `Lazy` again: `wait` answers ready or waiting.
+                    let next = source.wait().state;
+                    self.state = next;
+                }
+                FutureState::Waiting(wait) => return wait.as_mut().poll(cx),
             }
-            FutureState::Waiting(wait) => wait.as_mut().poll(cx),
         }
     }
 }
@@ -615,6 +799,7 @@ impl fmt::Debug for TokenFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             FutureState::Ready(_) => "ready",
+            FutureState::Lazy(_) => "not polled",
             FutureState::Waiting(_) => "waiting",
         };
         f.debug_struct("TokenFuture")
@@ -658,33 +843,63 @@ impl TokenSourceBuilder {
     /// its issuer, yet a fixed configuration is picked up quickly.
     pub const DEFAULT_PERMANENT_ERROR_MEMORY: Duration = Duration::from_secs(5);
 
-    /// Default least time between two refreshes forced by rejections: 5 s.
-    /// A server that rejects every token (a wrong audience, say) then costs
-    /// one token request per 5 s, not one per request; within the interval
-    /// a rejected request's 401 is returned as it is.
+    /// Default first backoff after a token refused at birth: 5 s. A server
+    /// that refuses every new token (a wrong audience, say) then costs token
+    /// requests 5 s, 10 s, 20 s … (at most 64 × 5 s) apart, not one per
+    /// request; meanwhile a rejected request's 401 is returned as it is. A
+    /// token that served before it was rejected (revoked) is never
+    /// throttled. See [`TokenSource::invalidate`].
     pub const DEFAULT_REJECTION_INTERVAL: Duration = Duration::from_secs(5);
+
+    /// The least lifetime a token is scheduled for: 5 s. A token whose
+    /// lifetime is shorter (`expires_in: 0`, `expires_in: 1`, a JWT `exp`
+    /// already past) is used as if it lived 5 s: stale after 3¾–5 s (with
+    /// the jitter), expired after 4½ s. So however small a lifetime a server
+    /// sends, a source asks for at most one token per few seconds, whatever
+    /// the number of callers: 20 calls at once are one token request.
+    ///
+    /// Why not Go's "`0` means no expiry": it only covers `0`, and leaves
+    /// `expires_in: 1` (always inside Go's 10 s expiry delta) a token
+    /// request per call; and a server that sends `0` may mean "expires
+    /// now". A floor covers every small value, keeps the token short-lived
+    /// as the server asked, and if the server refuses the token sooner the
+    /// 401 replay replaces it. [`Token::expires_at`] and [`Token::lifetime`]
+    /// still say what the server sent.
+    pub const MIN_LIFETIME: Duration = Duration::from_secs(5);
 
     /// Sets how long a permanent failure is remembered. Defaults to
     /// [`Self::DEFAULT_PERMANENT_ERROR_MEMORY`].
+    ///
+    /// Any value is safe: one over 30 years (`Duration::MAX`, say) is cut to
+    /// 30 years, that is, the failure is remembered for the life of the
+    /// source.
     pub fn permanent_error_memory(mut self, memory: Duration) -> Self {
-        self.limits.permanent_error_memory = memory;
+        self.limits.permanent_error_memory = memory.min(FAR_FUTURE);
         self
     }
 
-    /// Sets the least time between two refreshes forced by rejected tokens.
-    /// Defaults to [`Self::DEFAULT_REJECTION_INTERVAL`].
+    /// Sets the first backoff after a token refused at birth; later ones
+    /// double, up to 64 times this (see [`TokenSource::invalidate`]).
+    /// Defaults to [`Self::DEFAULT_REJECTION_INTERVAL`]; `Duration::ZERO`
+    /// turns the throttle off.
+    ///
+    /// Any value is safe: one over 30 years (`Duration::MAX`, say) is cut to
+    /// 30 years, that is, after one token refused at birth and replaced, no
+    /// other is replaced until a token is accepted.
     pub fn rejection_interval(mut self, interval: Duration) -> Self {
-        self.limits.rejection_interval = interval;
+        self.limits.rejection_interval = interval.min(FAR_FUTURE);
         self
     }
 
     /// Sets the refresh window. Defaults to [`Self::DEFAULT_REFRESH_WINDOW`].
+    /// Any value is safe: the window is at most a quarter of the lifetime.
     pub fn refresh_window(mut self, window: Duration) -> Self {
         self.timing.refresh_window = window;
         self
     }
 
     /// Sets the expiry margin. Defaults to [`Self::DEFAULT_EXPIRY_MARGIN`].
+    /// Any value is safe: the margin is at most a tenth of the lifetime.
     pub fn expiry_margin(mut self, margin: Duration) -> Self {
         self.timing.expiry_margin = margin;
         self
@@ -706,7 +921,8 @@ impl TokenSourceBuilder {
     /// Defaults to `None`: such a token is used until a server rejects it,
     /// as Go's `oauth2` and Duende do. The server did not say it expires,
     /// and the 401 replay recovers when it does; set a lifetime for servers
-    /// known to omit `expires_in` on short-lived tokens.
+    /// known to omit `expires_in` on short-lived tokens. A lifetime too long
+    /// to add to the clock (`Some(Duration::MAX)`) is the same as `None`.
     pub fn default_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.timing.default_lifetime = lifetime;
         self
@@ -721,8 +937,10 @@ impl TokenSourceBuilder {
                 limits: self.limits,
                 cache: ArcSwapOption::empty(),
                 flight: Mutex::new(Flight::default()),
-                background: AtomicBool::new(false),
+                background: AtomicU64::new(IDLE),
                 background_failures: AtomicU32::new(0),
+                served: AtomicU64::new(0),
+                epoch: Instant::now(),
                 counters: Counters::default(),
             }),
         }
@@ -933,10 +1151,176 @@ mod tests {
         assert_eq!(local.clone().cached_header().unwrap().1, second.id());
     }
 
+    /// A source whose grant's call number `n` (from 0) answers `answer(n)`.
+    fn scripted<F, Fut>(answer: F) -> (TokenSource, Arc<AtomicUsize>)
+    where
+        F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Token, Error>> + Send + 'static,
+    {
+        scripted_with(answer, |builder| builder)
+    }
+
+    /// [`scripted`], with settings.
+    fn scripted_with<F, Fut>(
+        answer: F,
+        configure: fn(TokenSourceBuilder) -> TokenSourceBuilder,
+    ) -> (TokenSource, Arc<AtomicUsize>)
+    where
+        F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Token, Error>> + Send + 'static,
+    {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let grant =
+            service_fn(move |_request: FetchToken| answer(counter.fetch_add(1, Ordering::SeqCst)));
+        let builder = configure(TokenSource::builder(grant).jitter(0.0));
+        (builder.build(), calls)
+    }
+
+    fn lasting(secs: u64) -> Result<Token, Error> {
+        Ok(Token::bearer("t")?.with_expires_in(Duration::from_secs(secs)))
+    }
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
     #[test]
-    fn without_a_runtime_a_fetch_is_an_error_not_a_panic() {
+    fn a_background_refresh_cut_by_its_runtime_shutting_down_leaves_background_refreshes_working() {
+        let (source, calls) = scripted(|n| async move {
+            if n == 1 {
+                // The background refresh that the shutdown cuts.
+                std::future::pending::<()>().await;
+            }
+            lasting(100)
+        });
+        let doomed = paused_runtime();
+        let first = doomed.block_on(async {
+            let first = source.token().await.unwrap();
+            tokio::time::advance(Duration::from_secs(80)).await; // stale at 75 s
+            assert_eq!(source.cached().unwrap().id(), first.id());
+            tokio::task::yield_now().await;
+            first
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the refresh started");
+        drop(doomed);
+
+        paused_runtime().block_on(async {
+            // The token is stale here too (expired only at 90 s).
+            tokio::time::advance(Duration::from_secs(85)).await;
+            let waits = source.stats().waits;
+            assert_eq!(source.cached().unwrap().id(), first.id(), "still served");
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 3, "a new background refresh");
+            assert_ne!(source.cached().unwrap().id(), first.id(), "replaced");
+            assert_eq!(source.stats().waits, waits, "no caller waited");
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grant_that_panics_in_a_background_refresh_leaves_background_refreshes_working() {
+        let (source, calls) = scripted(|n| async move {
+            assert_ne!(n, 1, "a grant bug (this panic is expected)");
+            lasting(100)
+        });
+        let first = source.token().await.unwrap();
+        tokio::time::advance(Duration::from_secs(80)).await;
+        assert_eq!(source.cached().unwrap().id(), first.id());
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "the refresh ran and panicked"
+        );
+        assert_eq!(source.cached().unwrap().id(), first.id(), "still served");
+        tokio::task::yield_now().await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "backing off, as after a failure"
+        );
+
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        assert_eq!(source.cached().unwrap().id(), first.id());
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "a new background refresh");
+        assert_ne!(source.cached().unwrap().id(), first.id());
+        assert_eq!(source.stats().waits, 1, "only the first use waited");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejection_interval_of_duration_max_throttles_without_panicking() {
+        let (source, calls) = scripted_with(
+            |n| async move { Token::bearer(format!("t{n}")) },
+            |builder| builder.rejection_interval(Duration::MAX),
+        );
+        let first = source.token().await.unwrap();
+        let second = source.invalidate(first.id()).await.unwrap();
+        for _ in 0..3 {
+            let again = source.invalidate(second.id()).await;
+            assert!(again.unwrap_err().is_throttled());
+            tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn duration_max_settings_are_cut_to_never() {
+        let grant = service_fn(|_request: FetchToken| async { Token::bearer("t") });
+        let builder = TokenSource::builder(grant)
+            .rejection_interval(Duration::MAX)
+            .permanent_error_memory(Duration::MAX);
+        assert_eq!(builder.limits.rejection_interval, FAR_FUTURE);
+        assert_eq!(builder.limits.permanent_error_memory, FAR_FUTURE);
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) >= now + Duration::from_secs(3600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_memory_of_duration_max_keeps_the_oauth_error() {
+        let (source, calls) = scripted_with(
+            |n| async move {
+                if n == 0 {
+                    let oauth = crate::OAuthError::new("invalid_client".into(), None, None);
+                    return Err(Error::status(
+                        http::StatusCode::UNAUTHORIZED,
+                        Some(oauth),
+                        b"",
+                    ));
+                }
+                Token::bearer("t")
+            },
+            |builder| builder.permanent_error_memory(Duration::MAX),
+        );
+        for _ in 0..3 {
+            let error = source.token().await.unwrap_err();
+            assert_eq!(
+                error.oauth_error().unwrap().code().as_str(),
+                "invalid_client"
+            );
+            tokio::time::advance(Duration::from_secs(365 * 24 * 3600)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn polled_without_a_runtime_a_fetch_is_an_error_not_a_panic() {
         let (source, calls) = queued(&[]);
-        let outcome = tokio_test::block_on(source.token());
+        let mut future = std::pin::pin!(source.token());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(outcome) = future.as_mut().poll(&mut cx) else {
+            panic!("without a runtime the answer is at once");
+        };
         assert!(outcome.unwrap_err().is_config());
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }

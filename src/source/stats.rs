@@ -17,8 +17,8 @@ pub struct Stats {
     pub replays: u64,
     /// Callers that had to wait for a fetch, having no usable token.
     pub waits: u64,
-    /// Rejections not followed by a refresh, because the last one was too
-    /// recent (see [`TokenSourceBuilder::rejection_interval`](crate::TokenSourceBuilder::rejection_interval)).
+    /// Rejections not followed by a refresh: tokens refused at birth inside
+    /// the throttle's backoff (see [`TokenSource::invalidate`](crate::TokenSource::invalidate)).
     pub throttled: u64,
 }
 

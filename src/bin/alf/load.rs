@@ -251,7 +251,10 @@ fn verdict(samples: &[Sample]) -> ExitCode {
             _ => None,
         });
         eprintln!(
-            "alf: {denied} of {} responses were denied ({}) after the token was refreshed",
+            // NOTE: not "after the token was refreshed": a 401 is replayed
+            // only when the body can be and the throttle allows; --stats
+            // counts the replays and throttled rejections.
+            "alf: {denied} of {} responses were denied ({})",
             samples.len(),
             status.unwrap_or(StatusCode::UNAUTHORIZED)
         );
