@@ -22,7 +22,7 @@ use tower_alf::{BearerAuthLayer, TokenSource};
 
 use crate::{
     args::{Cli, RequestArgs},
-    describe, oauth1,
+    describe, input, oauth1, terminal,
     tokens::{self, Usage},
 };
 
@@ -43,9 +43,7 @@ impl Template {
         let body = match args.data.as_deref() {
             None => Bytes::new(),
             Some(data) => match data.strip_prefix('@') {
-                Some(path) => std::fs::read(path)
-                    .map_err(|e| Usage(format!("cannot read {path}: {e}")))?
-                    .into(),
+                Some(path) => input::body_file(path)?.into(),
                 None => Bytes::copy_from_slice(data.as_bytes()),
             },
         };
@@ -101,6 +99,15 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         .url
         .as_deref()
         .ok_or_else(|| Usage("a URL is required (or a subcommand: alf token)".into()))?;
+    // `alf -H 'A: b' token`: the request options do not go with a
+    // subcommand, and clap then takes its name for the URL.
+    if ["token", "login", "oauth1"].contains(&url) {
+        return Err(Usage(format!(
+            "{url} is a subcommand, not a URL: the request options (-X, -H, -d, -i, --repeat, \
+             --concurrency, --stats) are not for it; put the subcommand first"
+        ))
+        .into());
+    }
     let template = Arc::new(Template::new(&cli.request, url)?);
 
     let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -206,7 +213,7 @@ where
         for (name, value) in &parts.headers {
             out.write_all(name.as_str().as_bytes())?;
             out.write_all(b": ")?;
-            out.write_all(value.as_bytes())?;
+            out.write_all(terminal::escape_bytes(value.as_bytes()).as_bytes())?;
             out.write_all(b"\n")?;
         }
         writeln!(out)?;
@@ -232,6 +239,7 @@ fn verdict(samples: &[Sample]) -> ExitCode {
         .filter(|status| matches!(*status, &StatusCode::UNAUTHORIZED | &StatusCode::FORBIDDEN))
         .count();
     if let Some(first) = errors.first() {
+        let first = terminal::escape(first);
         if samples.len() == 1 {
             eprintln!("alf: {first}");
         } else {

@@ -8,6 +8,7 @@ use tower_alf::oauth1::{ClientCredentials, Flow, OAuth1Layer, RsaKey, TokenCrede
 
 use crate::{
     args::OAuth1Args,
+    input, terminal,
     tokens::{env_secret, usage},
 };
 
@@ -20,8 +21,7 @@ fn client(args: &OAuth1Args) -> Result<ClientCredentials, BoxError> {
     match (&args.oauth1_consumer_secret_env, &args.oauth1_private_key) {
         (Some(var), _) => Ok(ClientCredentials::new(key, env_secret(var)?)),
         (None, Some(path)) => {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+            let pem = input::secret_file(path, "--oauth1-private-key")?;
             Ok(ClientCredentials::rsa(key, RsaKey::from_pem(&pem)?))
         }
         (None, None) => Err(usage(
@@ -62,7 +62,10 @@ pub(crate) async fn authorize(
         .placement(args.oauth1_placement);
     let temporary = flow.request_token(request_token_url, callback).await?;
     let url = flow.authorization_url(authorize_url, &temporary)?;
-    eprintln!("Open this URL, authorize, then paste the verifier or the callback URL:\n{url}");
+    eprintln!(
+        "Open this URL, authorize, then paste the verifier or the callback URL:\n{}",
+        terminal::escape(&url)
+    );
 
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
@@ -81,6 +84,6 @@ pub(crate) async fn authorize(
     if print_secret {
         out["oauth_token_secret"] = token.secret().into();
     }
-    println!("{out}");
+    println!("{}", terminal::json_line(&out));
     Ok(ExitCode::SUCCESS)
 }
