@@ -59,8 +59,7 @@ async fn authorize(State(server): State<Arc<Server>>, uri: Uri) -> Response {
             .into_owned()
             .collect();
     let location = if server.mode == Mode::Deny {
-        let description: String =
-            form_urlencoded::byte_serialize(HOSTILE.as_bytes()).collect();
+        let description: String = form_urlencoded::byte_serialize(HOSTILE.as_bytes()).collect();
         format!(
             "{}?error=access_denied&error_description={description}&state={}",
             query["redirect_uri"], query["state"]
@@ -242,7 +241,11 @@ async fn send(method: http::Method, url: &str) -> (u16, Option<String>, String) 
         .get(LOCATION)
         .map(|v| v.to_str().unwrap().to_owned());
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, location, String::from_utf8_lossy(&body).into_owned())
+    (
+        status,
+        location,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// The whole login as the user's browser does it: the page it shows and
@@ -296,13 +299,18 @@ async fn a_denied_login_tells_the_browser_and_reports_the_servers_error_escaped(
     let (status, page, (code, _, stderr)) = login(&base, &[]).await;
     assert_eq!(code, 1);
     assert_eq!(status, 403);
-    assert!(page.contains("denied") && !page.contains("Signed in"), "{page}");
+    assert!(
+        page.contains("denied") && !page.contains("Signed in"),
+        "{page}"
+    );
     assert!(stderr.contains("access_denied"), "{stderr}");
     // The server's description is there, with its controls escaped: no
     // ESC, BEL or CR reached the terminal, and no line of its own.
     assert!(stderr.contains("pwned"), "{stderr}");
     assert!(!stderr.contains(['\x1b', '\x07', '\r']), "{stderr:?}");
-    assert!(!stderr.lines().any(|line| line.starts_with("alf: signed in")));
+    assert!(!stderr
+        .lines()
+        .any(|line| line.starts_with("alf: signed in")));
     assert_eq!(server.token_requests.load(Ordering::SeqCst), 0);
 }
 
@@ -312,7 +320,10 @@ async fn a_refused_code_tells_the_browser_the_login_failed() {
     let (status, page, (code, stdout, stderr)) = login(&base, &[]).await;
     assert_eq!(code, 1);
     assert_eq!(status, 502);
-    assert!(page.contains("failed") && !page.contains("Signed in"), "{page}");
+    assert!(
+        page.contains("failed") && !page.contains("Signed in"),
+        "{page}"
+    );
     assert!(stderr.contains("invalid_grant"), "{stderr}");
     assert!(stdout.is_empty());
     assert_eq!(server.token_requests.load(Ordering::SeqCst), 1);
@@ -331,7 +342,10 @@ async fn a_forged_callback_first_is_refused_and_the_real_one_signs_in() {
     let (status, _, _) = get(&format!("{}?code=stolen", login.redirect_uri())).await;
     assert_eq!(status, 400);
     let state = login.param("state");
-    let twice = format!("{}?code=stolen&state={state}&state={state}", login.redirect_uri());
+    let twice = format!(
+        "{}?code=stolen&state={state}&state={state}",
+        login.redirect_uri()
+    );
     let (status, _, _) = get(&twice).await;
     assert_eq!(status, 400);
 
@@ -401,7 +415,10 @@ async fn a_reset_connection_does_not_end_the_login() {
     for _ in 0..3 {
         let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
         let mut stream = stream;
-        stream.write_all(b"GET /callback?state=x HTTP/1.1\r\n").await.unwrap();
+        stream
+            .write_all(b"GET /callback?state=x HTTP/1.1\r\n")
+            .await
+            .unwrap();
         stream.set_zero_linger().unwrap();
         drop(stream);
     }
@@ -456,7 +473,10 @@ async fn save_through_a_symlink_is_refused_before_the_url_and_the_target_is_unto
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
     let after = std::fs::metadata(&target).unwrap();
     assert_eq!(after.permissions(), before.permissions());
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(server.token_requests.load(Ordering::SeqCst), 0);
 }
 
@@ -531,5 +551,8 @@ async fn a_failed_save_still_prints_the_metadata_and_tells_the_browser() {
     assert_eq!(metadata["refresh_token"], true);
     assert!(stderr.contains("symbolic link"), "{stderr}");
     assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
-    assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }

@@ -91,7 +91,12 @@ pub(crate) struct OAuth1Args {
     #[arg(global = true, long, value_name = "K")]
     pub(crate) oauth1_consumer_key: Option<String>,
     /// Read the consumer secret from this environment variable.
-    #[arg(global = true, long, value_name = "VAR", conflicts_with = "oauth1_private_key")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "VAR",
+        conflicts_with = "oauth1_private_key"
+    )]
     pub(crate) oauth1_consumer_secret_env: Option<String>,
     /// Sign with this RSA private key (PEM, PKCS#1 or PKCS#8) instead.
     #[arg(global = true, long, value_name = "FILE")]
@@ -103,7 +108,12 @@ pub(crate) struct OAuth1Args {
     #[arg(global = true, long, value_name = "VAR", requires = "oauth1_token")]
     pub(crate) oauth1_token_secret_env: Option<String>,
     /// The signature method.
-    #[arg(global = true, long, value_name = "METHOD", default_value = "HMAC-SHA1")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "METHOD",
+        default_value = "HMAC-SHA1"
+    )]
     pub(crate) oauth1_method: tower_alf::oauth1::SignatureMethod,
     /// Where the protocol parameters go: header, query or body.
     #[arg(global = true, long, value_name = "WHERE", default_value = "header")]
@@ -125,7 +135,12 @@ pub(crate) struct OAuthArgs {
     #[arg(global = true, long, value_name = "ID")]
     pub(crate) client_id: Option<String>,
     /// Read the client secret from this environment variable.
-    #[arg(global = true, long, value_name = "VAR", conflicts_with = "client_secret_file")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "VAR",
+        conflicts_with = "client_secret_file"
+    )]
     pub(crate) client_secret_env: Option<String>,
     /// Read the client secret from this file (one trailing newline is dropped).
     #[arg(global = true, long, value_name = "FILE")]
@@ -239,10 +254,25 @@ pub(crate) struct RequestArgs {
     pub(crate) include: bool,
 }
 
-/// Options on the command line that the subcommand would ignore: OAuth 1.0a
-/// options with `token` or `login`, OAuth 2 options with `oauth1`. Their
-/// names, for a usage error.
+/// Options on the command line that the subcommand would ignore: the
+/// request's options and URL with any subcommand, OAuth 1.0a options with
+/// `token` or `login`, OAuth 2 options with `oauth1`. Their names, for a
+/// usage error.
 pub(crate) fn unused_options(matches: &ArgMatches) -> Option<(Vec<String>, &'static str)> {
+    let given = |arg: &clap::Arg| {
+        matches.value_source(arg.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let name = |arg: &clap::Arg| match (arg.get_long(), arg.get_short()) {
+        (Some(long), _) => format!("--{long}"),
+        (None, Some(short)) => format!("-{short}"),
+        (None, None) => "the URL".to_owned(),
+    };
+    let mut request = RequestArgs::augment_args(ClapCommand::new("x"))
+        .arg(clap::Arg::new("url"))
+        .get_arguments()
+        .filter(|arg| given(arg))
+        .map(name)
+        .collect::<Vec<_>>();
     let (ignored, subcommand) = match matches.subcommand_name()? {
         "token" => (OAuth1Args::augment_args(ClapCommand::new("x")), "alf token"),
         "login" => (OAuth1Args::augment_args(ClapCommand::new("x")), "alf login"),
@@ -252,15 +282,8 @@ pub(crate) fn unused_options(matches: &ArgMatches) -> Option<(Vec<String>, &'sta
         ),
         _ => return None,
     };
-    let given: Vec<String> = ignored
-        .get_arguments()
-        .filter(|arg| {
-            matches.value_source(arg.get_id().as_str())
-                == Some(clap::parser::ValueSource::CommandLine)
-        })
-        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
-        .collect();
-    (!given.is_empty()).then_some((given, subcommand))
+    request.extend(ignored.get_arguments().filter(|arg| given(arg)).map(name));
+    (!request.is_empty()).then_some((request, subcommand))
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {

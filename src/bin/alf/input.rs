@@ -45,8 +45,8 @@ pub(crate) fn secret_file(path: &Path, what: &str) -> Result<String, Usage> {
                 SECRET_CAP / 1024
             ))
         })?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| usage(format!("{what} {shown}: not UTF-8 text")))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| usage(format!("{what} {shown}: not UTF-8 text")))?;
     if text.trim().is_empty() {
         return Err(usage(format!("{what} {shown}: the file is empty")));
     }
@@ -69,9 +69,9 @@ pub(crate) fn env_secret(var: &str) -> Result<String, Usage> {
             "the environment variable {var} is empty: it must hold the secret"
         ))),
         Ok(value) => Ok(value),
-        Err(std::env::VarError::NotPresent) => Err(usage(format!(
-            "the environment variable {var} is not set"
-        ))),
+        Err(std::env::VarError::NotPresent) => {
+            Err(usage(format!("the environment variable {var} is not set")))
+        }
         Err(std::env::VarError::NotUnicode(_)) => Err(usage(format!(
             "the environment variable {var} is not valid UTF-8"
         ))),

@@ -99,15 +99,6 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         .url
         .as_deref()
         .ok_or_else(|| Usage("a URL is required (or a subcommand: alf token)".into()))?;
-    // `alf -H 'A: b' token`: the request options do not go with a
-    // subcommand, and clap then takes its name for the URL.
-    if ["token", "login", "oauth1"].contains(&url) {
-        return Err(Usage(format!(
-            "{url} is a subcommand, not a URL: the request options (-X, -H, -d, -i, --repeat, \
-             --concurrency, --stats) are not for it; put the subcommand first"
-        ))
-        .into());
-    }
     let template = Arc::new(Template::new(&cli.request, url)?);
 
     let https = hyper_rustls::HttpsConnectorBuilder::new()

@@ -230,7 +230,11 @@ async fn handle(
         eprintln!("alf: ignored a callback whose state is not this login's (forged or stale)");
         return Page::NotThisLogin.response();
     }
-    let found = redirect.found.lock().ok().and_then(|mut found| found.take());
+    let found = redirect
+        .found
+        .lock()
+        .ok()
+        .and_then(|mut found| found.take());
     let done = done.lock().ok().and_then(|mut done| done.take());
     let (Some(found), Some(done)) = (found, done) else {
         return Page::Used.response();
@@ -300,10 +304,7 @@ impl Page {
                 "This callback is not for the sign-in alf is waiting for (its state does \
                  not match). alf is still waiting.",
             ),
-            Page::Used => (
-                StatusCode::CONFLICT,
-                "This sign-in was already completed.",
-            ),
+            Page::Used => (StatusCode::CONFLICT, "This sign-in was already completed."),
             Page::NotFound => (StatusCode::NOT_FOUND, "Not found."),
             Page::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Use GET."),
         };

@@ -76,6 +76,9 @@ mod tests {
         let value = serde_json::json!({"scope": "a\u{9b}b\x7f\x1b"});
         let line = json_line(&value);
         assert!(!line.contains('\u{9b}') && !line.contains('\x1b'), "{line}");
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&line).unwrap(), value);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            value
+        );
     }
 }
