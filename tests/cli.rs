@@ -541,6 +541,12 @@ async fn oauth1_authorize_walks_the_three_legged_dance() {
     let printed: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(printed["oauth_token_secret"], "final-secret");
 
+    // An endless stdin is cut at 64 KiB.
+    let endless = "0".repeat(64 * 1024 + 1);
+    let out = authorize(addr, &endless, &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("longer than 64 KiB"), "{}", out.stderr);
+
     // A callback for another request token is refused.
     let wrong = "https://app.example/cb?oauth_token=other&oauth_verifier=v-42\n";
     let out = authorize(addr, wrong, &[]).await;

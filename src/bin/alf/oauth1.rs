@@ -1,7 +1,10 @@
 //! Signing with OAuth 1.0a instead of an OAuth 2 token, and the
 //! three-legged dance.
 
-use std::{io::BufRead, process::ExitCode};
+use std::{
+    io::{BufRead, Read},
+    process::ExitCode,
+};
 
 use tower::BoxError;
 use tower_alf::oauth1::{ClientCredentials, Flow, OAuth1Layer, RsaKey, TokenCredentials, Verifier};
@@ -67,8 +70,21 @@ pub(crate) async fn authorize(
         terminal::escape(&url)
     );
 
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    // One line, as long as a callback URL can sensibly be: stdin may be a
+    // device or a file without a newline.
+    let mut line = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(input::SECRET_CAP + 1)
+        .read_until(b'\n', &mut line)?;
+    if line.len() as u64 > input::SECRET_CAP {
+        return Err(usage(format!(
+            "the verifier line on stdin is longer than {} KiB",
+            input::SECRET_CAP / 1024
+        ))
+        .into());
+    }
+    let line = String::from_utf8(line).map_err(|_| usage("the verifier on stdin is not UTF-8"))?;
     let line = line.trim();
     let verifier = if line.contains("oauth_verifier=") {
         flow.parse_callback(line, &temporary)?
