@@ -13,7 +13,10 @@ use std::{
     convert::Infallible,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -87,6 +90,7 @@ pub(crate) async fn run(
     let redirect = Arc::new(Redirect {
         state: pending.state().to_owned(),
         found: Mutex::new(Some(found)),
+        told_forged: AtomicBool::new(false),
     });
     let server = tokio::spawn(serve(listener, redirect));
     // The URL may come from the server's metadata.
@@ -154,6 +158,9 @@ pub(crate) async fn run(
 struct Redirect {
     state: String,
     found: Mutex<Option<oneshot::Sender<Callback>>>,
+    /// Whether the terminal was told about a forged callback (once is
+    /// enough: another process must not flood it).
+    told_forged: AtomicBool,
 }
 
 /// The browser's callback, waiting for its answer.
@@ -227,7 +234,12 @@ async fn handle(
         .collect();
     let ours = matches!(&states[..], [state] if same(state.as_bytes(), redirect.state.as_bytes()));
     if !ours {
-        eprintln!("alf: ignored a callback whose state is not this login's (forged or stale)");
+        if !redirect.told_forged.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "alf: ignored a callback whose state is not this login's (forged or stale); \
+                 still waiting"
+            );
+        }
         return Page::NotThisLogin.response();
     }
     let found = redirect
