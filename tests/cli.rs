@@ -541,11 +541,58 @@ async fn oauth1_authorize_walks_the_three_legged_dance() {
     let printed: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(printed["oauth_token_secret"], "final-secret");
 
+    // An endless stdin is cut at 64 KiB.
+    let endless = "0".repeat(64 * 1024 + 1);
+    let out = authorize(addr, &endless, &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("longer than 64 KiB"), "{}", out.stderr);
+
     // A callback for another request token is refused.
     let wrong = "https://app.example/cb?oauth_token=other&oauth_verifier=v-42\n";
     let out = authorize(addr, wrong, &[]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn oauth1_authorize_takes_the_oauth1_options_before_or_after_the_subcommand() {
+    use tokio::io::AsyncWriteExt;
+    let addr = dance_provider().await;
+    let oauth1 = [
+        "--oauth1-consumer-key",
+        "dance-key",
+        "--oauth1-consumer-secret-env",
+        "ALF_CONSUMER_SECRET",
+    ];
+    let urls = [
+        format!("--request-token-url=http://{addr}/request_token"),
+        "--authorize-url=https://provider.example/authorize".to_owned(),
+        format!("--access-token-url=http://{addr}/access_token"),
+    ];
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let subcommand = ["oauth1", "authorize"];
+    for args in [
+        [&oauth1[..], &subcommand, &urls].concat(),
+        [&subcommand[..], &oauth1, &urls].concat(),
+        [&oauth1[..2], &subcommand, &urls, &oauth1[2..]].concat(),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alf"))
+            .env("ALF_CONSUMER_SECRET", "dance-secret")
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(b"v-42\n").await.unwrap();
+        drop(input);
+        let out = child.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(printed["oauth_token"], "final-7", "{args:?}");
+    }
 }
 
 #[tokio::test]

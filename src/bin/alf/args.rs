@@ -2,12 +2,20 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, Command as ClapCommand, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+The token options (--token-url, --client-id, ...) and the OAuth 1.0a options may come before or \
+after a subcommand: `alf --issuer URL token` and `alf token --issuer URL` are the same.
+
+The response body goes to stdout as the server sent it, control characters included, as curl \
+prints it. Everything alf prints to stderr (errors, the server's error_description, the URL to \
+open) and the headers of -i have their control characters escaped (\\x1b, \\r, \\n).";
 
 /// curl with automatic OAuth tokens: fetches, caches and refreshes a token,
 /// sends the request with it, and replays it once after a 401.
 #[derive(Debug, Parser)]
-#[command(name = "alf", version, args_conflicts_with_subcommands = true)]
+#[command(name = "alf", version, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -25,8 +33,6 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Fetch a token and print its metadata (type, scope, expiry) as JSON.
     Token {
-        #[command(flatten)]
-        oauth: OAuthArgs,
         /// Print the access token too.
         #[arg(long)]
         print_token: bool,
@@ -35,8 +41,6 @@ pub(crate) enum Command {
     /// open, waits for the browser on a loopback redirect
     /// (http://127.0.0.1:PORT/callback), and exchanges the code.
     Login {
-        #[command(flatten)]
-        oauth: OAuthArgs,
         /// The authorization endpoint (with --token-url; --issuer finds it).
         #[arg(long, value_name = "URL")]
         authorization_url: Option<String>,
@@ -61,8 +65,6 @@ pub(crate) enum OAuth1Command {
     /// Walk the three-legged dance: print the URL to open, read the verifier
     /// (or the whole callback URL) from stdin, print the token credentials.
     Authorize {
-        #[command(flatten)]
-        oauth1: OAuth1Args,
         /// The temporary credential request endpoint.
         #[arg(long, value_name = "URL")]
         request_token_url: String,
@@ -86,25 +88,35 @@ pub(crate) enum OAuth1Command {
 #[command(next_help_heading = "OAuth 1.0a")]
 pub(crate) struct OAuth1Args {
     /// The consumer key; signs requests with OAuth 1.0a.
-    #[arg(long, value_name = "K")]
+    #[arg(global = true, long, value_name = "K")]
     pub(crate) oauth1_consumer_key: Option<String>,
     /// Read the consumer secret from this environment variable.
-    #[arg(long, value_name = "VAR", conflicts_with = "oauth1_private_key")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "VAR",
+        conflicts_with = "oauth1_private_key"
+    )]
     pub(crate) oauth1_consumer_secret_env: Option<String>,
     /// Sign with this RSA private key (PEM, PKCS#1 or PKCS#8) instead.
-    #[arg(long, value_name = "FILE")]
+    #[arg(global = true, long, value_name = "FILE")]
     pub(crate) oauth1_private_key: Option<PathBuf>,
     /// The token credentials' identifier.
-    #[arg(long, value_name = "T")]
+    #[arg(global = true, long, value_name = "T")]
     pub(crate) oauth1_token: Option<String>,
     /// Read the token secret from this environment variable.
-    #[arg(long, value_name = "VAR", requires = "oauth1_token")]
+    #[arg(global = true, long, value_name = "VAR", requires = "oauth1_token")]
     pub(crate) oauth1_token_secret_env: Option<String>,
     /// The signature method.
-    #[arg(long, value_name = "METHOD", default_value = "HMAC-SHA1")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "METHOD",
+        default_value = "HMAC-SHA1"
+    )]
     pub(crate) oauth1_method: tower_alf::oauth1::SignatureMethod,
     /// Where the protocol parameters go: header, query or body.
-    #[arg(long, value_name = "WHERE", default_value = "header")]
+    #[arg(global = true, long, value_name = "WHERE", default_value = "header")]
     pub(crate) oauth1_placement: tower_alf::oauth1::Placement,
 }
 
@@ -112,82 +124,87 @@ pub(crate) struct OAuth1Args {
 #[derive(Debug, Args)]
 pub(crate) struct OAuthArgs {
     /// The token endpoint.
-    #[arg(long, value_name = "URL", conflicts_with = "issuer")]
+    #[arg(global = true, long, value_name = "URL", conflicts_with = "issuer")]
     pub(crate) token_url: Option<String>,
     /// The authorization server's issuer: the token endpoint and a supported
     /// client authentication method are discovered from its metadata
     /// (RFC 8414, OpenID Connect Discovery) instead of --token-url.
-    #[arg(long, value_name = "URL")]
+    #[arg(global = true, long, value_name = "URL")]
     pub(crate) issuer: Option<String>,
     /// The client identifier.
-    #[arg(long, value_name = "ID")]
+    #[arg(global = true, long, value_name = "ID")]
     pub(crate) client_id: Option<String>,
     /// Read the client secret from this environment variable.
-    #[arg(long, value_name = "VAR", conflicts_with = "client_secret_file")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "VAR",
+        conflicts_with = "client_secret_file"
+    )]
     pub(crate) client_secret_env: Option<String>,
     /// Read the client secret from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
+    #[arg(global = true, long, value_name = "FILE")]
     pub(crate) client_secret_file: Option<PathBuf>,
     /// How the client authenticates to the token endpoint (with --issuer:
     /// the default is the first the server supports among private_key_jwt
     /// (with --private-key), basic, post and jwt).
-    #[arg(long, value_enum)]
+    #[arg(global = true, long, value_enum)]
     pub(crate) auth_method: Option<AuthMethod>,
     /// The client's private key (PEM: PKCS#1, PKCS#8 or SEC1; or a JWK),
     /// for --auth-method private_key_jwt.
-    #[arg(long, value_name = "FILE")]
+    #[arg(global = true, long, value_name = "FILE")]
     pub(crate) private_key: Option<PathBuf>,
     /// The `kid` header of the client assertion.
-    #[arg(long, value_name = "KID", requires = "private_key")]
+    #[arg(global = true, long, value_name = "KID", requires = "private_key")]
     pub(crate) key_id: Option<String>,
     /// The signing algorithm for the private key (default: RS256 for RSA,
     /// ES256 or ES384 for EC keys, EdDSA for Ed25519).
-    #[arg(long, value_name = "ALG", requires = "private_key")]
+    #[arg(global = true, long, value_name = "ALG", requires = "private_key")]
     pub(crate) alg: Option<String>,
     /// Get tokens with the JWT-bearer grant for this service-account key
     /// file (its token_uri is the token endpoint unless --token-url is given).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["refresh_token_env", "issuer"])]
+    #[arg(global = true, long, value_name = "FILE", conflicts_with_all = ["refresh_token_env", "issuer"])]
     pub(crate) service_account: Option<PathBuf>,
     /// Get tokens with the refresh-token grant, starting from the refresh
     /// token in this environment variable.
-    #[arg(long, value_name = "VAR")]
+    #[arg(global = true, long, value_name = "VAR")]
     pub(crate) refresh_token_env: Option<String>,
     /// A scope to ask for (repeatable).
-    #[arg(long = "scope", value_name = "S")]
+    #[arg(global = true, long = "scope", value_name = "S")]
     pub(crate) scopes: Vec<String>,
     /// The `audience` parameter.
-    #[arg(long, value_name = "A")]
+    #[arg(global = true, long, value_name = "A")]
     pub(crate) audience: Option<String>,
     /// A `resource` parameter (RFC 8707, repeatable).
-    #[arg(long = "resource", value_name = "R")]
+    #[arg(global = true, long = "resource", value_name = "R")]
     pub(crate) resources: Vec<String>,
     /// Any other token request parameter (repeatable).
-    #[arg(long = "param", value_name = "K=V", value_parser = key_value)]
+    #[arg(global = true, long = "param", value_name = "K=V", value_parser = key_value)]
     pub(crate) params: Vec<(String, String)>,
     /// Allow a plain-http token endpoint that is not on loopback.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub(crate) allow_insecure_http: bool,
     /// Share tokens with other processes through this Redis or Valkey
     /// (`redis://[user:password@]host:port/db`).
-    #[arg(long, value_name = "URL")]
+    #[arg(global = true, long, value_name = "URL")]
     pub(crate) redis: Option<String>,
     /// The namespace of the token's key in the store (default: tower-alf).
-    #[arg(long, value_name = "P", requires = "redis")]
+    #[arg(global = true, long, value_name = "P", requires = "redis")]
     pub(crate) store_key_prefix: Option<String>,
     /// Encrypt the stored token with the base64 32-byte key in this
     /// environment variable.
-    #[arg(long, value_name = "VAR", requires = "redis")]
+    #[arg(global = true, long, value_name = "VAR", requires = "redis")]
     pub(crate) store_encryption_key_env: Option<String>,
     /// Bind tokens to a fresh ES256 key with DPoP (RFC 9449): every token
     /// request and every request carries a DPoP proof.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub(crate) dpop: bool,
     /// Bind tokens with DPoP to this private key (PEM or JWK: P-256, P-384,
     /// RSA or Ed25519) instead of a fresh one; implies --dpop.
-    #[arg(long, value_name = "FILE")]
+    #[arg(global = true, long, value_name = "FILE")]
     pub(crate) dpop_key: Option<PathBuf>,
     /// Timeout in seconds for the token request and for each request.
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    #[arg(global = true, long, value_name = "SECS", value_parser = seconds)]
     pub(crate) timeout: Option<std::time::Duration>,
 }
 
@@ -218,7 +235,8 @@ pub(crate) struct RequestArgs {
     /// A request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "K: V", value_parser = header)]
     pub(crate) headers: Vec<(String, String)>,
-    /// The request body, or @FILE to send a file's bytes as they are.
+    /// The request body, or @FILE to send a file's bytes as they are (at
+    /// most 16 MiB).
     #[arg(short = 'd', long = "data", value_name = "DATA|@FILE")]
     pub(crate) data: Option<String>,
     /// Send the request this many times (bodies are then not printed).
@@ -230,9 +248,42 @@ pub(crate) struct RequestArgs {
     /// At the end, print one JSON line of statistics on stdout.
     #[arg(long)]
     pub(crate) stats: bool,
-    /// Print the response status and headers.
+    /// Print the response status and headers (control characters in
+    /// header values escaped; the body stays raw).
     #[arg(short = 'i', long)]
     pub(crate) include: bool,
+}
+
+/// Options on the command line that the subcommand would ignore: the
+/// request's options and URL with any subcommand, OAuth 1.0a options with
+/// `token` or `login`, OAuth 2 options with `oauth1`. Their names, for a
+/// usage error.
+pub(crate) fn unused_options(matches: &ArgMatches) -> Option<(Vec<String>, &'static str)> {
+    let given = |arg: &clap::Arg| {
+        matches.value_source(arg.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let name = |arg: &clap::Arg| match (arg.get_long(), arg.get_short()) {
+        (Some(long), _) => format!("--{long}"),
+        (None, Some(short)) => format!("-{short}"),
+        (None, None) => "the URL".to_owned(),
+    };
+    let mut request = RequestArgs::augment_args(ClapCommand::new("x"))
+        .arg(clap::Arg::new("url"))
+        .get_arguments()
+        .filter(|arg| given(arg))
+        .map(name)
+        .collect::<Vec<_>>();
+    let (ignored, subcommand) = match matches.subcommand_name()? {
+        "token" => (OAuth1Args::augment_args(ClapCommand::new("x")), "alf token"),
+        "login" => (OAuth1Args::augment_args(ClapCommand::new("x")), "alf login"),
+        "oauth1" => (
+            OAuthArgs::augment_args(ClapCommand::new("x")),
+            "alf oauth1 authorize",
+        ),
+        _ => return None,
+    };
+    request.extend(ignored.get_arguments().filter(|arg| given(arg)).map(name));
+    (!request.is_empty()).then_some((request, subcommand))
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {

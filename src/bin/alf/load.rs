@@ -22,7 +22,7 @@ use tower_alf::{BearerAuthLayer, TokenSource};
 
 use crate::{
     args::{Cli, RequestArgs},
-    describe, oauth1,
+    describe, input, oauth1, terminal,
     tokens::{self, Usage},
 };
 
@@ -43,9 +43,7 @@ impl Template {
         let body = match args.data.as_deref() {
             None => Bytes::new(),
             Some(data) => match data.strip_prefix('@') {
-                Some(path) => std::fs::read(path)
-                    .map_err(|e| Usage(format!("cannot read {path}: {e}")))?
-                    .into(),
+                Some(path) => input::body_file(path)?.into(),
                 None => Bytes::copy_from_slice(data.as_bytes()),
             },
         };
@@ -206,7 +204,7 @@ where
         for (name, value) in &parts.headers {
             out.write_all(name.as_str().as_bytes())?;
             out.write_all(b": ")?;
-            out.write_all(value.as_bytes())?;
+            out.write_all(terminal::escape_bytes(value.as_bytes()).as_bytes())?;
             out.write_all(b"\n")?;
         }
         writeln!(out)?;
@@ -232,6 +230,7 @@ fn verdict(samples: &[Sample]) -> ExitCode {
         .filter(|status| matches!(*status, &StatusCode::UNAUTHORIZED | &StatusCode::FORBIDDEN))
         .count();
     if let Some(first) = errors.first() {
+        let first = terminal::escape(first);
         if samples.len() == 1 {
             eprintln!("alf: {first}");
         } else {

@@ -3,14 +3,16 @@
 //! `TokenSource` and a `BearerAuthLayer` over hyper-util's client.
 
 mod args;
+mod input;
 mod load;
 mod login;
 mod oauth1;
+mod terminal;
 mod tokens;
 
 use std::{error::Error as StdError, process::ExitCode};
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use tower::BoxError;
 
 use crate::{
@@ -19,7 +21,19 @@ use crate::{
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Some((options, subcommand)) = args::unused_options(&matches) {
+        eprintln!(
+            "alf: {} {} not used by {subcommand}",
+            options.join(", "),
+            if options.len() == 1 { "is" } else { "are" }
+        );
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,23 +46,23 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Some(Command::Token { oauth, print_token }) => token(oauth, *print_token).await,
+            Some(Command::Token { print_token }) => token(&cli.oauth, *print_token).await,
             Some(Command::Login {
-                oauth,
                 authorization_url,
                 port,
                 save,
                 print_token,
             }) => {
-                let token =
-                    login::run(oauth, authorization_url.as_deref(), *port, save.as_deref()).await;
-                token.map(|token| {
-                    print_metadata(&token, *print_token);
-                    ExitCode::SUCCESS
-                })
+                login::run(
+                    &cli.oauth,
+                    authorization_url.as_deref(),
+                    *port,
+                    save.as_deref(),
+                    *print_token,
+                )
+                .await
             }
             Some(Command::OAuth1(OAuth1Command::Authorize {
-                oauth1,
                 request_token_url,
                 authorize_url,
                 access_token_url,
@@ -56,7 +70,7 @@ fn main() -> ExitCode {
                 print_secret,
             })) => {
                 oauth1::authorize(
-                    oauth1,
+                    &cli.oauth1,
                     request_token_url,
                     authorize_url,
                     access_token_url,
@@ -71,7 +85,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("alf: {}", describe(&*e));
+            // Server text is in there (an error_description, a reason).
+            eprintln!("alf: {}", terminal::escape(&describe(&*e)));
             if e.is::<Usage>()
                 || e.downcast_ref::<tower_alf::oauth1::Error>()
                     .is_some_and(|e| e.is_config())
@@ -93,7 +108,7 @@ async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError
 }
 
 /// A token's metadata as one JSON line; the token itself only when asked.
-fn print_metadata(token: &tower_alf::Token, print_token: bool) {
+pub(crate) fn print_metadata(token: &tower_alf::Token, print_token: bool) {
     let mut out = serde_json::json!({
         "token_type": token.token_type().scheme(),
         "scope": token.scope(),
@@ -104,7 +119,7 @@ fn print_metadata(token: &tower_alf::Token, print_token: bool) {
     if print_token {
         out["access_token"] = token.access_token().secret().into();
     }
-    println!("{out}");
+    println!("{}", terminal::json_line(&out));
 }
 
 /// One line for an error: what failed, then its causes.

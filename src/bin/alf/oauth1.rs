@@ -1,13 +1,17 @@
 //! Signing with OAuth 1.0a instead of an OAuth 2 token, and the
 //! three-legged dance.
 
-use std::{io::BufRead, process::ExitCode};
+use std::{
+    io::{BufRead, Read},
+    process::ExitCode,
+};
 
 use tower::BoxError;
 use tower_alf::oauth1::{ClientCredentials, Flow, OAuth1Layer, RsaKey, TokenCredentials, Verifier};
 
 use crate::{
     args::OAuth1Args,
+    input, terminal,
     tokens::{env_secret, usage},
 };
 
@@ -20,8 +24,7 @@ fn client(args: &OAuth1Args) -> Result<ClientCredentials, BoxError> {
     match (&args.oauth1_consumer_secret_env, &args.oauth1_private_key) {
         (Some(var), _) => Ok(ClientCredentials::new(key, env_secret(var)?)),
         (None, Some(path)) => {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+            let pem = input::secret_file(path, "--oauth1-private-key")?;
             Ok(ClientCredentials::rsa(key, RsaKey::from_pem(&pem)?))
         }
         (None, None) => Err(usage(
@@ -62,10 +65,26 @@ pub(crate) async fn authorize(
         .placement(args.oauth1_placement);
     let temporary = flow.request_token(request_token_url, callback).await?;
     let url = flow.authorization_url(authorize_url, &temporary)?;
-    eprintln!("Open this URL, authorize, then paste the verifier or the callback URL:\n{url}");
+    eprintln!(
+        "Open this URL, authorize, then paste the verifier or the callback URL:\n{}",
+        terminal::escape(&url)
+    );
 
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    // One line, as long as a callback URL can sensibly be: stdin may be a
+    // device or a file without a newline.
+    let mut line = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(input::SECRET_CAP + 1)
+        .read_until(b'\n', &mut line)?;
+    if line.len() as u64 > input::SECRET_CAP {
+        return Err(usage(format!(
+            "the verifier line on stdin is longer than {} KiB",
+            input::SECRET_CAP / 1024
+        ))
+        .into());
+    }
+    let line = String::from_utf8(line).map_err(|_| usage("the verifier on stdin is not UTF-8"))?;
     let line = line.trim();
     let verifier = if line.contains("oauth_verifier=") {
         flow.parse_callback(line, &temporary)?
@@ -81,6 +100,6 @@ pub(crate) async fn authorize(
     if print_secret {
         out["oauth_token_secret"] = token.secret().into();
     }
-    println!("{out}");
+    println!("{}", terminal::json_line(&out));
     Ok(ExitCode::SUCCESS)
 }

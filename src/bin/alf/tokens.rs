@@ -11,7 +11,11 @@ use tower_alf::{
     ClientAuth, HttpClient, TokenEndpoint, TokenEndpointBuilder, TokenSource,
 };
 
-use crate::args::{AuthMethod, OAuthArgs};
+pub(crate) use crate::input::env_secret;
+use crate::{
+    args::{AuthMethod, OAuthArgs},
+    input,
+};
 
 /// A problem with the arguments, said in one line.
 #[derive(Debug)]
@@ -29,11 +33,6 @@ pub(crate) fn usage(message: impl Into<String>) -> Usage {
     Usage(message.into())
 }
 
-/// A secret from an environment variable.
-pub(crate) fn env_secret(var: &str) -> Result<String, Usage> {
-    std::env::var(var).map_err(|_| usage(format!("the environment variable {var} is not set")))
-}
-
 pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
     if args.redis.is_some() && (args.service_account.is_some() || args.refresh_token_env.is_some())
     {
@@ -43,7 +42,7 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
         return Err(usage("--redis does not share DPoP-bound tokens").into());
     }
     if let Some(path) = &args.service_account {
-        let account = ServiceAccount::from_file(path)?;
+        let account = ServiceAccount::from_json(&input::secret_file(path, "--service-account")?)?;
         let builder = match &args.token_url {
             Some(url) => TokenEndpoint::builder(url),
             None => account.endpoint_builder(),
@@ -217,8 +216,7 @@ fn private_key(args: &OAuthArgs) -> Result<PrivateKey, tower::BoxError> {
         .private_key
         .as_ref()
         .ok_or_else(|| usage("--auth-method private_key_jwt needs --private-key FILE"))?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let text = input::secret_file(path, "--private-key")?;
     let mut key = if text.trim_start().starts_with('{') {
         PrivateKey::from_jwk(&text)?
     } else {
@@ -236,8 +234,7 @@ fn private_key(args: &OAuthArgs) -> Result<PrivateKey, tower::BoxError> {
 /// `--dpop-key FILE` (PEM or JWK), or a fresh ES256 key with `--dpop`.
 fn dpop_key(args: &OAuthArgs) -> Result<Option<DPoPKey>, tower::BoxError> {
     if let Some(path) = &args.dpop_key {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        let text = input::secret_file(path, "--dpop-key")?;
         let key = if text.trim_start().starts_with('{') {
             PrivateKey::from_jwk(&text)?
         } else {
@@ -259,10 +256,7 @@ fn secret(args: &OAuthArgs) -> Result<String, Usage> {
         return env_secret(var);
     }
     if let Some(path) = &args.client_secret_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-        let text = text.strip_suffix('\n').unwrap_or(&text);
-        return Ok(text.strip_suffix('\r').unwrap_or(text).to_owned());
+        return input::secret_file_line(path, "--client-secret-file");
     }
     Err(usage(
         "a client secret is required: --client-secret-env VAR or --client-secret-file FILE",
