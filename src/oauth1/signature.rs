@@ -84,9 +84,11 @@ fn split_member(member: &[u8]) -> (&[u8], &[u8]) {
 
 /// Whether `input` follows the encoding rules of
 /// `application/x-www-form-urlencoded`, which §3.4.1.3.1 asks of a query
-/// and of a form body before their parameters are signed: printable ASCII
-/// only (no space, no control, no octet above 0x7E: those must be sent as
-/// `%XX` or `+`), and every `%` followed by two hex digits.
+/// and of a form body before their parameters are signed: only the
+/// characters RFC 3986 §3.4 allows in a query (ALPHA, DIGIT,
+/// `-._~!$&'()*+,;=:@/?`) and `%` followed by two hex digits. A raw space,
+/// control, non-ASCII octet (`é`), `"`, `[`, `|`, … must be sent as `%XX`
+/// (or a space as `+`). oauthlib applies the same set.
 pub(crate) fn is_form_encoded(input: &[u8]) -> bool {
     let mut i = 0;
     while i < input.len() {
@@ -98,7 +100,7 @@ pub(crate) fn is_form_encoded(input: &[u8]) -> bool {
                 }
                 i += 3;
             }
-            0x21..=0x7e => i += 1,
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&b) => i += 1,
             _ => return false,
         }
     }
@@ -121,7 +123,7 @@ pub(crate) fn without_signature(input: &[u8]) -> Option<Vec<u8>> {
 /// 443 for `https`), the path as sent (`/` when empty), no query, no
 /// fragment, no user information.
 ///
-/// Fails when `uri` is not absolute, or its port is not a number from 0 to
+/// Fails when `uri` is not absolute, or its port is not a number from 1 to
 /// 65535 (an empty port, `http://host:/`, is no port, RFC 3986 §6.2.3).
 /// A request that carries a `Host` header is signed with
 /// [`base_string_uri_with_host`], which takes host and port from it.
@@ -151,6 +153,16 @@ pub fn base_string_uri_with_host(uri: &Uri, host: Option<&[u8]>) -> Result<Strin
         .scheme_str()
         .ok_or_else(|| Error::config("the request URI must be absolute (no scheme)"))?
         .to_ascii_lowercase();
+    let authority = uri
+        .authority()
+        .ok_or_else(|| Error::config("the request URI must be absolute (no host)"))?;
+    let host_port = match authority.as_str().rsplit_once('@') {
+        Some((_userinfo, host_port)) => host_port,
+        None => authority.as_str(),
+    };
+    // NOTE: the URI's port is checked even when the Host header overrides
+    // it: the request is dialled there.
+    let from_uri = host_and_port(host_port, "request URI")?;
     let (host, port) = match host {
         Some(header) => {
             let header = std::str::from_utf8(header)
@@ -161,16 +173,7 @@ pub fn base_string_uri_with_host(uri: &Uri, host: Option<&[u8]>) -> Result<Strin
                 })?;
             host_and_port(header, "Host header")?
         }
-        None => {
-            let authority = uri
-                .authority()
-                .ok_or_else(|| Error::config("the request URI must be absolute (no host)"))?;
-            let host_port = match authority.as_str().rsplit_once('@') {
-                Some((_userinfo, host_port)) => host_port,
-                None => authority.as_str(),
-            };
-            host_and_port(host_port, "request URI")?
-        }
+        None => from_uri,
     };
     let default_port = match scheme.as_str() {
         "http" => Some(80),
@@ -195,7 +198,8 @@ pub fn base_string_uri_with_host(uri: &Uri, host: Option<&[u8]>) -> Result<Strin
 }
 
 /// Splits `host[:port]` (no user information) into the host in lower case
-/// and the port, refusing a port that is not digits or exceeds 65535.
+/// and the port, refusing a port that is not digits, is 0 or exceeds
+/// 65535.
 /// `http::Uri` keeps such ports in the authority and answers `None` for
 /// them, which would sign (and dial) the default port instead.
 fn host_and_port(authority: &str, what: &str) -> Result<(String, Option<u16>), Error> {
@@ -227,8 +231,9 @@ fn host_and_port(authority: &str, what: &str) -> Result<(String, Option<u16>), E
                 .all(|b| b.is_ascii_digit())
                 .then(|| digits.parse::<u16>().ok())
                 .flatten()
+                .filter(|&port| port != 0)
                 .ok_or_else(|| {
-                    Error::config(format!("the {what}'s port is not a number from 0 to 65535"))
+                    Error::config(format!("the {what}'s port is not a number from 1 to 65535"))
                 })?,
         ),
     };
@@ -294,7 +299,7 @@ pub fn base_string(method: &Method, base_string_uri: &str, normalized_parameters
 ///
 /// Fails with [`Error::is_config`] when the query, and with
 /// [`Error::is_body`] when the form body, does not follow the form encoding
-/// rules §3.4.1.3.1 requires (a raw `é`, a space, `%zz`): the RFC signs such
+/// rules §3.4.1.3.1 requires (a raw `é`, a space, `[`, `%zz`): the RFC signs such
 /// a body's parameters not at all, which would leave the body unprotected
 /// while the provider, parsing it leniently, computes another base string.
 /// Refusing is what oauthlib does too.
