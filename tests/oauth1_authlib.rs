@@ -175,7 +175,11 @@ async fn call_resource(
 
 async fn the_whole_dance_works(method: SignatureMethod) {
     let provider = Provider::start();
-    let client_id = if method.is_rsa() { "rsa-client" } else { "hmac-client" };
+    let client_id = if method.is_rsa() {
+        "rsa-client"
+    } else {
+        "hmac-client"
+    };
     for placement in [Placement::Header, Placement::Query, Placement::Body] {
         let flow = flow(method).placement(placement);
         let token = dance(&provider, &flow).await;
@@ -183,7 +187,10 @@ async fn the_whole_dance_works(method: SignatureMethod) {
             let (status, body) = call_resource(&provider, &flow, token.clone(), post).await;
             assert_eq!(
                 (status, body.as_str()),
-                (StatusCode::OK, format!("hello alice via {client_id}").as_str()),
+                (
+                    StatusCode::OK,
+                    format!("hello alice via {client_id}").as_str()
+                ),
                 "{method} {placement} post={post}"
             );
         }

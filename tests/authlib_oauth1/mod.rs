@@ -29,7 +29,8 @@ pub(crate) fn python() -> PathBuf {
     if *ready {
         return python;
     }
-    const HOW: &str = "install Python 3 with venv (e.g. `apt-get install -y python3 python3-venv`); \
+    const HOW: &str =
+        "install Python 3 with venv (e.g. `apt-get install -y python3 python3-venv`); \
                        the test then makes tests/authlib_oauth1/.venv from requirements.txt";
     let requirements = std::fs::read_to_string(dir.join("requirements.txt")).unwrap();
     let marker = venv.join("installed-requirements.txt");
@@ -49,7 +50,14 @@ pub(crate) fn python() -> PathBuf {
         );
     }
     let installed = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
         .arg(dir.join("requirements.txt"))
         .stdout(Stdio::null())
         .status();
