@@ -86,7 +86,7 @@ impl Error {
         Self::new(
             Kind::Status {
                 status,
-                problem,
+                problem: problem.map(|problem| escape_controls(&problem)),
                 excerpt: excerpt(body),
             },
             None,
@@ -112,8 +112,10 @@ impl Error {
         Self::new(Kind::CallbackNotConfirmed, None)
     }
 
+    /// `reason` may quote the provider (its `oauth_problem`): control
+    /// characters are escaped.
     pub(crate) fn callback(reason: impl Into<String>) -> Self {
-        Self::new(Kind::Callback(reason.into()), None)
+        Self::new(Kind::Callback(escape_controls(&reason.into())), None)
     }
 
     pub(crate) fn token_mismatch() -> Self {
@@ -189,7 +191,10 @@ impl Error {
 
     /// The `oauth_problem` the provider reported, if any (from the OAuth
     /// Problem Reporting extension many providers use: `token_rejected`,
-    /// `signature_invalid`, `timestamp_refused`, …).
+    /// `signature_invalid`, `timestamp_refused`, …), with its control
+    /// characters escaped (`\u{1b}`), as in every text of this error that
+    /// comes from the provider: printed to a terminal or a log line, it
+    /// cannot move the cursor or fake a line of its own.
     pub fn problem(&self) -> Option<&str> {
         match &self.inner.kind {
             Kind::Status { problem, .. } => problem.as_deref(),
@@ -198,7 +203,7 @@ impl Error {
     }
 
     /// A bounded excerpt of the provider's response body, with tokens,
-    /// secrets and verifiers masked.
+    /// secrets and verifiers masked and control characters escaped.
     pub fn body_excerpt(&self) -> Option<&str> {
         match &self.inner.kind {
             Kind::Status { excerpt, .. } | Kind::InvalidResponse { excerpt, .. } => {
@@ -282,7 +287,28 @@ fn excerpt(body: &[u8]) -> Option<String> {
             .finish();
         return Some(crate::error::truncate(masked, crate::error::EXCERPT_LIMIT));
     }
-    crate::error::excerpt(body)
+    crate::error::excerpt(body).map(|text| escape_controls(&text))
+}
+
+/// `text` with every control character (C0, DEL, C1) and every bidi
+/// override or isolate escaped as Rust writes it (`\n`, `\u{1b}`), so that
+/// server text cannot drive a terminal (ESC, BEL), fake a line (CR, LF)
+/// or reorder what is shown (U+202E).
+pub(crate) fn escape_controls(text: &str) -> String {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The body as form pairs, if it looks like a form: UTF-8, no whitespace,
@@ -328,6 +354,33 @@ mod tests {
             e.to_string(),
             "OAuth 1 provider answered 401 Unauthorized: nonce_used"
         );
+    }
+
+    #[test]
+    fn server_text_cannot_drive_the_terminal() {
+        let hostile = "bad\u{1b}]0;pwned\u{7}\r\nalf: fake line\u{202e}";
+        let e = Error::status(
+            StatusCode::UNAUTHORIZED,
+            Some(hostile.into()),
+            hostile.as_bytes(),
+        );
+        let callback = Error::callback(format!("the provider reported {hostile}"));
+        for text in [
+            e.to_string(),
+            e.problem().unwrap().to_owned(),
+            e.body_excerpt().unwrap().to_owned(),
+            callback.to_string(),
+            format!("{e:?}"),
+        ] {
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{text:?}"
+            );
+            assert!(text.contains("pwned"), "{text:?}");
+        }
+        assert!(e
+            .to_string()
+            .contains("\\u{1b}]0;pwned\\u{7}\\r\\nalf: fake line"));
     }
 
     #[test]

@@ -137,7 +137,9 @@ impl Flow {
     /// will copy the verifier by hand).
     ///
     /// The answer must carry `oauth_token`, `oauth_token_secret` and
-    /// `oauth_callback_confirmed=true`; without the last the error says
+    /// `oauth_callback_confirmed=true`, compared without regard to case
+    /// (Authlib's provider sends `True`); without the last, or with another
+    /// value, the error says
     /// [`is_callback_not_confirmed`](Error::is_callback_not_confirmed).
     pub async fn request_token(
         &self,
@@ -147,9 +149,9 @@ impl Flow {
         let signer = self.signer.clone().callback(callback);
         let pairs = self.post(url, &signer).await?;
         let (token, secret) = credentials(&pairs)?;
-        let confirmed = pairs
-            .iter()
-            .any(|(name, value)| name == "oauth_callback_confirmed" && value == "true");
+        let confirmed = pairs.iter().any(|(name, value)| {
+            name == "oauth_callback_confirmed" && value.eq_ignore_ascii_case("true")
+        });
         if !confirmed {
             return Err(Error::callback_not_confirmed());
         }
@@ -527,10 +529,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn request_token_accepts_the_confirmation_in_any_case() {
+        // Authlib's provider answers `True` (Python's `str(True)`).
+        for confirmed in ["true", "True", "TRUE"] {
+            let body = format!(
+                "oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed={confirmed}"
+            );
+            let (flow, _) = fake(200, Box::leak(body.into_boxed_str()));
+            let temporary = flow.request_token(REQUEST_TOKEN_URL, "oob").await;
+            assert_eq!(temporary.unwrap().token(), "rt", "{confirmed}");
+        }
+    }
+
+    #[tokio::test]
     async fn request_token_requires_the_callback_to_be_confirmed() {
         for body in [
             "oauth_token=rt&oauth_token_secret=rs",
             "oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed=false",
+            "oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed=False",
+            "oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed=",
+            "oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed=1",
+            "oauth_token=rt&oauth_token_secret=rs&oauth_callback_confirmed=truex",
         ] {
             let (flow, _) = fake(200, body);
             let e = flow

@@ -61,17 +61,61 @@ pub(crate) fn form_decode(input: &[u8]) -> Vec<u8> {
 /// body) into name/value octet pairs. Empty members are skipped; a member
 /// without `=` has an empty value.
 pub(crate) fn form_parse(input: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    input
-        .split(|&b| b == b'&')
-        .filter(|member| !member.is_empty())
+    members(input)
         .map(|member| {
-            let (name, value) = match member.iter().position(|&b| b == b'=') {
-                Some(at) => (&member[..at], &member[at + 1..]),
-                None => (member, &[][..]),
-            };
+            let (name, value) = split_member(member);
             (form_decode(name), form_decode(value))
         })
         .collect()
+}
+
+fn members(input: &[u8]) -> impl Iterator<Item = &[u8]> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|member| !member.is_empty())
+}
+
+fn split_member(member: &[u8]) -> (&[u8], &[u8]) {
+    match member.iter().position(|&b| b == b'=') {
+        Some(at) => (&member[..at], &member[at + 1..]),
+        None => (member, &[][..]),
+    }
+}
+
+/// Whether `input` follows the encoding rules of
+/// `application/x-www-form-urlencoded`, which §3.4.1.3.1 asks of a query
+/// and of a form body before their parameters are signed: only the
+/// characters RFC 3986 §3.4 allows in a query (ALPHA, DIGIT,
+/// `-._~!$&'()*+,;=:@/?`) and `%` followed by two hex digits. A raw space,
+/// control, non-ASCII octet (`é`), `"`, `[`, `|`, … must be sent as `%XX`
+/// (or a space as `+`). oauthlib applies the same set.
+pub(crate) fn is_form_encoded(input: &[u8]) -> bool {
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'%' => {
+                let hex = input.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `input` without its `oauth_signature` members, or `None` when it has
+/// none. The other members keep their bytes and their order.
+pub(crate) fn without_signature(input: &[u8]) -> Option<Vec<u8>> {
+    let is_signature = |member: &[u8]| form_decode(split_member(member).0) == b"oauth_signature";
+    if !members(input).any(is_signature) {
+        return None;
+    }
+    let kept: Vec<&[u8]> = members(input).filter(|m| !is_signature(m)).collect();
+    Some(kept.join(&b'&'))
 }
 
 /// The base string URI of RFC 5849 §3.4.1.2: scheme and host in lower
@@ -79,16 +123,58 @@ pub(crate) fn form_parse(input: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// 443 for `https`), the path as sent (`/` when empty), no query, no
 /// fragment, no user information.
 ///
-/// Fails when `uri` is not absolute.
+/// Fails when `uri` is not absolute, or its port is not a number from 1 to
+/// 65535 (an empty port, `http://host:/`, is no port, RFC 3986 §6.2.3).
+/// A request that carries a `Host` header is signed with
+/// [`base_string_uri_with_host`], which takes host and port from it.
 pub fn base_string_uri(uri: &Uri) -> Result<String, Error> {
+    base_string_uri_with_host(uri, None)
+}
+
+/// The base string URI of §3.4.1.2 for a request whose `Host` header is
+/// `host`: step 2 says host and port "MUST match the content of the HTTP
+/// request `Host` header field", so they are taken from it when it is
+/// given, and from `uri`'s authority otherwise. Scheme and path always come
+/// from `uri`.
+///
+/// ```
+/// use tower_alf::oauth1::signature::base_string_uri_with_host;
+///
+/// let uri: http::Uri = "http://10.0.0.7:8080/photos?size=original".parse().unwrap();
+/// let base = base_string_uri_with_host(&uri, Some(b"Photos.Example.NET")).unwrap();
+/// assert_eq!(base, "http://photos.example.net/photos");
+/// ```
+///
+/// Fails when `uri` is not absolute, when `host` is not a valid
+/// `host[:port]` (non-ASCII, user information, a space), or when a port is
+/// out of range.
+pub fn base_string_uri_with_host(uri: &Uri, host: Option<&[u8]>) -> Result<String, Error> {
     let scheme = uri
         .scheme_str()
         .ok_or_else(|| Error::config("the request URI must be absolute (no scheme)"))?
         .to_ascii_lowercase();
-    let host = uri
-        .host()
-        .ok_or_else(|| Error::config("the request URI must be absolute (no host)"))?
-        .to_ascii_lowercase();
+    let authority = uri
+        .authority()
+        .ok_or_else(|| Error::config("the request URI must be absolute (no host)"))?;
+    let host_port = match authority.as_str().rsplit_once('@') {
+        Some((_userinfo, host_port)) => host_port,
+        None => authority.as_str(),
+    };
+    // NOTE: the URI's port is checked even when the Host header overrides
+    // it: the request is dialled there.
+    let from_uri = host_and_port(host_port, "request URI")?;
+    let (host, port) = match host {
+        Some(header) => {
+            let header = std::str::from_utf8(header)
+                .ok()
+                .filter(|h| !h.contains('@') && http::uri::Authority::try_from(*h).is_ok())
+                .ok_or_else(|| {
+                    Error::config("the Host header is not a valid host[:port] (RFC 9110 §7.2)")
+                })?;
+            host_and_port(header, "Host header")?
+        }
+        None => from_uri,
+    };
     let default_port = match scheme.as_str() {
         "http" => Some(80),
         "https" => Some(443),
@@ -98,7 +184,7 @@ pub fn base_string_uri(uri: &Uri) -> Result<String, Error> {
     out.push_str(&scheme);
     out.push_str("://");
     out.push_str(&host);
-    if let Some(port) = uri.port_u16() {
+    if let Some(port) = port {
         if Some(port) != default_port {
             out.push(':');
             out.push_str(&port.to_string());
@@ -111,13 +197,57 @@ pub fn base_string_uri(uri: &Uri) -> Result<String, Error> {
     Ok(out)
 }
 
+/// Splits `host[:port]` (no user information) into the host in lower case
+/// and the port, refusing a port that is not digits, is 0 or exceeds
+/// 65535.
+/// `http::Uri` keeps such ports in the authority and answers `None` for
+/// them, which would sign (and dial) the default port instead.
+fn host_and_port(authority: &str, what: &str) -> Result<(String, Option<u16>), Error> {
+    let (host, port) = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(end) => (&authority[..=end], &authority[end + 1..]),
+            None => {
+                return Err(Error::config(format!(
+                    "the {what} has an unclosed IPv6 host"
+                )))
+            }
+        }
+    } else {
+        match authority.find(':') {
+            Some(at) => (&authority[..at], &authority[at..]),
+            None => (authority, ""),
+        }
+    };
+    if host.is_empty() {
+        return Err(Error::config(format!("the {what} has no host")));
+    }
+    let port = match port.strip_prefix(':') {
+        None if port.is_empty() => None,
+        None => return Err(Error::config(format!("the {what} has junk after its host"))),
+        Some("") => None,
+        Some(digits) => Some(
+            digits
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| digits.parse::<u16>().ok())
+                .flatten()
+                .filter(|&port| port != 0)
+                .ok_or_else(|| {
+                    Error::config(format!("the {what}'s port is not a number from 1 to 65535"))
+                })?,
+        ),
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
 /// Normalizes request parameters as RFC 5849 §3.4.1.3.2 says: each name and
 /// value percent-encoded (§3.6), sorted by encoded name, then by encoded
 /// value, joined as `name=value` with `&`.
 ///
 /// Give it every parameter that takes part: the query's, the protocol
 /// parameters (without `realm` and `oauth_signature`) and, for a form body,
-/// the form's; repeated names are kept.
+/// the form's; repeated names are kept. [`request_base_string`] collects
+/// them from a request.
 pub fn normalize_parameters<N, V>(params: impl IntoIterator<Item = (N, V)>) -> String
 where
     N: AsRef<[u8]>,
@@ -150,6 +280,90 @@ pub fn base_string(method: &Method, base_string_uri: &str, normalized_parameters
         encode(base_string_uri.as_bytes()),
         encode(normalized_parameters.as_bytes())
     )
+}
+
+/// The signature base string of a whole request, §3.4.1 from end to end:
+/// the one builder [`Signer`](super::Signer) (and so
+/// [`Flow`](super::Flow) and [`OAuth1Layer`](super::OAuth1Layer)) signs
+/// with, public so that a provider can verify with the same rules.
+///
+/// - `uri` and `host` (the `Host` header, if the request has one) make the
+///   base string URI ([`base_string_uri_with_host`]);
+/// - the query's parameters take part, and `form_body`'s when the request
+///   carries an `application/x-www-form-urlencoded` body;
+/// - `protocol` holds the `oauth_*` parameters, unencoded, as the
+///   `Authorization` header or the signer has them; its `realm` is left
+///   out;
+/// - `oauth_signature` is left out wherever it appears (§3.4.1.3.1), so a
+///   stale one in the query or the body is never signed.
+///
+/// Fails with [`Error::is_config`] when the query, and with
+/// [`Error::is_body`] when the form body, does not follow the form encoding
+/// rules §3.4.1.3.1 requires (a raw `é`, a space, `[`, `%zz`): the RFC signs such
+/// a body's parameters not at all, which would leave the body unprotected
+/// while the provider, parsing it leniently, computes another base string.
+/// Refusing is what oauthlib does too.
+///
+/// ```
+/// use tower_alf::oauth1::signature::request_base_string;
+///
+/// let uri: http::Uri = "https://api.example/p?b=2&oauth_signature=stale".parse().unwrap();
+/// let base = request_base_string(
+///     &http::Method::POST,
+///     &uri,
+///     None,
+///     Some(b"a=x+y"),
+///     [("oauth_nonce", "n"), ("realm", "r")],
+/// )
+/// .unwrap();
+/// assert_eq!(base, "POST&https%3A%2F%2Fapi.example%2Fp&a%3Dx%2520y%26b%3D2%26oauth_nonce%3Dn");
+/// assert!(request_base_string(&http::Method::POST, &uri, None, Some("a=é".as_bytes()), [("oauth_nonce", "n")])
+///     .unwrap_err()
+///     .is_body());
+/// ```
+pub fn request_base_string<N, V>(
+    method: &Method,
+    uri: &Uri,
+    host: Option<&[u8]>,
+    form_body: Option<&[u8]>,
+    protocol: impl IntoIterator<Item = (N, V)>,
+) -> Result<String, Error>
+where
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let base_uri = base_string_uri_with_host(uri, host)?;
+    let mut params: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    if let Some(query) = uri.query() {
+        if !is_form_encoded(query.as_bytes()) {
+            return Err(Error::config(
+                "the request URI's query is not validly percent-encoded (RFC 5849 §3.4.1.3.1)",
+            ));
+        }
+        params.extend(form_parse(query.as_bytes()));
+    }
+    if let Some(body) = form_body {
+        if !is_form_encoded(body) {
+            return Err(Error::body(
+                "the form body does not follow the application/x-www-form-urlencoded \
+                 encoding (RFC 5849 §3.4.1.3.1): a raw non-ASCII octet, a space or control, \
+                 or a % without two hex digits",
+            ));
+        }
+        params.extend(form_parse(body));
+    }
+    params.extend(
+        protocol
+            .into_iter()
+            .map(|(name, value)| (name.as_ref().to_vec(), value.as_ref().to_vec()))
+            .filter(|(name, _)| name != b"realm"),
+    );
+    params.retain(|(name, _)| name != b"oauth_signature");
+    Ok(base_string(
+        method,
+        &base_uri,
+        &normalize_parameters(params),
+    ))
 }
 
 /// A signature method: how `oauth_signature` is computed (RFC 5849 §3.4).

@@ -2,15 +2,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{
-    header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE},
+    header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST},
     uri::PathAndQuery,
     HeaderMap, HeaderValue, Request, Uri,
 };
 
 use super::{
-    signature::{self, encode, form_parse},
+    signature::{self, encode},
     ClientCredentials, Error, Placement, SignableBody, SignatureMethod, TokenCredentials, Verifier,
 };
 
@@ -230,9 +230,20 @@ impl Signer {
                 .insert(CONTENT_TYPE, HeaderValue::from_static(FORM));
             is_form = true;
         }
-        if is_form && std::str::from_utf8(&bytes).is_err() {
-            return Err(Error::body("the form body is not UTF-8"));
+        // NOTE: a stale `oauth_signature` in the query or the form is never
+        // signed (§3.4.1.3.1) nor sent: the one computed below is the only
+        // one the provider sees, whatever the placement.
+        if let Some(query) = parts.uri.query() {
+            if let Some(kept) = signature::without_signature(query.as_bytes()) {
+                let kept = String::from_utf8(kept)
+                    .map_err(|_| Error::config("cannot build the signed request URI"))?;
+                parts.uri = with_query(&parts.uri, &kept, &[])?;
+            }
         }
+        let bytes = match signature::without_signature(&bytes) {
+            Some(kept) if is_form => Bytes::from(kept),
+            _ => bytes,
+        };
 
         let body_hash = (self.body_hash && !is_form).then(|| self.method.body_hash(&bytes));
         let mut protocol = self.protocol_parameters(nonce, timestamp);
@@ -240,24 +251,18 @@ impl Signer {
             protocol.push(("oauth_body_hash", hash));
         }
 
-        let mut params: Vec<(Vec<u8>, Vec<u8>)> = parts
-            .uri
-            .query()
-            .map(|query| form_parse(query.as_bytes()))
-            .unwrap_or_default();
-        if is_form {
-            params.extend(form_parse(&bytes));
+        let mut hosts = parts.headers.get_all(HOST).iter();
+        let host = hosts.next().map(HeaderValue::as_bytes);
+        if hosts.next().is_some() {
+            return Err(Error::config("the request has more than one Host header"));
         }
-        params.extend(
-            protocol
-                .iter()
-                .map(|(name, value)| (name.as_bytes().to_vec(), value.as_bytes().to_vec())),
-        );
-        let base_string = signature::base_string(
+        let base_string = signature::request_base_string(
             &parts.method,
-            &signature::base_string_uri(&parts.uri)?,
-            &signature::normalize_parameters(params),
-        );
+            &parts.uri,
+            host,
+            is_form.then_some(&bytes[..]),
+            protocol.iter().map(|(name, value)| (name, value)),
+        )?;
         let token_secret = self.token.as_ref().map_or("", |t| t.secret());
         let oauth_signature = self.method.sign(
             &base_string,
@@ -274,7 +279,8 @@ impl Signer {
                 bytes
             }
             Placement::Query => {
-                parts.uri = with_query(&parts.uri, &protocol)?;
+                let query = parts.uri.query().unwrap_or_default().to_owned();
+                parts.uri = with_query(&parts.uri, &query, &protocol)?;
                 bytes
             }
             Placement::Body => {
@@ -287,15 +293,16 @@ impl Signer {
                     out.extend_from_slice(b"=");
                     out.extend_from_slice(encode(value.as_bytes()).as_bytes());
                 }
-                // NOTE: body was read above, so it is rebuilt from `out`.
-                if parts.headers.contains_key(CONTENT_LENGTH) {
-                    parts
-                        .headers
-                        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
-                }
                 out.freeze()
             }
         };
+        // NOTE: a body that was read is rebuilt from `bytes`, which may have
+        // grown (body placement) or shrunk (a stale signature removed).
+        if body.is_none() && parts.headers.contains_key(CONTENT_LENGTH) {
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        }
         let body = match body.take() {
             Some(body) => body,
             None => B::from_bytes(bytes)
@@ -371,17 +378,21 @@ fn quoted(text: &str) -> Result<String, Error> {
     Ok(out)
 }
 
+/// Whether the first `Content-Type` is a form, read from its bytes: a
+/// parameter with non-ASCII octets (`charset="é"`) must not turn a form the
+/// provider will parse into a body the signer ignores.
 fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(FORM))
+    headers.get(CONTENT_TYPE).is_some_and(|value| {
+        let bytes = value.as_bytes();
+        let mime = bytes.split(|&b| b == b';').next().unwrap_or_default();
+        mime.trim_ascii().eq_ignore_ascii_case(FORM.as_bytes())
+    })
 }
 
-/// `uri` with the protocol parameters appended to its query (§3.5.3).
-fn with_query(uri: &Uri, protocol: &[(&'static str, String)]) -> Result<Uri, Error> {
-    let mut query = uri.query().unwrap_or_default().to_owned();
+/// `uri` with `query` for its query, and the protocol parameters appended
+/// to it (§3.5.3); no `?` when both are empty.
+fn with_query(uri: &Uri, query: &str, protocol: &[(&'static str, String)]) -> Result<Uri, Error> {
+    let mut query = query.to_owned();
     for (name, value) in protocol {
         if !query.is_empty() {
             query.push('&');
@@ -392,8 +403,12 @@ fn with_query(uri: &Uri, protocol: &[(&'static str, String)]) -> Result<Uri, Err
     }
     let invalid = |_| Error::config("cannot build the signed request URI");
     let mut parts = uri.clone().into_parts();
-    parts.path_and_query =
-        Some(PathAndQuery::try_from(format!("{}?{query}", uri.path())).map_err(invalid)?);
+    let path_and_query = if query.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{query}", uri.path())
+    };
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).map_err(invalid)?);
     Uri::from_parts(parts).map_err(|_| Error::config("cannot build the signed request URI"))
 }
 
@@ -570,6 +585,154 @@ mod tests {
             .unwrap();
         let (_, base) = signer.sign_with_base_string(form, "n", 1).unwrap();
         assert!(!base.contains("oauth_body_hash"));
+    }
+
+    #[test]
+    fn the_host_header_gives_the_base_string_host_and_port() {
+        let request = |host: &'static [u8]| {
+            Request::get("http://10.0.0.7:8080/photos?size=original")
+                .header(http::header::HOST, HeaderValue::from_bytes(host).unwrap())
+                .body(Bytes::new())
+                .unwrap()
+        };
+        for (host, base_uri) in [
+            (
+                &b"Photos.Example.NET"[..],
+                "http%3A%2F%2Fphotos.example.net%2Fphotos&",
+            ),
+            (
+                b"photos.example.net:80",
+                "http%3A%2F%2Fphotos.example.net%2Fphotos&",
+            ),
+            (
+                b"photos.example.net:9000",
+                "http%3A%2F%2Fphotos.example.net%3A9000%2Fphotos&",
+            ),
+            (b"[::1]:8443", "http%3A%2F%2F%5B%3A%3A1%5D%3A8443%2Fphotos&"),
+        ] {
+            let (_, base) = hmac_signer()
+                .sign_with_base_string(request(host), "n", 1)
+                .unwrap();
+            assert!(base.starts_with(&format!("GET&{base_uri}")), "{base}");
+        }
+        for host in [
+            &b"h\xc3\xa9.example"[..],
+            b"user@h.example",
+            b"h.example:65536",
+            b"h.example:8a",
+        ] {
+            let e = hmac_signer().sign(request(host)).unwrap_err();
+            assert!(e.is_config(), "{host:?}: {e}");
+        }
+        let mut twice = request(b"a.example");
+        twice
+            .headers_mut()
+            .append(http::header::HOST, HeaderValue::from_static("b.example"));
+        assert!(hmac_signer().sign(twice).unwrap_err().is_config());
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_refused_not_dropped() {
+        for uri in [
+            "http://example.com:65536/a",
+            "http://example.com:99999/a",
+            "https://[::1]:70000/",
+        ] {
+            let request = Request::get(uri).body(Bytes::new()).unwrap();
+            let e = hmac_signer().sign(request).unwrap_err();
+            assert!(
+                e.is_config() && e.to_string().contains("65535"),
+                "{uri}: {e}"
+            );
+        }
+        // An empty port is no port (RFC 3986 §6.2.3).
+        let request = Request::get("http://example.com:/a")
+            .body(Bytes::new())
+            .unwrap();
+        let (_, base) = hmac_signer()
+            .sign_with_base_string(request, "n", 1)
+            .unwrap();
+        assert!(base.starts_with("GET&http%3A%2F%2Fexample.com%2Fa&"));
+    }
+
+    #[test]
+    fn a_stale_signature_is_neither_signed_nor_sent_twice() {
+        for placement in [Placement::Header, Placement::Query, Placement::Body] {
+            let signer = hmac_signer().placement(placement);
+            let request = Request::post("http://example.com/a?oauth_signature=stale&b=1")
+                .header(CONTENT_TYPE, FORM)
+                .header(CONTENT_LENGTH, 28)
+                .body(Bytes::from_static(b"c=2&oauth_signature=stale2&d"))
+                .unwrap();
+            let (signed, base) = signer.sign_with_base_string(request, "n", 1).unwrap();
+            assert!(
+                !base.contains("oauth_signature%3D") && !base.contains("stale"),
+                "{base}"
+            );
+            assert!(base.contains("b%3D1") && base.contains("c%3D2") && base.contains("d%3D"));
+            let query = signed.uri().query().unwrap_or_default().to_owned();
+            let length = signed.headers()[CONTENT_LENGTH].clone();
+            let body = String::from_utf8(signed.body().to_vec()).unwrap();
+            let header = signed
+                .headers()
+                .get(AUTHORIZATION)
+                .map(|h| String::from_utf8(h.as_bytes().to_vec()).unwrap())
+                .unwrap_or_default();
+            let everywhere = format!("{query} {body} {header}");
+            assert_eq!(
+                everywhere.matches("oauth_signature=").count(),
+                1,
+                "{placement}: {everywhere}"
+            );
+            assert!(!everywhere.contains("stale"), "{placement}: {everywhere}");
+            assert_eq!(length, body.len().to_string().as_str(), "{placement}");
+        }
+    }
+
+    #[test]
+    fn a_form_body_that_is_not_form_encoded_is_refused() {
+        for body in [
+            &b"a=\xc3\xa9"[..],
+            b"a=%zz",
+            b"a=%4",
+            b"a=x y",
+            b"a=1\r\nb=2",
+            b"a=\xff",
+        ] {
+            let request = Request::post("http://example.com/")
+                .header(CONTENT_TYPE, FORM)
+                .body(Bytes::copy_from_slice(body))
+                .unwrap();
+            let e = hmac_signer().sign(request).unwrap_err();
+            assert!(e.is_body(), "{body:?}: {e}");
+        }
+        // The same octets are fine in a body that is not a form.
+        let request = Request::post("http://example.com/")
+            .header(CONTENT_TYPE, "text/plain")
+            .body(Bytes::from_static(b"a=%zz"))
+            .unwrap();
+        assert!(hmac_signer().sign(request).is_ok());
+        // And a query that is not validly encoded is refused too.
+        let request = Request::get("http://example.com/?a=%zz")
+            .body(Bytes::new())
+            .unwrap();
+        assert!(hmac_signer().sign(request).unwrap_err().is_config());
+    }
+
+    #[test]
+    fn a_form_content_type_with_non_ascii_parameters_is_still_a_form() {
+        let request = Request::post("http://example.com/")
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_bytes(b"application/x-www-form-urlencoded; x=\"\xc3\xa9\"")
+                    .unwrap(),
+            )
+            .body(Bytes::from_static(b"a=1"))
+            .unwrap();
+        let (_, base) = hmac_signer()
+            .sign_with_base_string(request, "n", 1)
+            .unwrap();
+        assert!(base.contains("a%3D1"), "{base}");
     }
 
     #[test]
