@@ -12,7 +12,8 @@ use super::{
     TemporaryCredentials, TokenCredentials, Verifier,
 };
 use crate::{
-    endpoint::{is_loopback, FetchError},
+    endpoint::FetchError,
+    http::{url_problem, PlainHttp},
     HttpClient,
 };
 
@@ -165,14 +166,11 @@ impl Flow {
         url: &str,
         temporary: &TemporaryCredentials,
     ) -> Result<String, Error> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| Error::config("the authorization URL is not a valid URI"))?;
-        self.check_url(&uri, "authorization")?;
         let (base, fragment) = match url.split_once('#') {
             Some((base, fragment)) => (base, Some(fragment)),
             None => (url, None),
         };
+        self.check_url(base, "authorization URL")?;
         let token = form_urlencoded::Serializer::new(String::new())
             .append_pair("oauth_token", temporary.token())
             .finish();
@@ -252,29 +250,21 @@ impl Flow {
         OAuth1Layer::from_signer(self.signer.clone().token(token))
     }
 
-    fn check_url(&self, uri: &Uri, what: &str) -> Result<(), Error> {
-        let host = uri
-            .host()
-            .ok_or_else(|| Error::config(format!("the {what} URL has no host")))?;
-        match uri.scheme_str() {
-            Some("https") => Ok(()),
-            Some("http") if self.allow_insecure_http || is_loopback(host) => Ok(()),
-            Some("http") => Err(Error::config(format!(
-                "the {what} URL must use https (plain http is allowed only to loopback hosts, \
-                 or with allow_insecure_http)"
-            ))),
-            _ => Err(Error::config(format!(
-                "the {what} URL must be an http(s) URL"
-            ))),
-        }
+    /// The crate's one URL rule (`crate::http::checked_url`): absolute
+    /// http(s), https unless loopback or `allow_insecure_http`, a valid
+    /// port, no userinfo.
+    fn check_url(&self, url: &str, what: &str) -> Result<Uri, Error> {
+        let plain_http = if self.allow_insecure_http {
+            PlainHttp::Allowed
+        } else {
+            PlainHttp::LoopbackOnly
+        };
+        url_problem(url, what, plain_http).map_err(Error::config)
     }
 
     /// POSTs an empty, signed request to `url` and reads the form answer.
     async fn post(&self, url: &str, signer: &Signer) -> Result<Vec<(String, String)>, Error> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| Error::config("the provider URL is not a valid URI"))?;
-        self.check_url(&uri, "provider")?;
+        let uri = self.check_url(url, "provider URL")?;
         let http = self.http.clone().ok_or_else(|| {
             Error::config("no HTTP client: enable the `rustls` feature or call `http_client`")
         })?;
