@@ -225,7 +225,11 @@ async fn a_second_instance_sends_the_shared_dpop_token_with_a_proof() {
     let first = last_seen(&server);
     assert_eq!(call(&server, &b).await, 200);
     let second = last_seen(&server);
-    assert_eq!(*server.token_requests.lock().unwrap(), 1, "b took a's token");
+    assert_eq!(
+        *server.token_requests.lock().unwrap(),
+        1,
+        "b took a's token"
+    );
     assert_eq!(second.authorization, first.authorization, "the same token");
     assert!(second.authorization.starts_with("DPoP "), "{second:?}");
     assert_eq!(second.proof_jkt.as_deref(), Some(dpop.thumbprint()));

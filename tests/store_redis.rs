@@ -306,6 +306,30 @@ async fn compare_and_delete_and_swap_touch_only_the_expected_token() {
 }
 
 #[tokio::test]
+async fn settings_of_duration_max_are_clamped_to_what_redis_accepts() {
+    let store = RedisStore::builder(REDIS)
+        .connect_timeout(Duration::MAX)
+        .response_timeout(Duration::MAX)
+        .ttl_without_expiry(Duration::MAX)
+        .build()
+        .unwrap();
+    let key = CacheKey::builder("https://idp/token", "client_credentials")
+        .namespace(namespace("max"))
+        .build();
+    let forever = StoredToken::from_token(&Token::bearer("forever").unwrap());
+    store.put(&key, &forever).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(forever));
+    assert!(store.try_lock(&key, "me", Duration::MAX).await.unwrap());
+    assert!(store.renew_lock(&key, "me", Duration::MAX).await.unwrap());
+    assert!(!store.renew_lock(&key, "you", Duration::MAX).await.unwrap());
+    let mut raw = raw_redis(REDIS).await;
+    let ttl: i64 = raw.pttl(format!("{key}:lock")).await.unwrap();
+    assert!(ttl > 0 && ttl <= 365 * 24 * 3600 * 1000, "{ttl}");
+    assert!(store.unlock(&key, "me").await.unwrap());
+    let _: () = raw.del(key.as_str()).await.unwrap();
+}
+
+#[tokio::test]
 async fn garbage_in_redis_is_a_miss_and_is_overwritten() {
     let (server, addr) = start(Duration::from_secs(3600)).await;
     let grant = grant(&format!("http://{addr}/token"));
@@ -1062,7 +1086,11 @@ async fn a_dead_or_hung_lock_holder_stalls_the_fleet_at_most_two_seconds() {
         };
         figures.push(format!(
             "{}: worst stall {worst:?} of {stalls:?}, lease freed after {freed:?}",
-            if killed { "killed holder" } else { "hung holder" }
+            if killed {
+                "killed holder"
+            } else {
+                "hung holder"
+            }
         ));
         eprintln!("fleet stall: {}", figures.last().unwrap());
         assert!(worst <= Duration::from_secs(2), "{figures:?}");

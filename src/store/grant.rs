@@ -959,10 +959,7 @@ mod tests {
     async fn settings_of_duration_max_are_clamped_and_never_panic() {
         let (grant, calls) = counted(3600);
         let store = MemoryStore::new();
-        assert!(store
-            .try_lock(&key(), "dead", Duration::MAX)
-            .await
-            .unwrap());
+        assert!(store.try_lock(&key(), "dead", Duration::MAX).await.unwrap());
         let stored = StoreGrant::new(grant, store, key())
             .timeout(Duration::MAX)
             .lock_ttl(Duration::MAX)

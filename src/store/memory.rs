@@ -170,9 +170,7 @@ impl TokenStore for MemoryStore {
         let now = Instant::now();
         let mut maps = self.maps();
         let held = match maps.locks.get_mut(key) {
-            Some((holder, until))
-                if holder == owner && until.is_none_or(|until| until > now) =>
-            {
+            Some((holder, until)) if holder == owner && until.is_none_or(|until| until > now) => {
                 *until = now.checked_add(ttl);
                 true
             }
@@ -259,7 +257,10 @@ mod tests {
         let token = Token::new("d".into(), crate::TokenType::DPoP, Instant::now())
             .unwrap()
             .with_dpop(dpop.clone());
-        store.put(&key, &StoredToken::from_token(&token)).await.unwrap();
+        store
+            .put(&key, &StoredToken::from_token(&token))
+            .await
+            .unwrap();
         let back = store.get(&key).await.unwrap().unwrap();
         assert_eq!(back.token_type(), crate::TokenType::DPoP);
         assert_eq!(back.dpop_thumbprint(), Some(dpop.thumbprint()));

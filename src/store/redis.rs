@@ -789,6 +789,22 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn settings_of_duration_max_are_clamped() {
+        let builder = RedisStore::builder("redis://127.0.0.1:1/")
+            .connect_timeout(Duration::MAX)
+            .response_timeout(Duration::MAX)
+            .ttl_without_expiry(Duration::MAX);
+        assert_eq!(builder.connect_timeout, RedisStoreBuilder::MAX_TIMEOUT);
+        assert_eq!(builder.response_timeout, RedisStoreBuilder::MAX_TIMEOUT);
+        let store = builder.build().unwrap();
+        let forever = StoredToken::from_token(&Token::bearer("t").unwrap());
+        let year = 365 * 24 * 3600 * 1000;
+        assert_eq!(store.ttl_millis(&forever), Some(year));
+        assert_eq!(lease_millis(Duration::MAX), year);
+        assert_eq!(lease_millis(Duration::ZERO), 1);
+    }
+
     #[test]
     fn passwords_are_not_shown() {
         assert_eq!(

@@ -511,9 +511,8 @@ mod tests {
         use super::*;
         use crate::dpop::DPoPKey;
 
-        static KEYS: LazyLock<[DPoPKey; 2]> = LazyLock::new(|| {
-            [DPoPKey::generate().unwrap(), DPoPKey::generate().unwrap()]
-        });
+        static KEYS: LazyLock<[DPoPKey; 2]> =
+            LazyLock::new(|| [DPoPKey::generate().unwrap(), DPoPKey::generate().unwrap()]);
 
         /// A token as a grant returns it: Bearer, or DPoP bound to `KEYS[0]`.
         fn token(
@@ -524,7 +523,11 @@ mod tests {
             refresh: Option<String>,
             extra: Vec<(String, i64)>,
         ) -> Token {
-            let kind = if dpop { TokenType::DPoP } else { TokenType::Bearer };
+            let kind = if dpop {
+                TokenType::DPoP
+            } else {
+                TokenType::Bearer
+            };
             let mut token = Token::new(access.into(), kind, Instant::now())
                 .unwrap()
                 .with_extra(extra.into_iter().map(|(k, v)| (k, v.into())).collect());
