@@ -210,6 +210,7 @@ impl StoredToken {
 
     /// Whether the value recorded the token type: `false` for a value in
     /// the first format, which reads as `Bearer` whatever it was.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
     pub(crate) fn type_recorded(&self) -> bool {
         self.type_recorded
     }
