@@ -189,8 +189,11 @@ impl<G> StoreGrant<G> {
 
     /// The DPoP key of the grant's token endpoint (feature `dpop`): a
     /// `DPoP` token read from the store is bound to it again, since the
-    /// stored form keeps no key. Without it a stored `DPoP` token is a miss
-    /// (this instance fetches its own), never sent unbound. Defaults to none.
+    /// stored form keeps only the key's thumbprint, if that thumbprint is
+    /// this key's. Without it, or for a token bound to another key, a stored
+    /// `DPoP` token is a miss (this instance fetches its own), never sent
+    /// unbound or as `Bearer`; so is a first-format value, which did not
+    /// record whether it was a `DPoP` token. Defaults to none.
     ///
     /// ```
     /// use tower_alf::{dpop::DPoPKey, store::{CacheKey, MemoryStore, StoreGrant}};
