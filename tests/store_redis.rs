@@ -237,7 +237,8 @@ async fn stored_values_have_a_ttl_unix_expiry_and_no_secret() {
             assert!(text.contains(&access));
             let json = text.splitn(4, ':').nth(3).unwrap();
             let json: serde_json::Value = serde_json::from_str(json).unwrap();
-            assert_eq!(json["v"], 1);
+            assert_eq!(json["v"], 2);
+            assert_eq!(json["tt"], "Bearer", "the token type is stored");
             let exp = json["exp"].as_u64().expect("expiry in Unix milliseconds");
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -302,6 +303,30 @@ async fn compare_and_delete_and_swap_touch_only_the_expected_token() {
         .await
         .unwrap());
     assert!(store.unlock(&key, "you").await.unwrap());
+}
+
+#[tokio::test]
+async fn settings_of_duration_max_are_clamped_to_what_redis_accepts() {
+    let store = RedisStore::builder(REDIS)
+        .connect_timeout(Duration::MAX)
+        .response_timeout(Duration::MAX)
+        .ttl_without_expiry(Duration::MAX)
+        .build()
+        .unwrap();
+    let key = CacheKey::builder("https://idp/token", "client_credentials")
+        .namespace(namespace("max"))
+        .build();
+    let forever = StoredToken::from_token(&Token::bearer("forever").unwrap());
+    store.put(&key, &forever).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(forever));
+    assert!(store.try_lock(&key, "me", Duration::MAX).await.unwrap());
+    assert!(store.renew_lock(&key, "me", Duration::MAX).await.unwrap());
+    assert!(!store.renew_lock(&key, "you", Duration::MAX).await.unwrap());
+    let mut raw = raw_redis(REDIS).await;
+    let ttl: i64 = raw.pttl(format!("{key}:lock")).await.unwrap();
+    assert!(ttl > 0 && ttl <= 365 * 24 * 3600 * 1000, "{ttl}");
+    assert!(store.unlock(&key, "me").await.unwrap());
+    let _: () = raw.del(key.as_str()).await.unwrap();
 }
 
 #[tokio::test]
@@ -506,6 +531,53 @@ async fn requests_keep_succeeding_while_redis_is_down_and_use_it_again_after() {
     drop(restarted);
 }
 
+/// Redis restarted, with or without store calls while it was down: the
+/// first store call after it is back succeeds (the connection manager's
+/// reconnect is awaited, not reported as a failure), so sharing resumes at
+/// once instead of one refresh cycle later.
+#[tokio::test]
+async fn the_first_store_call_after_a_redis_restart_succeeds() {
+    for calls_while_down in [false, true] {
+        let (server, addr) = start(Duration::from_secs(3600)).await;
+        let grant = grant(&format!("http://{addr}/token"));
+        let key = grant.cache_key().namespace(namespace("restart")).build();
+        let mut redis = OwnRedis::start(spare_port());
+        redis.ready().await;
+        let stored = StoreGrant::new(grant, RedisStore::new(redis.url()).unwrap(), key.clone());
+        let stats = stored.stats();
+        let source = TokenSource::builder(stored)
+            .rejection_interval(Duration::ZERO)
+            .build();
+        let t1 = source.token().await.unwrap();
+        assert_eq!(stats.snapshot().store_errors, 0);
+
+        redis.stop();
+        let mut last = t1;
+        if calls_while_down {
+            last = source.invalidate(last.id()).await.expect("a local fetch");
+            assert!(stats.snapshot().store_errors >= 1);
+        }
+        let restarted = OwnRedis::start(redis.port);
+        restarted.ready().await;
+        let errors = stats.snapshot().store_errors;
+        let next = source.invalidate(last.id()).await.unwrap();
+        assert_eq!(
+            stats.snapshot().store_errors,
+            errors,
+            "calls while down: {calls_while_down}; {:?}",
+            stats.snapshot()
+        );
+        let mut raw = raw_redis(&restarted.url()).await;
+        let value: Option<Vec<u8>> = raw.get(key.as_str()).await.unwrap();
+        assert!(
+            value.is_some_and(|v| String::from_utf8_lossy(&v).contains(next.access_token().secret())),
+            "the token went to Redis on the first call"
+        );
+        assert!(server.tokens_issued.load(Ordering::SeqCst) >= 2);
+        drop(restarted);
+    }
+}
+
 // ===== a fleet of processes =====
 
 /// The worker half of `eight_processes_make_one_token_request_per_refresh`:
@@ -529,7 +601,14 @@ fn fleet_worker() {
         use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
         let grant = grant(&token_url);
-        let key = grant.cache_key().namespace(namespace).build();
+        // The key of another grant's endpoint, to share a key with a holder
+        // whose inner grant reaches another endpoint.
+        let key = match std::env::var("ALF_FLEET_KEY_TOKEN_URL") {
+            Ok(url) => self::grant(&url).cache_key(),
+            Err(_) => grant.cache_key(),
+        }
+        .namespace(namespace)
+        .build();
         let store = RedisStore::new(REDIS).unwrap();
         let mut stored = StoreGrant::new(grant, store, key);
         if let Ok(ttl) = std::env::var("ALF_FLEET_LOCK_TTL_MS") {
@@ -540,6 +619,17 @@ fn fleet_worker() {
             // The token endpoint never answers: this process holds the lock
             // until it is killed.
             let _ = source.token().await;
+            return;
+        }
+        if std::env::var("ALF_FLEET_FIRST_TOKEN").is_ok() {
+            // How long this process's first token took: its stall.
+            let began = tokio::time::Instant::now();
+            let token = source.token().await.unwrap();
+            let line = serde_json::json!({
+                "stall_ms": began.elapsed().as_millis() as u64,
+                "token": token.access_token().secret(),
+            });
+            println!("FLEET-RESULT {line}");
             return;
         }
         let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
@@ -860,4 +950,154 @@ async fn a_redis_cluster_shares_tokens_and_keeps_a_token_and_its_lock_in_one_slo
         .unwrap();
     assert_eq!(token_slot, lock_slot);
     drop(cluster);
+}
+
+// ===== the fleet's worst stall on a dead or hung lock holder =====
+
+/// Starts this test binary as a fleet worker with `env`.
+fn worker(env: &[(&str, String)]) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "fleet_worker",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().unwrap()
+}
+
+/// The `FLEET-RESULT` line of a finished worker.
+async fn result_of(worker: tokio::process::Child) -> serde_json::Value {
+    let out = tokio::time::timeout(Duration::from_secs(30), worker.wait_with_output())
+        .await
+        .expect("a worker finished")
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("FLEET-RESULT ").map(|(_, json)| json))
+        .unwrap_or_else(|| panic!("no result line in {stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// A token endpoint that accepts connections and never answers.
+async fn silent_endpoint() -> SocketAddr {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+/// A lock holder process (default settings) whose token request hangs, and
+/// four processes on its key that need their first token: each waits at
+/// most about `StoreGrant::DEFAULT_MAX_WAIT` and fetches itself, whether
+/// the holder hangs (and keeps renewing its lease) or was killed (and its
+/// lease runs out within one lock TTL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_or_hung_lock_holder_stalls_the_fleet_at_most_two_seconds() {
+    const WAITERS: usize = 4;
+    let (server, addr) = start(Duration::from_secs(3600)).await;
+    let silent = silent_endpoint().await;
+    let silent_url = format!("http://{silent}/token");
+    let mut raw = raw_redis(REDIS).await;
+    let mut figures = Vec::new();
+    for killed in [false, true] {
+        let ns = namespace(if killed { "stall-killed" } else { "stall-hung" });
+        let key = grant(&silent_url).cache_key().namespace(&ns).build();
+        let lock_key = format!("{key}:lock");
+        let mut holder = worker(&[
+            ("ALF_FLEET_TOKEN_URL", silent_url.clone()),
+            ("ALF_FLEET_API_URL", "unused".into()),
+            ("ALF_FLEET_NAMESPACE", ns.clone()),
+            ("ALF_FLEET_RUN_MS", "0".into()),
+            ("ALF_FLEET_HANG", "1".into()),
+        ]);
+        for attempt in 0.. {
+            let lock: Option<String> = raw.get(&lock_key).await.unwrap();
+            if lock.is_some() {
+                break;
+            }
+            assert!(attempt < 500, "the holder never took the lock");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let freed = if killed {
+            holder.kill().await.unwrap();
+            let killed_at = std::time::Instant::now();
+            let mut watch = raw_redis(REDIS).await;
+            let lock_key = lock_key.clone();
+            Some(tokio::spawn(async move {
+                loop {
+                    let lock: Option<String> = watch.get(&lock_key).await.unwrap();
+                    if lock.is_none() {
+                        return killed_at.elapsed();
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }))
+        } else {
+            None
+        };
+        let waiters: Vec<_> = (0..WAITERS)
+            .map(|_| {
+                worker(&[
+                    ("ALF_FLEET_TOKEN_URL", format!("http://{addr}/token")),
+                    ("ALF_FLEET_KEY_TOKEN_URL", silent_url.clone()),
+                    ("ALF_FLEET_API_URL", "unused".into()),
+                    ("ALF_FLEET_NAMESPACE", ns.clone()),
+                    ("ALF_FLEET_RUN_MS", "0".into()),
+                    ("ALF_FLEET_FIRST_TOKEN", "1".into()),
+                ])
+            })
+            .collect();
+        let mut stalls = Vec::new();
+        for waiter in waiters {
+            let result = result_of(waiter).await;
+            assert!(result["token"].as_str().unwrap().starts_with("tok-"));
+            stalls.push(Duration::from_millis(result["stall_ms"].as_u64().unwrap()));
+        }
+        let worst = stalls.iter().max().copied().unwrap();
+        let freed = match freed {
+            Some(watch) => Some(
+                tokio::time::timeout(Duration::from_secs(15), watch)
+                    .await
+                    .expect("the dead holder's lease ends")
+                    .unwrap(),
+            ),
+            None => {
+                let held: Option<String> = raw.get(&lock_key).await.unwrap();
+                holder.kill().await.unwrap();
+                // Alive, the holder renews its lease past its 2 s TTL.
+                assert!(held.is_some(), "the hung holder still holds its lease");
+                None
+            }
+        };
+        figures.push(format!(
+            "{}: worst stall {worst:?} of {stalls:?}, lease freed after {freed:?}",
+            if killed {
+                "killed holder"
+            } else {
+                "hung holder"
+            }
+        ));
+        eprintln!("fleet stall: {}", figures.last().unwrap());
+        assert!(worst <= Duration::from_secs(2), "{figures:?}");
+        if let Some(freed) = freed {
+            assert!(freed <= Duration::from_millis(2500), "{figures:?}");
+        }
+        let _: () = raw.del(key.as_str()).await.unwrap();
+    }
+    assert!(server.tokens_issued.load(Ordering::SeqCst) >= 2);
 }

@@ -36,11 +36,25 @@ use crate::{grant::FetchToken, source::RefreshReason, Error, Token};
 ///    inner grant is not called.
 /// 3. Otherwise take the store's lock for the key, read again, call the
 ///    inner grant, store the token (compare-and-swap when it replaces a
-///    token that had a refresh token) and release the lock.
+///    token that had a refresh token) and release the lock. While the inner
+///    grant runs, renew the lock's lease every third of
+///    [`lock_ttl`](Self::lock_ttl): a holder that dies frees the lock
+///    within one lease.
 /// 4. When another instance holds the lock, poll the key every
 ///    [`poll_interval`](Self::poll_interval) and take its token, or the lock
-///    once it expires; after twice the [`lock_ttl`](Self::lock_ttl), fetch
-///    locally.
+///    once its lease ends. A fetch whose callers wait (no usable token:
+///    first use, expiry, a 401) gives up after
+///    [`max_wait`](Self::max_wait) and fetches locally, so a holder whose
+///    token request hangs stalls it that long at most; a background refresh,
+///    whose callers are served the current token meanwhile, waits up to
+///    twice the lease.
+///
+/// # Tokens that must stay bound
+///
+/// A stored `DPoP` token is taken only when it can be bound again to this
+/// instance's key ([`dpop`](Self::dpop)) and the thumbprint it was stored
+/// with is that key's; otherwise it is a miss and this instance fetches
+/// its own. It is never sent as a `Bearer` token, nor unbound.
 ///
 /// # Failing soft
 ///
@@ -82,6 +96,7 @@ struct Shared {
     timeout: Duration,
     lock_ttl: Duration,
     poll_interval: Duration,
+    max_wait: Duration,
     counters: Arc<Counters>,
     /// The key DPoP-bound tokens read back are bound to again.
     #[cfg(feature = "dpop")]
@@ -119,12 +134,33 @@ impl<G> StoreGrant<G> {
     /// that is treated as down for this fetch.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 
-    /// Default lock lease: 10 s, a little more than a slow token request.
-    /// If its holder dies, another instance fetches after at most this long.
-    pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
+    /// The longest [`timeout`](Self::timeout): 60 s; longer is clamped.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// Default lock lease: 2 s. Its holder renews it every third of that
+    /// while it fetches, so a slow token request keeps it; a holder that
+    /// dies frees it within this long.
+    pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(2);
+
+    /// The longest [`lock_ttl`](Self::lock_ttl): 10 minutes; longer is
+    /// clamped.
+    pub const MAX_LOCK_TTL: Duration = Duration::from_secs(600);
 
     /// Default poll interval while another instance fetches: 25 ms.
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+    /// The longest [`poll_interval`](Self::poll_interval): 10 s; longer is
+    /// clamped.
+    pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+    /// Default wait for another instance's fetch when this one has no usable
+    /// token: 1 s. Then it fetches locally, so a hung lock holder stalls the
+    /// fleet about this long, never a whole lease.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(1);
+
+    /// The longest [`max_wait`](Self::max_wait): 10 minutes; longer is
+    /// clamped.
+    pub const MAX_MAX_WAIT: Duration = Duration::from_secs(600);
 
     /// `inner`'s tokens, kept in `store` under `key`.
     pub fn new<S: TokenStore>(inner: G, store: S, key: CacheKey) -> Self {
@@ -136,6 +172,7 @@ impl<G> StoreGrant<G> {
                 timeout: Self::DEFAULT_TIMEOUT,
                 lock_ttl: Self::DEFAULT_LOCK_TTL,
                 poll_interval: Self::DEFAULT_POLL_INTERVAL,
+                max_wait: Self::DEFAULT_MAX_WAIT,
                 counters: Arc::default(),
                 #[cfg(feature = "dpop")]
                 dpop: None,
@@ -143,16 +180,20 @@ impl<G> StoreGrant<G> {
         }
     }
 
-    /// Sets the timeout of each store call. Defaults to [`Self::DEFAULT_TIMEOUT`].
+    /// Sets the timeout of each store call, at most [`Self::MAX_TIMEOUT`].
+    /// Defaults to [`Self::DEFAULT_TIMEOUT`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.shared_mut(|s| s.timeout = timeout);
+        self.shared_mut(|s| s.timeout = timeout.min(Self::MAX_TIMEOUT));
         self
     }
 
     /// The DPoP key of the grant's token endpoint (feature `dpop`): a
     /// `DPoP` token read from the store is bound to it again, since the
-    /// stored form keeps no key. Without it a stored `DPoP` token is a miss
-    /// (this instance fetches its own), never sent unbound. Defaults to none.
+    /// stored form keeps only the key's thumbprint, if that thumbprint is
+    /// this key's. Without it, or for a token bound to another key, a stored
+    /// `DPoP` token is a miss (this instance fetches its own), never sent
+    /// unbound or as `Bearer`; so is a first-format value, which did not
+    /// record whether it was a `DPoP` token. Defaults to none.
     ///
     /// ```
     /// use tower_alf::{dpop::DPoPKey, store::{CacheKey, MemoryStore, StoreGrant}};
@@ -172,16 +213,36 @@ impl<G> StoreGrant<G> {
         self
     }
 
-    /// Sets the lease of the fetch lock. Defaults to [`Self::DEFAULT_LOCK_TTL`].
+    /// Sets the lease of the fetch lock, from 3 ms to [`Self::MAX_LOCK_TTL`]
+    /// (clamped). Defaults to [`Self::DEFAULT_LOCK_TTL`].
+    ///
+    /// The holder renews it every third of `ttl` while it fetches, so it
+    /// need not outlast a slow token request: it bounds how long a holder
+    /// that died keeps the others waiting.
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.shared_mut(|s| s.lock_ttl = ttl.max(Duration::from_millis(1)));
+        let ttl = ttl.clamp(Duration::from_millis(3), Self::MAX_LOCK_TTL);
+        self.shared_mut(|s| s.lock_ttl = ttl);
         self
     }
 
-    /// Sets how often a waiting instance looks for the token. Defaults to
+    /// Sets how often a waiting instance looks for the token, from 1 ms to
+    /// [`Self::MAX_POLL_INTERVAL`] (clamped). Defaults to
     /// [`Self::DEFAULT_POLL_INTERVAL`].
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.shared_mut(|s| s.poll_interval = interval.max(Duration::from_millis(1)));
+        let interval = interval.clamp(Duration::from_millis(1), Self::MAX_POLL_INTERVAL);
+        self.shared_mut(|s| s.poll_interval = interval);
+        self
+    }
+
+    /// Sets how long an instance with no usable token (first use, expiry,
+    /// a 401) waits for another instance's fetch before it fetches the
+    /// token itself, at most [`Self::MAX_MAX_WAIT`] (clamped). Defaults to
+    /// [`Self::DEFAULT_MAX_WAIT`].
+    ///
+    /// A background refresh is not bounded by it: its callers are served
+    /// meanwhile, so it waits up to twice the [`lock_ttl`](Self::lock_ttl).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.shared_mut(|s| s.max_wait = wait.min(Self::MAX_MAX_WAIT));
         self
     }
 
@@ -210,6 +271,7 @@ impl<G> StoreGrant<G> {
                     timeout: self.shared.timeout,
                     lock_ttl: self.shared.lock_ttl,
                     poll_interval: self.shared.poll_interval,
+                    max_wait: self.shared.max_wait,
                     counters: Arc::clone(&self.shared.counters),
                     #[cfg(feature = "dpop")]
                     dpop: self.shared.dpop.clone(),
@@ -260,6 +322,7 @@ impl<G: fmt::Debug> fmt::Debug for StoreGrant<G> {
             .field("timeout", &self.shared.timeout)
             .field("lock_ttl", &self.shared.lock_ttl)
             .field("poll_interval", &self.shared.poll_interval)
+            .field("max_wait", &self.shared.max_wait)
             .finish()
     }
 }
@@ -290,7 +353,13 @@ impl Shared {
         }
 
         let owner = format!("{:032x}", fastrand::u128(..));
-        let give_up = Instant::now() + self.lock_ttl * 2;
+        // NOTE: callers of a background refresh are served meanwhile; the
+        // others are stalled, so they wait only briefly for another holder.
+        let wait = match request.reason {
+            RefreshReason::Stale => self.lock_ttl.saturating_mul(2),
+            _ => self.max_wait,
+        };
+        let give_up = Instant::now().checked_add(wait);
         let mut waited = false;
         loop {
             match self
@@ -312,8 +381,8 @@ impl Shared {
                 Ok(None) => {}
                 Err(e) => return self.fetch_locally(inner, request, &e).await,
             }
-            if Instant::now() >= give_up {
-                tracing::warn!(key = %self.key, "gave up waiting for the token store lock; fetching locally");
+            if give_up.is_some_and(|at| Instant::now() >= at) {
+                tracing::warn!(key = %self.key, reason = %request.reason, "gave up waiting for another instance's fetch; fetching locally");
                 return self.fetch_and_store(inner, request).await;
             }
         }
@@ -335,22 +404,13 @@ impl Shared {
         if Some(&stored.fingerprint()) == replacing || !stored.is_usable(SystemTime::now()) {
             return Ok(None);
         }
-        match stored.to_token() {
-            Ok(token) if token.token_type() == crate::TokenType::DPoP => {
-                #[cfg(feature = "dpop")]
-                if let Some(key) = &self.dpop {
-                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(key = %self.key, "DPoP token taken from the store");
-                    return Ok(Some(token.with_dpop(key.clone())));
-                }
-                tracing::debug!(key = %self.key, "a stored DPoP token and no DPoP key: a miss");
-                Ok(None)
-            }
-            Ok(token) => {
+        match self.restore(&stored) {
+            Ok(Some(token)) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(key = %self.key, "token taken from the store");
+                tracing::debug!(key = %self.key, token_type = token.token_type().scheme(), "token taken from the store");
                 Ok(Some(token))
             }
+            Ok(None) => Ok(None),
             Err(_) => {
                 self.count_error(
                     &StoreError::invalid("the access token cannot go in a header"),
@@ -359,6 +419,31 @@ impl Shared {
                 Ok(None)
             }
         }
+    }
+
+    /// `stored` as this instance may send it: a `DPoP` token bound again to
+    /// this instance's key, if it is the key the token was bound to.
+    /// `Ok(None)` (a miss) when its binding cannot be restored.
+    fn restore(&self, stored: &StoredToken) -> Result<Option<Token>, Error> {
+        #[cfg(feature = "dpop")]
+        if let Some(key) = &self.dpop {
+            if !stored.type_recorded() {
+                tracing::debug!(key = %self.key, "a stored token of unrecorded type and a DPoP key: a miss");
+                return Ok(None);
+            }
+            if stored.token_type() == crate::TokenType::DPoP
+                && stored.dpop_thumbprint() != Some(key.thumbprint())
+            {
+                tracing::debug!(key = %self.key, "a stored DPoP token bound to another key: a miss");
+                return Ok(None);
+            }
+            return stored.to_dpop_token(key).map(Some);
+        }
+        if stored.token_type() == crate::TokenType::DPoP {
+            tracing::debug!(key = %self.key, "a stored DPoP token and no DPoP key: a miss");
+            return Ok(None);
+        }
+        stored.to_token().map(Some)
     }
 
     async fn fetch_holding_lock<G>(
@@ -376,7 +461,10 @@ impl Shared {
         // our read and our lock.
         let outcome = match self.lookup(replacing.as_ref()).await {
             Ok(Some(token)) => Ok(token),
-            _ => self.fetch_and_store(inner, request).await,
+            _ => {
+                self.renewing(owner, self.fetch_and_store(inner, request))
+                    .await
+            }
         };
         if let Err(e) = self.call(self.store.unlock(&self.key, owner)).await {
             self.count_error(
@@ -422,6 +510,42 @@ impl Shared {
             self.count_error(&e, "could not store the token");
         }
         Ok(token)
+    }
+
+    /// Runs `work` while renewing `owner`'s lease every third of the lock
+    /// TTL; renewal stops when the lease is lost or the store fails.
+    async fn renewing<F: Future>(&self, owner: &str, work: F) -> F::Output {
+        let renew = async {
+            let every = self.lock_ttl / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                match self
+                    .call(self.store.renew_lock(&self.key, owner, self.lock_ttl))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(key = %self.key, "the token store lock's lease ended; fetching on");
+                        break;
+                    }
+                    Err(e) => {
+                        self.count_error(&e, "could not renew the token store lock");
+                        break;
+                    }
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        let mut work = std::pin::pin!(work);
+        let mut renew = std::pin::pin!(renew);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = work.as_mut().poll(cx) {
+                return Poll::Ready(output);
+            }
+            let _ = renew.as_mut().poll(cx);
+            Poll::Pending
+        })
+        .await
     }
 
     async fn fetch_locally<G>(
@@ -759,23 +883,113 @@ mod tests {
         assert_eq!(store.calls.load(Ordering::SeqCst), after_fetch);
     }
 
+    /// A grant whose token request never answers; counts its calls.
+    fn hanging() -> Counted {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let grant = service_fn(move |_: FetchToken| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<Token, Error>>()
+        });
+        (tower::util::BoxCloneSyncService::new(grant), calls)
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_waiter_takes_over_when_the_lock_holder_is_gone() {
+    async fn a_hung_holder_keeps_its_lease_but_stalls_a_waiter_only_max_wait() {
+        let store = MemoryStore::new();
+        let (stuck, stuck_calls) = hanging();
+        let holder = tokio::spawn(
+            StoreGrant::new(stuck, store.clone(), key())
+                .oneshot(FetchToken::new(RefreshReason::FirstUse, None)),
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(stuck_calls.load(Ordering::SeqCst), 1, "the holder fetches");
+
+        let (grant, calls) = counted(3600);
+        let waiter = StoreGrant::new(grant, store.clone(), key());
+        let stats = waiter.stats();
+        let started = Instant::now();
+        let token = TokenSource::new(waiter).token().await.unwrap();
+        let stalled = started.elapsed();
+        assert_eq!(token.access_token().secret(), "tok-1");
+        assert!(stalled >= StoreGrant::<()>::DEFAULT_MAX_WAIT, "{stalled:?}");
+        assert!(stalled < Duration::from_millis(1100), "{stalled:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(stats.snapshot().lock_waits, 1);
+
+        // The holder is alive: it renews its 2 s lease while it fetches.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!store
+            .try_lock(&key(), "other", Duration::from_secs(1))
+            .await
+            .unwrap());
+        holder.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_background_refresh_takes_the_lock_once_a_dead_holders_lease_ends() {
         let (grant, calls) = counted(3600);
         let store = MemoryStore::new();
-        // A holder that took the lock and died.
+        // A holder that took the lock and died: nobody renews it.
         assert!(store
             .try_lock(&key(), "dead", Duration::from_secs(2))
             .await
             .unwrap());
-        let stored = StoreGrant::new(grant, store, key()).lock_ttl(Duration::from_secs(2));
+        let stored = StoreGrant::new(grant, store.clone(), key());
         let stats = stored.stats();
+        let previous = Arc::new(Token::bearer("old").unwrap());
         let started = Instant::now();
-        let token = TokenSource::new(stored).token().await.unwrap();
+        let token = stored
+            .oneshot(FetchToken::new(RefreshReason::Stale, Some(previous)))
+            .await
+            .unwrap();
         assert_eq!(token.access_token().secret(), "tok-1");
-        assert!(started.elapsed() >= Duration::from_secs(2));
-        assert!(started.elapsed() < Duration::from_secs(3));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(2), "{waited:?}");
+        assert!(waited < Duration::from_millis(2100), "{waited:?}");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(stats.snapshot().lock_waits, 1);
+        assert!(
+            store
+                .try_lock(&key(), "next", Duration::from_secs(1))
+                .await
+                .unwrap(),
+            "it took the lock and released it"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settings_of_duration_max_are_clamped_and_never_panic() {
+        let (grant, calls) = counted(3600);
+        let store = MemoryStore::new();
+        assert!(store.try_lock(&key(), "dead", Duration::MAX).await.unwrap());
+        let stored = StoreGrant::new(grant, store, key())
+            .timeout(Duration::MAX)
+            .lock_ttl(Duration::MAX)
+            .poll_interval(Duration::MAX)
+            .max_wait(Duration::MAX);
+        let debug = format!("{stored:?}");
+        assert!(debug.contains("timeout: 60s"), "{debug}");
+        assert!(debug.contains("lock_ttl: 600s"), "{debug}");
+        assert!(debug.contains("poll_interval: 10s"), "{debug}");
+        assert!(debug.contains("max_wait: 600s"), "{debug}");
+        let started = Instant::now();
+        let source = TokenSource::new(stored.clone());
+        let token = source.token().await.unwrap();
+        // A lock that never expires: the waiter fetches after the clamped wait.
+        assert_eq!(started.elapsed(), StoreGrant::<()>::MAX_MAX_WAIT);
+        // A background refresh waits twice the clamped lease, no more.
+        let started = Instant::now();
+        stored
+            .oneshot(FetchToken::new(RefreshReason::Stale, Some(token)))
+            .await
+            .unwrap();
+        assert_eq!(started.elapsed(), StoreGrant::<()>::MAX_LOCK_TTL * 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let tiny = StoreGrant::new(counted(1).0, MemoryStore::new(), key())
+            .lock_ttl(Duration::ZERO)
+            .poll_interval(Duration::ZERO);
+        let debug = format!("{tiny:?}");
+        assert!(debug.contains("lock_ttl: 3ms") && debug.contains("poll_interval: 1ms"));
     }
 }

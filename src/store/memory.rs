@@ -15,6 +15,10 @@ use super::{CacheKey, Fingerprint, StoreFuture, StoredToken, TokenStore};
 /// one map, for sources in one process that should share tokens (two
 /// sources over the same key, or a source rebuilt during the program's life).
 ///
+/// Tokens are kept in their byte form ([`StoredToken::to_bytes`]), as a
+/// shared store keeps them, so what survives this store is exactly what
+/// survives Redis: a DPoP token comes back DPoP, with its key's thumbprint.
+///
 /// Without any store, a [`TokenSource`](crate::TokenSource) keeps its token
 /// in its own cache only; that is the default and costs nothing.
 ///
@@ -38,8 +42,16 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Maps {
-    tokens: HashMap<CacheKey, StoredToken>,
-    locks: HashMap<CacheKey, (String, Instant)>,
+    tokens: HashMap<CacheKey, Entry>,
+    /// The owner of each lock, and when its lease ends (`None`: never).
+    locks: HashMap<CacheKey, (String, Option<Instant>)>,
+}
+
+/// A token in its byte form, with what the map needs without parsing it.
+struct Entry {
+    bytes: Arc<[u8]>,
+    fingerprint: Fingerprint,
+    expires_at: Option<SystemTime>,
 }
 
 impl MemoryStore {
@@ -54,29 +66,53 @@ impl MemoryStore {
     }
 }
 
+impl Entry {
+    fn of(token: &StoredToken) -> Self {
+        Self {
+            bytes: token.to_bytes().into(),
+            fingerprint: token.fingerprint(),
+            expires_at: token.expires_at(),
+        }
+    }
+}
+
 impl Maps {
     /// The token under `key`, dropping it first if it expired (the TTL).
-    fn live(&mut self, key: &CacheKey) -> Option<&StoredToken> {
+    fn live(&mut self, key: &CacheKey) -> Option<&Entry> {
         let now = SystemTime::now();
         if self
             .tokens
             .get(key)
-            .is_some_and(|t| t.remaining(now) == Some(Duration::ZERO))
+            .and_then(|t| t.expires_at)
+            .is_some_and(|at| at <= now)
         {
             self.tokens.remove(key);
         }
         self.tokens.get(key)
     }
+
+    /// Whether `owner` may hold the lock for `key` at `now`: it is free, its
+    /// lease ended, or `owner` holds it already.
+    fn lock_free_for(&self, key: &CacheKey, owner: &str, now: Instant) -> bool {
+        self.locks.get(key).is_none_or(|(holder, until)| {
+            holder == owner || until.is_some_and(|until| until <= now)
+        })
+    }
 }
 
 impl TokenStore for MemoryStore {
     fn get<'a>(&'a self, key: &'a CacheKey) -> StoreFuture<'a, Option<StoredToken>> {
-        let token = self.maps().live(key).cloned();
-        Box::pin(async move { Ok(token) })
+        let bytes = self.maps().live(key).map(|t| Arc::clone(&t.bytes));
+        Box::pin(async move {
+            bytes
+                .map(|bytes| StoredToken::from_bytes(&bytes))
+                .transpose()
+        })
     }
 
     fn put<'a>(&'a self, key: &'a CacheKey, token: &'a StoredToken) -> StoreFuture<'a, ()> {
-        self.maps().tokens.insert(key.clone(), token.clone());
+        let entry = Entry::of(token);
+        self.maps().tokens.insert(key.clone(), entry);
         Box::pin(async { Ok(()) })
     }
 
@@ -86,7 +122,7 @@ impl TokenStore for MemoryStore {
         expected: &'a Fingerprint,
     ) -> StoreFuture<'a, bool> {
         let mut maps = self.maps();
-        let matches = maps.live(key).is_some_and(|t| t.fingerprint() == *expected);
+        let matches = maps.live(key).is_some_and(|t| t.fingerprint == *expected);
         if matches {
             maps.tokens.remove(key);
         }
@@ -99,11 +135,12 @@ impl TokenStore for MemoryStore {
         expected: Option<&'a Fingerprint>,
         new: &'a StoredToken,
     ) -> StoreFuture<'a, bool> {
+        let entry = Entry::of(new);
         let mut maps = self.maps();
-        let current = maps.live(key).map(StoredToken::fingerprint);
+        let current = maps.live(key).map(|t| t.fingerprint);
         let matches = current.as_ref() == expected;
         if matches {
-            maps.tokens.insert(key.clone(), new.clone());
+            maps.tokens.insert(key.clone(), entry);
         }
         Box::pin(async move { Ok(matches) })
     }
@@ -116,12 +153,30 @@ impl TokenStore for MemoryStore {
     ) -> StoreFuture<'a, bool> {
         let now = Instant::now();
         let mut maps = self.maps();
-        let free = maps.locks.get(key).is_none_or(|(_, until)| *until <= now);
+        let free = maps.lock_free_for(key, owner, now);
         if free {
             maps.locks
-                .insert(key.clone(), (owner.to_owned(), now + ttl));
+                .insert(key.clone(), (owner.to_owned(), now.checked_add(ttl)));
         }
         Box::pin(async move { Ok(free) })
+    }
+
+    fn renew_lock<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let now = Instant::now();
+        let mut maps = self.maps();
+        let held = match maps.locks.get_mut(key) {
+            Some((holder, until)) if holder == owner && until.is_none_or(|until| until > now) => {
+                *until = now.checked_add(ttl);
+                true
+            }
+            _ => false,
+        };
+        Box::pin(async move { Ok(held) })
     }
 
     fn unlock<'a>(&'a self, key: &'a CacheKey, owner: &'a str) -> StoreFuture<'a, bool> {
@@ -171,5 +226,47 @@ mod tests {
             .compare_and_delete(&key, &fresh.fingerprint())
             .await
             .unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_is_renewed_only_by_its_live_owner_and_max_never_panics() {
+        let store = MemoryStore::new();
+        let key = CacheKey::builder("https://idp/token", "client_credentials").build();
+        let lease = Duration::from_secs(2);
+        assert!(store.try_lock(&key, "a", lease).await.unwrap());
+        assert!(!store.try_lock(&key, "b", lease).await.unwrap());
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert!(store.renew_lock(&key, "a", lease).await.unwrap());
+        assert!(!store.renew_lock(&key, "b", lease).await.unwrap());
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert!(!store.try_lock(&key, "b", lease).await.unwrap(), "renewed");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert!(!store.renew_lock(&key, "a", lease).await.unwrap(), "lapsed");
+        assert!(store.try_lock(&key, "b", Duration::MAX).await.unwrap());
+        assert!(store.renew_lock(&key, "b", Duration::MAX).await.unwrap());
+        tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
+        assert!(!store.try_lock(&key, "a", lease).await.unwrap());
+    }
+
+    #[cfg(feature = "dpop")]
+    #[tokio::test]
+    async fn a_dpop_token_comes_back_dpop_with_its_thumbprint() {
+        let store = MemoryStore::new();
+        let key = CacheKey::builder("https://idp/token", "client_credentials").build();
+        let dpop = crate::dpop::DPoPKey::generate().unwrap();
+        let token = Token::new("d".into(), crate::TokenType::DPoP, Instant::now())
+            .unwrap()
+            .with_dpop(dpop.clone());
+        store
+            .put(&key, &StoredToken::from_token(&token))
+            .await
+            .unwrap();
+        let back = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(back.token_type(), crate::TokenType::DPoP);
+        assert_eq!(back.dpop_thumbprint(), Some(dpop.thumbprint()));
+        assert!(back.to_token().is_err(), "never unbound");
+        let bound = back.to_dpop_token(&dpop).unwrap();
+        assert_eq!(bound.header_value(), "DPoP d");
+        assert!(bound.binding().is_some());
     }
 }

@@ -16,11 +16,14 @@
 //! On a fetch, [`StoreGrant`] first drops the rejected token from the store
 //! (compare-and-delete: only if it is still the stored one), then takes a
 //! stored token that is usable and is not the one being replaced. Otherwise
-//! it takes the store's lock for the key, looks again, calls the inner grant,
-//! stores the token and releases the lock. The others wait for the token
-//! to appear, polling, and take the lock themselves if it expires (its
-//! holder died). If the store fails, is slow or returns garbage, the grant
-//! fetches on its own: a store never fails a request that could succeed.
+//! it takes the store's lock for the key, looks again, calls the inner grant
+//! (renewing the lock's short lease meanwhile), stores the token and releases
+//! the lock. The others wait for the token to appear, polling, and take the
+//! lock themselves if its lease ends (its holder died); one whose token has
+//! expired waits at most [`StoreGrant::max_wait`] and then fetches itself, so
+//! a hung holder stalls nobody for long. If the store fails, is slow or
+//! returns garbage, the grant fetches on its own: a store never fails a
+//! request that could succeed.
 //!
 //! ```
 //! use tower_alf::{
@@ -72,7 +75,10 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 ///
 /// Every method takes `&self` and may be called from many tasks at once.
 /// Lock methods implement a lease: a lock expires by itself after `ttl`, so
-/// a holder that dies does not block the fleet.
+/// a holder that dies does not block the fleet, and its live holder renews
+/// it while it fetches ([`TokenStore::renew_lock`]), so the lease can be
+/// short. A store call may be retried after a lost connection, so
+/// `try_lock` and `renew_lock` must be idempotent for one owner.
 pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// The token stored under `key`, if any. Expired tokens may be returned;
     /// the caller checks.
@@ -105,13 +111,29 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     ) -> StoreFuture<'a, bool>;
 
     /// Takes the fetch lock for `key` for `owner`, for at most `ttl`;
-    /// whether it was free.
+    /// whether it was free (or `owner` held it already).
     fn try_lock<'a>(
         &'a self,
         key: &'a CacheKey,
         owner: &'a str,
         ttl: Duration,
     ) -> StoreFuture<'a, bool>;
+
+    /// Extends `owner`'s lease on the lock for `key` to `ttl` from now;
+    /// whether `owner` still held it.
+    ///
+    /// [`StoreGrant`] calls it every third of the lease while it fetches.
+    /// The default renews nothing (`false`): the lease then ends `ttl` after
+    /// it was taken, and a fetch slower than that may be made twice.
+    fn renew_lock<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (key, owner, ttl);
+        Box::pin(async { Ok(false) })
+    }
 
     /// Releases the lock for `key` if `owner` still holds it; whether it did.
     fn unlock<'a>(&'a self, key: &'a CacheKey, owner: &'a str) -> StoreFuture<'a, bool>;
@@ -150,6 +172,15 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         (**self).try_lock(key, owner, ttl)
+    }
+
+    fn renew_lock<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        (**self).renew_lock(key, owner, ttl)
     }
 
     fn unlock<'a>(&'a self, key: &'a CacheKey, owner: &'a str) -> StoreFuture<'a, bool> {

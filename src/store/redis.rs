@@ -45,6 +45,25 @@ end
 return 0
 ";
 
+/// Takes the lock if it is free or `ARGV[1]` holds it already (so a retried
+/// call is harmless), for `ARGV[2]` milliseconds.
+const TRY_LOCK: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Extends the lease by `ARGV[2]` milliseconds if `ARGV[1]` holds it.
+const RENEW_LOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
 const UNLOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -64,8 +83,8 @@ return 0
 /// TTL is the token's remaining lifetime, so Redis forgets a token when it
 /// expires. The fingerprint (128 bits of a SHA-256 of the access token)
 /// lets Lua scripts compare and delete or swap a token without reading it.
-/// The fetch lock is `<key>:lock`, set with `SET NX PX` to a random owner id
-/// and released only by its owner.
+/// The fetch lock is `<key>:lock`, set with a `PX` lease to a random owner
+/// id, renewed (`PEXPIRE`) and released only by its owner.
 ///
 /// # Encryption at rest
 ///
@@ -78,7 +97,11 @@ return 0
 /// # Connections
 ///
 /// A single node (Redis or Valkey) goes through the `redis` crate's
-/// connection manager, which reconnects by itself; with the `redis-cluster`
+/// connection manager, which reconnects by itself. A command that fails
+/// because the connection was lost (Redis restarted) is sent once more on
+/// the new connection, within the same timeout, so the first store call
+/// after Redis is back succeeds; every command is safe to send twice (reads,
+/// `SET`, and scripts that compare first). With the `redis-cluster`
 /// feature, [`RedisStoreBuilder::cluster`] uses the cluster client. The token
 /// key and its lock key share a hash tag, so scripts touch one slot.
 /// Nothing is connected until first use, so building the store never fails
@@ -115,6 +138,8 @@ struct Inner {
     ttl_without_expiry: Duration,
     compare_and_delete: Script,
     compare_and_swap: Script,
+    try_lock: Script,
+    renew_lock: Script,
     unlock: Script,
     target: String,
 }
@@ -290,6 +315,15 @@ fn prefix(expected: &Fingerprint) -> String {
     format!("{MAGIC}{expected}:")
 }
 
+/// A lease in milliseconds, as Redis takes it: at least 1, and at most a
+/// year (clamped; `PX` refuses values near `i64::MAX`).
+fn lease_millis(ttl: Duration) -> u64 {
+    const MAX_MILLIS: u64 = 365 * 24 * 3600 * 1000;
+    u64::try_from(ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_MILLIS)
+}
+
 fn failed(error: redis::RedisError) -> StoreError {
     StoreError::new(error)
 }
@@ -378,17 +412,37 @@ impl TokenStore for RedisStore {
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let mut connection = self.connection();
-            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-            let set: Value = redis::cmd("SET")
-                .arg(Self::lock_key(key))
+            let taken: i64 = self
+                .inner
+                .try_lock
+                .key(Self::lock_key(key))
                 .arg(owner)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis)
-                .query_async(&mut connection)
+                .arg(lease_millis(ttl))
+                .invoke_async(&mut connection)
                 .await
                 .map_err(failed)?;
-            Ok(!matches!(set, Value::Nil))
+            Ok(taken == 1)
+        })
+    }
+
+    fn renew_lock<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            let renewed: i64 = self
+                .inner
+                .renew_lock
+                .key(Self::lock_key(key))
+                .arg(owner)
+                .arg(lease_millis(ttl))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            Ok(renewed == 1)
         })
     }
 
@@ -423,7 +477,15 @@ impl fmt::Debug for RedisStore {
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Single(connection) => Box::pin(async move {
+                match connection.send_packed_command(cmd).await {
+                    // NOTE: the manager has started a reconnect; the second
+                    // attempt waits for it. Every command here is safe to
+                    // send twice.
+                    Err(e) if lost_connection(&e) => connection.send_packed_command(cmd).await,
+                    result => result,
+                }
+            }),
             #[cfg(feature = "redis-cluster")]
             Self::Cluster(connector) => {
                 let connector = Arc::clone(connector);
@@ -439,7 +501,14 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Single(connection) => connection.req_packed_commands(cmd, offset, count),
+            Self::Single(connection) => Box::pin(async move {
+                match connection.send_packed_commands(cmd, offset, count).await {
+                    Err(e) if lost_connection(&e) => {
+                        connection.send_packed_commands(cmd, offset, count).await
+                    }
+                    result => result,
+                }
+            }),
             #[cfg(feature = "redis-cluster")]
             Self::Cluster(connector) => {
                 let connector = Arc::clone(connector);
@@ -461,6 +530,12 @@ impl ConnectionLike for Connection {
             Self::Cluster(_) => 0,
         }
     }
+}
+
+/// Whether `error` means the connection is gone (the manager reconnects on
+/// it), not that Redis answered with an error.
+fn lost_connection(error: &redis::RedisError) -> bool {
+    error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error()
 }
 
 #[cfg(feature = "redis-cluster")]
@@ -485,9 +560,16 @@ impl RedisStoreBuilder {
     /// Default time for one command: 250 ms.
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
 
+    /// The longest connect or command timeout: 60 s; longer is clamped.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
     /// Default TTL of a token the server gave no lifetime: 1 hour, so a
     /// token is never kept forever.
     pub const DEFAULT_TTL_WITHOUT_EXPIRY: Duration = Duration::from_secs(3600);
+
+    /// The longest TTL of a token without an expiry: 365 days; longer is
+    /// clamped (Redis refuses a `PX` near `i64::MAX` milliseconds).
+    pub const MAX_TTL_WITHOUT_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
 
     /// Encrypts tokens at rest with `key`. Defaults to none (plaintext).
     pub fn encryption_key(mut self, key: EncryptionKey) -> Self {
@@ -495,22 +577,25 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Sets the connect timeout. Defaults to [`Self::DEFAULT_CONNECT_TIMEOUT`].
+    /// Sets the connect timeout, at most [`Self::MAX_TIMEOUT`] (clamped).
+    /// Defaults to [`Self::DEFAULT_CONNECT_TIMEOUT`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.connect_timeout = timeout.min(Self::MAX_TIMEOUT);
         self
     }
 
-    /// Sets the command timeout. Defaults to [`Self::DEFAULT_RESPONSE_TIMEOUT`].
+    /// Sets the command timeout, at most [`Self::MAX_TIMEOUT`] (clamped).
+    /// Defaults to [`Self::DEFAULT_RESPONSE_TIMEOUT`].
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
+        self.response_timeout = timeout.min(Self::MAX_TIMEOUT);
         self
     }
 
-    /// Sets the TTL of tokens without an expiry. Defaults to
+    /// Sets the TTL of tokens without an expiry, at most
+    /// [`Self::MAX_TTL_WITHOUT_EXPIRY`] (clamped). Defaults to
     /// [`Self::DEFAULT_TTL_WITHOUT_EXPIRY`].
     pub fn ttl_without_expiry(mut self, ttl: Duration) -> Self {
-        self.ttl_without_expiry = ttl;
+        self.ttl_without_expiry = ttl.min(Self::MAX_TTL_WITHOUT_EXPIRY);
         self
     }
 
@@ -565,6 +650,8 @@ impl RedisStoreBuilder {
                 ttl_without_expiry: self.ttl_without_expiry,
                 compare_and_delete: Script::new(COMPARE_AND_DELETE),
                 compare_and_swap: Script::new(COMPARE_AND_SWAP),
+                try_lock: Script::new(TRY_LOCK),
+                renew_lock: Script::new(RENEW_LOCK),
                 unlock: Script::new(UNLOCK),
                 target,
             }),
@@ -694,6 +781,22 @@ mod tests {
             assert!(sealed.decode(&key(), garbage).is_err());
             assert!(plain.decode(&key(), garbage).is_err());
         }
+    }
+
+    #[tokio::test]
+    async fn settings_of_duration_max_are_clamped() {
+        let builder = RedisStore::builder("redis://127.0.0.1:1/")
+            .connect_timeout(Duration::MAX)
+            .response_timeout(Duration::MAX)
+            .ttl_without_expiry(Duration::MAX);
+        assert_eq!(builder.connect_timeout, RedisStoreBuilder::MAX_TIMEOUT);
+        assert_eq!(builder.response_timeout, RedisStoreBuilder::MAX_TIMEOUT);
+        let store = builder.build().unwrap();
+        let forever = StoredToken::from_token(&Token::bearer("t").unwrap());
+        let year = 365 * 24 * 3600 * 1000;
+        assert_eq!(store.ttl_millis(&forever), Some(year));
+        assert_eq!(lease_millis(Duration::MAX), year);
+        assert_eq!(lease_millis(Duration::ZERO), 1);
     }
 
     #[tokio::test]

@@ -15,8 +15,12 @@ use crate::{
     Error, Token, TokenType,
 };
 
-/// The version of [`StoredToken::to_bytes`]'s format.
-const FORMAT_VERSION: u32 = 1;
+/// The version of [`StoredToken::to_bytes`]'s format. Version 2 records the
+/// token type and the DPoP key thumbprint; version 1 recorded neither.
+const FORMAT_VERSION: u32 = 2;
+
+/// The first format, still read (see [`StoredToken::from_bytes`]).
+const FORMAT_VERSION_1: u32 = 1;
 
 /// A token as a [`TokenStore`](super::TokenStore) keeps it.
 ///
@@ -25,6 +29,13 @@ const FORMAT_VERSION: u32 = 1;
 /// processes agree on when the token expires. They rely on the machines'
 /// clocks being roughly in sync (NTP); the source's expiry margin absorbs
 /// small skew.
+///
+/// Everything that changes how the token is sent survives the byte form:
+/// its type (`Bearer` or `DPoP`) and, for a DPoP-bound token, the
+/// thumbprint of the key it is bound to (RFC 9449 §6 `jkt`). The key itself
+/// is never stored: a DPoP token comes back only through
+/// [`StoredToken::to_dpop_token`] with a key of that thumbprint, never as an
+/// unbound token.
 ///
 /// `Debug` never prints the access or refresh token.
 ///
@@ -51,6 +62,11 @@ pub struct StoredToken {
     scope: Option<String>,
     refresh_token: Option<RefreshToken>,
     extra: serde_json::Map<String, serde_json::Value>,
+    /// The thumbprint of the DPoP key a `DPoP` token is bound to.
+    jkt: Option<String>,
+    /// Whether the type was recorded: `false` for a version 1 value, which
+    /// reads as `Bearer` whatever the token was.
+    type_recorded: bool,
 }
 
 /// Identifies a token without revealing it: the first 128 bits of a
@@ -75,6 +91,8 @@ struct Wire {
     rt: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     x: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jkt: Option<String>,
 }
 
 // ===== impl StoredToken =====
@@ -97,14 +115,46 @@ impl StoredToken {
             scope: token.scope().map(str::to_owned),
             refresh_token: token.refresh_token().cloned(),
             extra: token.extra().clone(),
+            jkt: thumbprint_of(token),
+            type_recorded: true,
         }
     }
 
     /// A [`Token`] again, its `Instant`s placed so that its remaining
     /// lifetime is what the Unix times say now.
     ///
-    /// Fails when the access token cannot go in a header.
+    /// Fails when the access token cannot go in a header, and for a `DPoP`
+    /// token: it is sent only with a proof of its key, so it comes back
+    /// only through [`StoredToken::to_dpop_token`].
     pub fn to_token(&self) -> Result<Token, Error> {
+        if self.token_type == TokenType::DPoP {
+            return Err(Error::config(
+                "a stored DPoP token needs the key it is bound to",
+            ));
+        }
+        self.build_token()
+    }
+
+    /// A [`Token`] again, bound to `key` when it is a `DPoP` token (feature
+    /// `dpop`); a `Bearer` token comes back as [`StoredToken::to_token`]
+    /// gives it.
+    ///
+    /// Fails when the token is bound to another key (its thumbprint is not
+    /// `key`'s), or records no thumbprint.
+    #[cfg(feature = "dpop")]
+    pub fn to_dpop_token(&self, key: &crate::dpop::DPoPKey) -> Result<Token, Error> {
+        if self.token_type != TokenType::DPoP {
+            return self.build_token();
+        }
+        if self.jkt.as_deref() != Some(key.thumbprint()) {
+            return Err(Error::config(
+                "the stored DPoP token is bound to another key",
+            ));
+        }
+        Ok(self.build_token()?.with_dpop(key.clone()))
+    }
+
+    fn build_token(&self) -> Result<Token, Error> {
         let now = Instant::now();
         let wall = SystemTime::now();
         let age = wall.duration_since(self.issued_at).unwrap_or_default();
@@ -115,9 +165,16 @@ impl StoredToken {
                 let lifetime = expires_at
                     .duration_since(self.issued_at)
                     .unwrap_or_default();
-                let expires = now + expires_at.duration_since(wall).unwrap_or_default();
-                let issued = expires.checked_sub(lifetime).unwrap_or(now).min(now);
-                (issued, Some(expires - issued))
+                let left = expires_at.duration_since(wall).unwrap_or_default();
+                match now.checked_add(left) {
+                    Some(expires) => {
+                        let issued = expires.checked_sub(lifetime).unwrap_or(now).min(now);
+                        (issued, Some(expires.saturating_duration_since(issued)))
+                    }
+                    // NOTE: beyond the monotonic clock's range: as good as
+                    // no expiry.
+                    None => (now, None),
+                }
             }
             None => (now.checked_sub(age).unwrap_or(now), None),
         };
@@ -138,6 +195,24 @@ impl StoredToken {
     /// The access token.
     pub fn access_token(&self) -> &AccessToken {
         &self.access_token
+    }
+
+    /// The token type, which decides how it is sent.
+    pub fn token_type(&self) -> TokenType {
+        self.token_type
+    }
+
+    /// The thumbprint of the DPoP key a `DPoP` token is bound to; `None`
+    /// for a `Bearer` token.
+    pub fn dpop_thumbprint(&self) -> Option<&str> {
+        self.jkt.as_deref()
+    }
+
+    /// Whether the value recorded the token type: `false` for a value in
+    /// the first format, which reads as `Bearer` whatever it was.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn type_recorded(&self) -> bool {
+        self.type_recorded
     }
 
     /// When the token was requested.
@@ -181,19 +256,21 @@ impl StoredToken {
     }
 
     /// The versioned serialization: a compact JSON object
-    /// `{"v":1,"at":…,"iat":<unix ms>,"exp":<unix ms>,…}`. It holds the
+    /// `{"v":2,"at":…,"tt":"Bearer","iat":<unix ms>,"exp":<unix ms>,…}`,
+    /// with `"tt":"DPoP","jkt":<thumbprint>` for a DPoP token. It holds the
     /// access token in clear: encrypt it before it leaves the process if
     /// the store is shared (the Redis store can).
     pub fn to_bytes(&self) -> Vec<u8> {
         let wire = Wire {
             v: FORMAT_VERSION,
             at: self.access_token.secret().to_owned(),
-            tt: None,
+            tt: Some(self.token_type.scheme().to_owned()),
             iat: unix_millis(self.issued_at),
             exp: self.expires_at.map(unix_millis),
             sc: self.scope.clone(),
             rt: self.refresh_token.as_ref().map(|t| t.secret().to_owned()),
             x: self.extra.clone(),
+            jkt: self.jkt.clone(),
         };
         // NOTE: serializing strings, integers and JSON values cannot fail.
         serde_json::to_vec(&wire).unwrap_or_default()
@@ -201,20 +278,43 @@ impl StoredToken {
 
     /// Parses [`StoredToken::to_bytes`]'s output. Fails, never panics, on
     /// anything else: another version, bad JSON, a token type this crate
-    /// cannot send.
+    /// cannot send, a `DPoP` token without its key's thumbprint.
+    ///
+    /// A value in the first format (version 1, which recorded no type)
+    /// reads as a `Bearer` token; [`StoreGrant`](super::StoreGrant) takes it
+    /// only when it has no DPoP key, since it may have been a DPoP token.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
         let wire: Wire = serde_json::from_slice(bytes)
             .map_err(|_| StoreError::invalid("the stored token is not valid JSON"))?;
-        if wire.v != FORMAT_VERSION {
-            return Err(StoreError::invalid(
-                "the stored token has an unknown version",
-            ));
-        }
+        let type_recorded = match wire.v {
+            FORMAT_VERSION => true,
+            FORMAT_VERSION_1 => false,
+            _ => {
+                return Err(StoreError::invalid(
+                    "the stored token has an unknown version",
+                ))
+            }
+        };
         let token_type = match wire.tt.as_deref() {
-            None => TokenType::Bearer,
+            None if !type_recorded => TokenType::Bearer,
+            None => return Err(StoreError::invalid("the stored token has no type")),
             Some(tt) => TokenType::parse(tt)
                 .ok_or_else(|| StoreError::invalid("the stored token has an unknown type"))?,
         };
+        let jkt = if type_recorded { wire.jkt } else { None };
+        match (token_type, &jkt) {
+            (TokenType::DPoP, None) => {
+                return Err(StoreError::invalid(
+                    "the stored DPoP token has no key thumbprint",
+                ))
+            }
+            (TokenType::Bearer, Some(_)) => {
+                return Err(StoreError::invalid(
+                    "the stored Bearer token has a key thumbprint",
+                ))
+            }
+            _ => {}
+        }
         let issued_at = from_unix_millis(wire.iat)?;
         let expires_at = wire.exp.map(from_unix_millis).transpose()?;
         Ok(Self {
@@ -225,14 +325,30 @@ impl StoredToken {
             scope: wire.sc,
             refresh_token: wire.rt.map(RefreshToken::new),
             extra: wire.x,
+            jkt,
+            type_recorded,
         })
     }
+}
+
+/// The thumbprint of the key `token` is bound to.
+#[cfg(feature = "dpop")]
+fn thumbprint_of(token: &Token) -> Option<String> {
+    token.dpop_thumbprint().map(str::to_owned)
+}
+
+/// Without the `dpop` feature no token is bound.
+#[cfg(not(feature = "dpop"))]
+fn thumbprint_of(_: &Token) -> Option<String> {
+    None
 }
 
 impl fmt::Debug for StoredToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredToken")
             .field("access_token", &self.access_token)
+            .field("token_type", &self.token_type)
+            .field("dpop_thumbprint", &self.jkt)
             .field("fingerprint", &self.fingerprint())
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
@@ -311,7 +427,8 @@ mod tests {
             .with_refresh_token("rt-secret");
         let stored = StoredToken::from_token(&token);
         let json: serde_json::Value = serde_json::from_slice(&stored.to_bytes()).unwrap();
-        assert_eq!(json["v"], 1);
+        assert_eq!(json["v"], 2);
+        assert_eq!(json["tt"], "Bearer");
         let exp = json["exp"].as_u64().unwrap();
         let now = unix_millis(SystemTime::now());
         assert!(
@@ -335,8 +452,14 @@ mod tests {
             &b""[..],
             b"\xff\xfe",
             b"{}",
-            b"{\"v\":2,\"at\":\"x\",\"iat\":0}",
+            b"{\"v\":3,\"at\":\"x\",\"iat\":0,\"tt\":\"Bearer\"}",
             b"{\"v\":1,\"at\":\"x\",\"iat\":0,\"tt\":\"mac\"}",
+            // Version 2 records the type, and a DPoP token's thumbprint.
+            b"{\"v\":2,\"at\":\"x\",\"iat\":0}",
+            b"{\"v\":2,\"at\":\"x\",\"iat\":0,\"tt\":\"DPoP\"}",
+            b"{\"v\":2,\"at\":\"x\",\"iat\":0,\"tt\":\"Bearer\",\"jkt\":\"k\"}",
+            // A DPoP token in the first format has no thumbprint to check.
+            b"{\"v\":1,\"at\":\"x\",\"iat\":0,\"tt\":\"DPoP\",\"jkt\":\"k\"}",
             b"{\"v\":1,\"at\":\"x\",\"iat\":18446744073709551615}",
         ] {
             assert!(StoredToken::from_bytes(bad).is_err());
@@ -353,5 +476,116 @@ mod tests {
         assert!(stored.is_usable(now));
         assert!(!stored.is_usable(now + Duration::from_millis(9500)));
         assert!(!stored.is_usable(now + Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn a_first_format_value_reads_as_bearer_with_its_type_unrecorded() {
+        let v1 = br#"{"v":1,"at":"old","iat":0,"exp":253402300799000,"sc":"a"}"#;
+        let stored = StoredToken::from_bytes(v1).unwrap();
+        assert_eq!(stored.token_type(), TokenType::Bearer);
+        assert!(!stored.type_recorded());
+        assert_eq!(stored.dpop_thumbprint(), None);
+        let token = stored.to_token().unwrap();
+        assert_eq!(token.header_value(), "Bearer old");
+        assert_eq!(token.scope(), Some("a"));
+        // Written again, it is a version 2 value that records the type.
+        let again = StoredToken::from_bytes(&stored.to_bytes()).unwrap();
+        assert!(again.type_recorded());
+    }
+
+    #[tokio::test]
+    async fn an_expiry_beyond_the_monotonic_clock_never_panics() {
+        let far = br#"{"v":2,"at":"t","tt":"Bearer","iat":0,"exp":253402300799000}"#;
+        let token = StoredToken::from_bytes(far).unwrap().to_token().unwrap();
+        assert!(token.expires_at().is_none_or(|at| at > Instant::now()));
+        let huge = Token::bearer("t").unwrap().with_expires_in(Duration::MAX);
+        let stored = StoredToken::from_bytes(&StoredToken::from_token(&huge).to_bytes()).unwrap();
+        assert!(stored.to_token().is_ok());
+    }
+
+    #[cfg(feature = "dpop")]
+    mod dpop {
+        use std::sync::LazyLock;
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::dpop::DPoPKey;
+
+        static KEYS: LazyLock<[DPoPKey; 2]> =
+            LazyLock::new(|| [DPoPKey::generate().unwrap(), DPoPKey::generate().unwrap()]);
+
+        /// A token as a grant returns it: Bearer, or DPoP bound to `KEYS[0]`.
+        fn token(
+            dpop: bool,
+            access: &str,
+            lifetime: Option<u64>,
+            scope: Option<String>,
+            refresh: Option<String>,
+            extra: Vec<(String, i64)>,
+        ) -> Token {
+            let kind = if dpop {
+                TokenType::DPoP
+            } else {
+                TokenType::Bearer
+            };
+            let mut token = Token::new(access.into(), kind, Instant::now())
+                .unwrap()
+                .with_extra(extra.into_iter().map(|(k, v)| (k, v.into())).collect());
+            if let Some(secs) = lifetime {
+                token = token.with_expires_in(Duration::from_secs(secs));
+            }
+            if let Some(scope) = scope {
+                token = token.with_scope(scope);
+            }
+            if let Some(refresh) = refresh {
+                token = token.with_refresh_token(refresh);
+            }
+            if dpop {
+                token = token.with_dpop(KEYS[0].clone());
+            }
+            token
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Every field that changes how a token is sent survives the
+            /// bytes, and a DPoP token comes back only bound to its key.
+            #[test]
+            fn how_a_token_is_sent_survives_the_bytes(
+                dpop in any::<bool>(),
+                access in "[A-Za-z0-9._~+/-]{1,64}",
+                lifetime in proptest::option::of(1u64..100_000_000),
+                scope in proptest::option::of("[a-z:]{1,8}( [a-z:]{1,8}){0,3}"),
+                refresh in proptest::option::of("[A-Za-z0-9]{1,32}"),
+                extra in proptest::collection::vec(("[a-z_]{1,8}", any::<i64>()), 0..4),
+            ) {
+                let original = token(dpop, &access, lifetime, scope, refresh, extra);
+                let stored = StoredToken::from_token(&original);
+                let back = StoredToken::from_bytes(&stored.to_bytes()).unwrap();
+                prop_assert_eq!(&back, &stored);
+                prop_assert_eq!(back.token_type(), original.token_type());
+                prop_assert_eq!(back.dpop_thumbprint(), original.dpop_thumbprint());
+
+                let restored = back.to_dpop_token(&KEYS[0]).unwrap();
+                prop_assert_eq!(restored.header_value(), original.header_value());
+                prop_assert_eq!(restored.token_type(), original.token_type());
+                prop_assert_eq!(restored.dpop_thumbprint(), original.dpop_thumbprint());
+                prop_assert_eq!(restored.binding().is_some(), dpop);
+                prop_assert_eq!(restored.scope(), original.scope());
+                prop_assert_eq!(
+                    restored.refresh_token().map(|t| t.secret().to_owned()),
+                    original.refresh_token().map(|t| t.secret().to_owned())
+                );
+                prop_assert_eq!(restored.extra(), original.extra());
+                prop_assert_eq!(restored.lifetime().is_some(), lifetime.is_some());
+
+                // Never an unbound DPoP token: not without a key, not with
+                // another key.
+                prop_assert_eq!(back.to_token().is_ok(), !dpop);
+                prop_assert_eq!(back.to_dpop_token(&KEYS[1]).is_ok(), !dpop);
+            }
+        }
     }
 }
