@@ -100,10 +100,29 @@ impl ClientAuth {
         Self::with_method(client_id, Method::Post(secret.into()))
     }
 
-    /// `none`: a public client, identified by `client_id` in the body only
-    /// (nothing is sent when the id is empty).
+    /// `none`: a public client (a CLI, a native app), identified by
+    /// `client_id` in the body only, with no secret (RFC 6749 §2.1). This is
+    /// how a public client is declared:
+    /// [`TokenEndpointBuilder::build`](crate::TokenEndpointBuilder::build)
+    /// refuses an endpoint with no client authentication at all.
     pub fn none(client_id: impl Into<String>) -> Self {
         Self::with_method(client_id, Method::None)
+    }
+
+    /// No client authentication and no `client_id`: for grants whose
+    /// assertion identifies the client, such as the JWT-bearer grant
+    /// ([`JwtBearer`](crate::grant::JwtBearer), RFC 7523 §2.1: client
+    /// authentication is optional there) and service accounts.
+    ///
+    /// ```
+    /// use tower_alf::ClientAuth;
+    ///
+    /// let auth = ClientAuth::anonymous();
+    /// assert_eq!(auth.client_id(), "");
+    /// assert_eq!(auth.method_name(), "none");
+    /// ```
+    pub fn anonymous() -> Self {
+        Self::with_method(String::new(), Method::None)
     }
 
     /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT
