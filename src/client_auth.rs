@@ -111,7 +111,7 @@ impl ClientAuth {
 
     /// No client authentication and no `client_id`: for grants whose
     /// assertion identifies the client, such as the JWT-bearer grant
-    /// ([`JwtBearer`](crate::grant::JwtBearer), RFC 7523 §2.1: client
+    /// (`grant::JwtBearer`, feature `jwt`; RFC 7523 §2.1: client
     /// authentication is optional there) and service accounts.
     ///
     /// ```
