@@ -162,7 +162,8 @@ impl ClientAuth {
         Self::with_method(client_id, Method::PrivateKeyJwt(key))
     }
 
-    /// The `aud` of the client assertion. Defaults to the token endpoint
+    /// Sets the `aud` of the client assertion, replacing any set before.
+    /// Defaults to the token endpoint
     /// URL, as RFC 7523 §3 suggests; some servers want their issuer
     /// identifier instead. Only used by the JWT methods.
     #[cfg(feature = "jwt")]
