@@ -163,9 +163,9 @@ impl ClientAuth {
     }
 
     /// Sets the `aud` of the client assertion, replacing any set before.
-    /// Defaults to the token endpoint
-    /// URL, as RFC 7523 §3 suggests; some servers want their issuer
-    /// identifier instead. Only used by the JWT methods.
+    /// Defaults to the token endpoint URL, as RFC 7523 §3 suggests; some
+    /// servers want their issuer identifier instead. Only used by the JWT
+    /// methods.
     #[cfg(feature = "jwt")]
     pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
         self.assertion_audience = Some(audience.into());

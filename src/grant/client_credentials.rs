@@ -71,15 +71,10 @@ impl ClientCredentials {
         self.param("audience", audience)
     }
 
-    /// Sets the `resource` parameter (RFC 8707), replacing any resource
-    /// given before. Use [`add_resource`](Self::add_resource) for several.
+    /// Adds a `resource` parameter (RFC 8707) beside those given before:
+    /// a token may be for several resources, and the request carries one
+    /// `resource` per call.
     pub fn resource(self, resource: impl Into<String>) -> Self {
-        self.set_param("resource", resource)
-    }
-
-    /// Adds a `resource` parameter beside those given before (RFC 8707
-    /// allows several); the request carries one `resource` per call.
-    pub fn add_resource(self, resource: impl Into<String>) -> Self {
         self.param("resource", resource)
     }
 

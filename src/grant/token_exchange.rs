@@ -154,16 +154,10 @@ impl TokenExchange {
         self.param("audience", audience)
     }
 
-    /// Sets the `resource` parameter (the target service's URI), replacing
-    /// any resource given before. Use [`add_resource`](Self::add_resource)
-    /// for several.
+    /// Adds a `resource` parameter (a target service's URI) beside those
+    /// given before (RFC 8693 §2.1 allows several); the request carries one
+    /// `resource` per call.
     pub fn resource(self, resource: impl Into<String>) -> Self {
-        self.set_param("resource", resource)
-    }
-
-    /// Adds a `resource` parameter beside those given before; the request
-    /// carries one `resource` per call.
-    pub fn add_resource(self, resource: impl Into<String>) -> Self {
         self.param("resource", resource)
     }
 
