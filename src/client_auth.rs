@@ -101,10 +101,29 @@ impl ClientAuth {
         Self::with_method(client_id, Method::Post(secret.into()))
     }
 
-    /// `none`: a public client, identified by `client_id` in the body only
-    /// (nothing is sent when the id is empty).
+    /// `none`: a public client (a CLI, a native app), identified by
+    /// `client_id` in the body only, with no secret (RFC 6749 §2.1). This is
+    /// how a public client is declared:
+    /// [`TokenEndpointBuilder::build`](crate::TokenEndpointBuilder::build)
+    /// refuses an endpoint with no client authentication at all.
     pub fn none(client_id: impl Into<String>) -> Self {
         Self::with_method(client_id, Method::None)
+    }
+
+    /// No client authentication and no `client_id`: for grants whose
+    /// assertion identifies the client, such as the JWT-bearer grant
+    /// (`grant::JwtBearer`, feature `jwt`; RFC 7523 §2.1: client
+    /// authentication is optional there) and service accounts.
+    ///
+    /// ```
+    /// use tower_alf::ClientAuth;
+    ///
+    /// let auth = ClientAuth::anonymous();
+    /// assert_eq!(auth.client_id(), "");
+    /// assert_eq!(auth.method_name(), "none");
+    /// ```
+    pub fn anonymous() -> Self {
+        Self::with_method(String::new(), Method::None)
     }
 
     /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT
@@ -144,9 +163,10 @@ impl ClientAuth {
         Self::with_method(client_id, Method::PrivateKeyJwt(key))
     }
 
-    /// The `aud` of the client assertion. Defaults to the token endpoint
-    /// URL, as RFC 7523 §3 suggests; some servers want their issuer
-    /// identifier instead. Only used by the JWT methods.
+    /// Sets the `aud` of the client assertion, replacing any set before.
+    /// Defaults to the token endpoint URL, as RFC 7523 §3 suggests; some
+    /// servers want their issuer identifier instead. Only used by the JWT
+    /// methods.
     #[cfg(feature = "jwt")]
     pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
         self.assertion_audience = Some(audience.into());

@@ -122,13 +122,14 @@ impl HttpClient {
     /// validity and host name.
     ///
     /// ```
-    /// use tower_alf::{HttpClient, TokenEndpoint};
+    /// use tower_alf::{ClientAuth, HttpClient, TokenEndpoint};
     ///
     /// # fn run(ca_der: Vec<u8>) -> Result<(), tower::BoxError> {
     /// // `ca_der`: your CA's certificate, DER-encoded.
     /// let mut roots = rustls::RootCertStore::empty();
     /// roots.add(rustls::pki_types::CertificateDer::from(ca_der))?;
     /// let endpoint = TokenEndpoint::builder("https://idp.internal/oauth2/token")
+    ///     .client_auth(ClientAuth::basic("my-client", "s3cr3t"))
     ///     .http_client(HttpClient::with_root_certificates(roots))
     ///     .build()?;
     /// # Ok(()) }
@@ -204,8 +205,12 @@ impl fmt::Debug for HttpClient {
 /// assert_eq!(endpoint.url(), "https://idp.example/oauth2/token");
 ///
 /// // Plain http is refused unless the host is loopback or you opt out.
-/// assert!(TokenEndpoint::builder("http://idp.example/token").build().unwrap_err().is_config());
-/// assert!(TokenEndpoint::builder("http://127.0.0.1:8080/token").build().is_ok());
+/// let public = |url: &str| TokenEndpoint::builder(url).client_auth(ClientAuth::none("my-cli"));
+/// assert!(public("http://idp.example/token").build().unwrap_err().is_config());
+/// assert!(public("http://127.0.0.1:8080/token").build().is_ok());
+///
+/// // Without client authentication, `build` fails: a public client says so.
+/// assert!(TokenEndpoint::builder("https://idp.example/token").build().unwrap_err().is_config());
 /// ```
 #[derive(Clone)]
 pub struct TokenEndpoint {
@@ -527,8 +532,27 @@ pub struct TokenEndpointBuilder {
 }
 
 impl TokenEndpointBuilder {
-    /// How the client authenticates. Without it, requests carry no client
-    /// credentials (a grant may still carry its own, as an assertion does).
+    /// How the client authenticates. Required: [`build`](Self::build)
+    /// refuses an endpoint without it, so that a forgotten secret is a
+    /// configuration error here rather than `invalid_client` from the server.
+    ///
+    /// A confidential client gives its credentials
+    /// ([`ClientAuth::basic`], [`ClientAuth::post`], the JWT methods); a
+    /// public client (a CLI, a native app) declares itself with
+    /// [`ClientAuth::none`] and its client id; a grant whose assertion
+    /// identifies the client (the JWT-bearer grant) may use
+    /// [`ClientAuth::anonymous`].
+    ///
+    /// ```
+    /// use tower_alf::{ClientAuth, TokenEndpoint};
+    ///
+    /// let error = TokenEndpoint::builder("https://idp.example/token").build().unwrap_err();
+    /// assert!(error.is_config());
+    /// let public = TokenEndpoint::builder("https://idp.example/token")
+    ///     .client_auth(ClientAuth::none("my-cli"))
+    ///     .build()?;
+    /// # Ok::<_, tower_alf::Error>(())
+    /// ```
     pub fn client_auth(mut self, auth: ClientAuth) -> Self {
         self.auth = Some(auth);
         self
@@ -575,9 +599,10 @@ impl TokenEndpointBuilder {
     /// request. Defaults to none: Bearer tokens only. See [`crate::dpop`].
     ///
     /// ```
-    /// use tower_alf::{dpop::DPoPKey, TokenEndpoint};
+    /// use tower_alf::{dpop::DPoPKey, ClientAuth, TokenEndpoint};
     ///
     /// let endpoint = TokenEndpoint::builder("https://idp.example/token")
+    ///     .client_auth(ClientAuth::none("my-cli"))
     ///     .dpop(DPoPKey::generate()?)
     ///     .build()?;
     /// assert!(endpoint.dpop_key().is_some());
@@ -602,6 +627,14 @@ impl TokenEndpointBuilder {
             PlainHttp::LoopbackOnly
         };
         let url = checked_url(&self.url, "token URL", plain_http)?;
+        let auth = self.auth.ok_or_else(|| {
+            Error::config(
+                "no client authentication: call client_auth(..) with the client's credentials \
+                 (ClientAuth::basic, ClientAuth::post, ..), ClientAuth::none(client_id) for a \
+                 public client, or ClientAuth::anonymous() when the grant's assertion \
+                 identifies the client",
+            )
+        })?;
         let client = match self.client {
             Some(client) => client,
             None => default_client()?,
@@ -610,7 +643,7 @@ impl TokenEndpointBuilder {
             inner: Arc::new(EndpointInner {
                 url,
                 url_text: self.url.as_str().into(),
-                auth: self.auth.unwrap_or_else(|| ClientAuth::none("")),
+                auth,
                 timeout: self.timeout,
                 max_response_size: self.max_response_size,
                 retry: self.retry,

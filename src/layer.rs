@@ -1,4 +1,7 @@
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 
 use http::{header::AUTHORIZATION, uri::Scheme, Request, Uri};
 use tower_layer::Layer;
@@ -24,8 +27,28 @@ use crate::{
 ///   ([`allow_insecure_http`](Self::allow_insecure_http)).
 ///
 /// [`only_origins`](Self::only_origins) narrows it to a set of origins.
-/// Requests with a relative URI (tonic's, whose channel knows the origin)
-/// count as secure and match no origin set.
+///
+/// # Relative URIs (tonic)
+///
+/// A request whose URI has no scheme and host (tonic's `Channel` sends
+/// path-only URIs: the channel knows where it connects) gets a token by
+/// default. With [`only_origins`](Self::only_origins), its origin is not
+/// in the request, so state it with
+/// [`relative_uri_origin`](Self::relative_uri_origin): the channel's
+/// origin is then matched against the set, and checked for plain `http`,
+/// like an absolute URI. Without it, such a request gets no token, and the
+/// first one logs a `warn` event saying so.
+///
+/// ```
+/// use tower_alf::{BearerAuthLayer, TokenSource};
+///
+/// # fn layer(tokens: TokenSource) -> Result<(), http::uri::InvalidUri> {
+/// // Over `Channel::from_static("https://api.example")`:
+/// let layer = BearerAuthLayer::new(tokens)
+///     .only_origins(["https://api.example".parse()?])
+///     .relative_uri_origin("https://api.example".parse()?);
+/// # Ok(()) }
+/// ```
 ///
 /// # Layer order
 ///
@@ -48,6 +71,10 @@ pub struct BearerAuthLayer<C = CheapClone> {
 pub(crate) struct Options {
     pub(crate) replay_on: ReplayOn,
     origins: Option<Arc<[Origin]>>,
+    /// Where requests with a relative URI go (the channel's origin).
+    relative_origin: Option<Origin>,
+    /// Whether the relative-URI-without-origin warning was logged.
+    warned_relative: Arc<AtomicBool>,
     allow_insecure_http: bool,
     keep_existing_authorization: bool,
 }
@@ -57,6 +84,8 @@ impl Default for Options {
         Self {
             replay_on: ReplayOn::AllMethods,
             origins: None,
+            relative_origin: None,
+            warned_relative: Arc::new(AtomicBool::new(false)),
             allow_insecure_http: false,
             keep_existing_authorization: true,
         }
@@ -71,6 +100,9 @@ impl Options {
             return false;
         }
         let uri = request.uri();
+        if uri.host().is_none() {
+            return self.attaches_to_relative();
+        }
         if uri.scheme() == Some(&Scheme::HTTP)
             && !self.allow_insecure_http
             && !uri.host().is_some_and(is_loopback)
@@ -81,6 +113,38 @@ impl Options {
         match &self.origins {
             None => true,
             Some(origins) => origins.iter().any(|origin| origin.matches(uri)),
+        }
+    }
+
+    /// Whether a request with a relative URI (no host) gets our token.
+    #[inline]
+    fn attaches_to_relative(&self) -> bool {
+        match (&self.relative_origin, &self.origins) {
+            (None, None) => true,
+            (None, Some(_)) => {
+                if !self.warned_relative.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "only_origins is set but the request URI is relative (as tonic's \
+                         Channel sends): no token is sent; state the channel's origin with \
+                         BearerAuthLayer::relative_uri_origin"
+                    );
+                } else {
+                    tracing::debug!("relative request URI and no relative_uri_origin: no token");
+                }
+                false
+            }
+            (Some(origin), origins) => {
+                if origin.scheme == "http"
+                    && !self.allow_insecure_http
+                    && !is_loopback(&origin.host)
+                {
+                    tracing::debug!("not sending a token over plain http");
+                    return false;
+                }
+                origins
+                    .as_ref()
+                    .is_none_or(|origins| origins.contains(origin))
+            }
         }
     }
 }
@@ -147,7 +211,7 @@ impl<C> BearerAuthLayer<C> {
         }
     }
 
-    /// Chooses which methods are replayed after a 401. Defaults to
+    /// Sets which methods are replayed after a 401. Defaults to
     /// [`ReplayOn::AllMethods`].
     pub fn replay_on(mut self, replay_on: ReplayOn) -> Self {
         self.options.replay_on = replay_on;
@@ -155,7 +219,10 @@ impl<C> BearerAuthLayer<C> {
     }
 
     /// Attaches tokens only to requests for these origins (scheme, host and
-    /// port; the path is ignored). Defaults to every origin.
+    /// port; the path is ignored), replacing any set given before. Defaults
+    /// to every origin. A URI without a scheme or host is no origin: it is
+    /// left out, with a `warn` event. Requests with a relative URI (tonic)
+    /// need [`relative_uri_origin`](Self::relative_uri_origin) to match.
     ///
     /// ```
     /// use tower_alf::{BearerAuthLayer, TokenSource};
@@ -169,14 +236,35 @@ impl<C> BearerAuthLayer<C> {
         self.options.origins = Some(
             origins
                 .into_iter()
-                .filter_map(|uri| Origin::of(&uri))
+                .filter_map(|uri| {
+                    let origin = Origin::of(&uri);
+                    if origin.is_none() {
+                        tracing::warn!(%uri, "only_origins: not an origin (no scheme or host); left out");
+                    }
+                    origin
+                })
                 .collect(),
         );
         self
     }
 
-    /// Attaches tokens to plain `http` requests for hosts that are not
-    /// loopback too. Defaults to `false`.
+    /// Sets the origin that requests with a relative URI are sent to: the
+    /// origin of the channel under the layer (tonic's `Channel` sends
+    /// path-only URIs). Such requests are then treated as requests for that
+    /// origin: matched against [`only_origins`](Self::only_origins) and
+    /// refused a token over plain `http` to a host that is not loopback.
+    /// Defaults to none: relative URIs get a token unless `only_origins` is
+    /// set. A URI without a scheme or host is ignored, with a `warn` event.
+    pub fn relative_uri_origin(mut self, origin: Uri) -> Self {
+        self.options.relative_origin = Origin::of(&origin);
+        if self.options.relative_origin.is_none() {
+            tracing::warn!(uri = %origin, "relative_uri_origin: not an origin (no scheme or host); ignored");
+        }
+        self
+    }
+
+    /// Sets whether tokens go on plain `http` requests for hosts that are
+    /// not loopback too. Defaults to `false`.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         self.options.allow_insecure_http = allow;
         self
@@ -200,5 +288,72 @@ impl<S, C: Clone> Layer<S> for BearerAuthLayer<C> {
             self.clone_body.clone(),
             self.options.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(layer: BearerAuthLayer) -> Options {
+        layer.options
+    }
+
+    fn source() -> TokenSource {
+        TokenSource::new(tower::service_fn(|_: crate::grant::FetchToken| async {
+            crate::Token::bearer("t")
+        }))
+    }
+
+    fn path_only() -> Request<()> {
+        Request::get("/pkg.Service/Method").body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_path_only_request_gets_a_token_without_only_origins() {
+        assert!(options(BearerAuthLayer::new(source())).attaches_to(&path_only()));
+    }
+
+    #[tokio::test]
+    async fn a_path_only_request_gets_no_token_with_only_origins_alone() {
+        let layer =
+            BearerAuthLayer::new(source()).only_origins(["https://api.example".parse().unwrap()]);
+        assert!(!options(layer).attaches_to(&path_only()));
+    }
+
+    #[tokio::test]
+    async fn a_path_only_request_is_matched_against_its_stated_origin() {
+        let layer = BearerAuthLayer::new(source())
+            .only_origins(["https://API.example:443".parse().unwrap()])
+            .relative_uri_origin("https://api.example".parse().unwrap());
+        assert!(options(layer).attaches_to(&path_only()));
+        let layer = BearerAuthLayer::new(source())
+            .only_origins(["https://files.example".parse().unwrap()])
+            .relative_uri_origin("https://api.example".parse().unwrap());
+        assert!(!options(layer).attaches_to(&path_only()));
+    }
+
+    #[tokio::test]
+    async fn a_stated_plain_http_origin_gets_no_token_unless_loopback_or_allowed() {
+        let http = |layer: BearerAuthLayer| {
+            layer.relative_uri_origin("http://api.example".parse().unwrap())
+        };
+        assert!(!options(http(BearerAuthLayer::new(source()))).attaches_to(&path_only()));
+        let allowed = http(BearerAuthLayer::new(source()).allow_insecure_http(true));
+        assert!(options(allowed).attaches_to(&path_only()));
+        let loopback = BearerAuthLayer::new(source())
+            .relative_uri_origin("http://127.0.0.1:50051".parse().unwrap());
+        assert!(options(loopback).attaches_to(&path_only()));
+    }
+
+    #[tokio::test]
+    async fn only_origins_called_twice_keeps_the_second_set() {
+        let layer = BearerAuthLayer::new(source())
+            .only_origins(["https://a.example".parse().unwrap()])
+            .only_origins(["https://b.example".parse().unwrap()]);
+        let options = options(layer);
+        let to = |uri: &str| Request::get(uri).body(()).unwrap();
+        assert!(!options.attaches_to(&to("https://a.example/x")));
+        assert!(options.attaches_to(&to("https://b.example/x")));
     }
 }

@@ -63,32 +63,38 @@
 //! Put [`BearerAuthLayer`] *inside* a timeout (so the timeout bounds the
 //! token wait too) and *outside* a retry layer (so retries reuse the token).
 //! A 401 is not an error to a retry policy; this layer handles it.
+//! `examples/layer_order.rs` builds that stack (a timeout, this layer, a
+//! retry over a policy that clones `Request<Full<Bytes>>`) and tells a
+//! timeout of the stack from a token endpoint's timeout.
 //!
 //! # Feature flags
+//!
+//! The items of a feature are documented only when it is on (docs.rs
+//! builds with every feature), so they are named here without links.
 //!
 //! - `rustls` (default): [`HttpClient::default`], hyper-util's client over
 //!   hyper-rustls with the ring provider, so `https` token endpoints work
 //!   out of the box. Without it, give the [`TokenEndpoint`] your own client.
-//! - `oauth1`: [`oauth1`], OAuth 1.0a (RFC 5849): a layer that signs every
-//!   request (HMAC-SHA1/256/512, RSA-SHA1/256, PLAINTEXT) and the
-//!   three-legged flow.
+//! - `oauth1`: `tower_alf::oauth1`, OAuth 1.0a (RFC 5849): a layer that
+//!   signs every request (HMAC-SHA1/256/512, RSA-SHA1/256, PLAINTEXT) and
+//!   the three-legged flow.
 //! - `redis`: `store::RedisStore`, tokens in Redis or Valkey shared by
 //!   a fleet, with a fleet-wide single flight and optional encryption at rest.
-//! - `redis-cluster`: Redis Cluster for the Redis store.
-//! - `cli`: the `alf` command-line client (enables `oauth1`, `redis`, `jwt` and
-//!   `authorization-code`).
-//! - `jwt`: JWT client authentication ([`ClientAuth::private_key_jwt`],
-//!   [`ClientAuth::client_secret_jwt`]), the JWT-bearer grant
-//!   ([`grant::JwtBearer`]), service-account files
-//!   ([`grant::ServiceAccount`]) and [`jwt::PrivateKey`], signed by
-//!   `jsonwebtoken` with its pure-Rust backend.
-//! - `dpop`: [`dpop`], sender-constrained tokens (RFC 9449): one setting,
-//!   [`TokenEndpointBuilder::dpop`], binds tokens to a key the client holds
-//!   (enables `jwt`).
+//! - `redis-cluster`: Redis Cluster for the Redis store (enables `redis`).
+//! - `cli`: the `alf` command-line client (enables `rustls`, `oauth1`,
+//!   `redis`, `jwt`, `dpop` and `authorization-code`).
+//! - `jwt`: JWT client authentication (`ClientAuth::private_key_jwt`,
+//!   `ClientAuth::client_secret_jwt`), the JWT-bearer grant
+//!   (`grant::JwtBearer`), service-account files (`grant::ServiceAccount`)
+//!   and `jwt::PrivateKey`, signed by `jsonwebtoken` with its pure-Rust
+//!   backend.
+//! - `dpop`: `tower_alf::dpop`, sender-constrained tokens (RFC 9449): one
+//!   setting, `TokenEndpointBuilder::dpop`, binds tokens to a key the
+//!   client holds (enables `jwt`).
 //! - `authorization-code`: the authorization-code flow with PKCE
 //!   (`grant::AuthorizationCode`).
-//! - `tonic`: [`tower_alf::tonic`](crate::tonic), token failures as a `tonic::Status`
-//!   and the default body policy for `tonic::transport::Channel`.
+//! - `tonic`: `tower_alf::tonic`, token failures as a `tonic::Status` and
+//!   the default body policy for `tonic::transport::Channel`.
 //! - `full`: all of the above.
 //!
 //! # Defaults

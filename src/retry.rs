@@ -22,13 +22,14 @@ type Classifier = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_alf::{RetryPolicy, TokenEndpoint};
+/// use tower_alf::{ClientAuth, RetryPolicy, TokenEndpoint};
 ///
 /// let patient = RetryPolicy::default()
 ///     .max_attempts(5)
 ///     .initial_backoff(Duration::from_millis(200))
 ///     .deadline(Some(Duration::from_secs(10)));
 /// let endpoint = TokenEndpoint::builder("https://idp.example/token")
+///     .client_auth(ClientAuth::basic("my-client", "s3cr3t"))
 ///     .retry(patient)
 ///     .build()
 ///     .unwrap();

@@ -3,7 +3,7 @@
 use std::{
     fmt,
     sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
@@ -120,6 +120,10 @@ impl Token {
     /// A bearer token, issued now, that never expires until set otherwise
     /// with [`Token::with_expires_in`].
     ///
+    /// "Now" is when the token is built, after the answer arrived; a grant
+    /// sets the moment its request was sent with [`Token::with_issued_at`]
+    /// (see [`FetchToken::started_at`](crate::grant::FetchToken::started_at)).
+    ///
     /// Fails when the token has characters that cannot go in a header.
     pub fn bearer(access_token: impl Into<AccessToken>) -> Result<Self, Error> {
         Self::new(access_token.into(), TokenType::Bearer, Instant::now())
@@ -182,9 +186,38 @@ impl Token {
         self.dpop.as_ref().map(|b| b.key.thumbprint())
     }
 
-    /// Sets the lifetime, counted from when the token was requested.
+    /// Sets the lifetime, counted from [`issued_at`](Self::issued_at): when
+    /// the token was requested, if the grant said so with
+    /// [`with_issued_at`](Self::with_issued_at), else when it was built.
     pub fn with_expires_in(mut self, expires_in: Duration) -> Self {
         self.expires_at = self.issued_at.checked_add(expires_in);
+        self
+    }
+
+    /// Sets when the token was requested, the start of its lifetime:
+    /// [`FetchToken::started_at`](crate::grant::FetchToken::started_at), or
+    /// the moment the grant sent its request. A lifetime set before keeps
+    /// its length and moves with it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use tower_alf::Token;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_alf::Error> {
+    /// let sent = Instant::now();
+    /// // … the request goes out; the answer comes back …
+    /// let token = Token::bearer("t")?
+    ///     .with_issued_at(sent)
+    ///     .with_expires_in(Duration::from_secs(60));
+    /// assert_eq!(token.issued_at(), sent);
+    /// assert_eq!(token.expires_at(), Some(sent + Duration::from_secs(60)));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_issued_at(mut self, issued_at: Instant) -> Self {
+        let lifetime = self.lifetime();
+        self.issued_at = issued_at;
+        self.expires_at = lifetime.and_then(|lifetime| issued_at.checked_add(lifetime));
         self
     }
 
@@ -215,14 +248,47 @@ impl Token {
         self.token_type
     }
 
-    /// When the token was requested (the start of its lifetime).
+    /// When the token was requested (the start of its lifetime), on Tokio's
+    /// monotonic clock. [`issued_at_system_time`](Self::issued_at_system_time)
+    /// gives it on the wall clock, for logs or your own store.
     pub fn issued_at(&self) -> Instant {
         self.issued_at
     }
 
-    /// When the token expires; `None` when it lives until a server rejects it.
+    /// When the token expires, on Tokio's monotonic clock; `None` when it
+    /// lives until a server rejects it.
+    /// [`expires_at_system_time`](Self::expires_at_system_time) gives it on
+    /// the wall clock.
     pub fn expires_at(&self) -> Option<Instant> {
         self.expires_at
+    }
+
+    /// [`issued_at`](Self::issued_at) on the wall clock: now, less the time
+    /// since the token was requested. The same arithmetic the
+    /// [stored form](crate::store::StoredToken) uses for its Unix times, so
+    /// the two agree (the stored form keeps whole milliseconds). Computed
+    /// when called: a wall clock set back or forth in between moves it too.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_alf::Token;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_alf::Error> {
+    /// let token = Token::bearer("t")?.with_expires_in(Duration::from_secs(3600));
+    /// let expires = token.expires_at_system_time().unwrap();
+    /// let left = expires.duration_since(SystemTime::now()).unwrap();
+    /// assert!(left > Duration::from_secs(3590) && left <= Duration::from_secs(3600));
+    /// # Ok(()) }
+    /// ```
+    pub fn issued_at_system_time(&self) -> SystemTime {
+        to_system_time(self.issued_at)
+    }
+
+    /// [`expires_at`](Self::expires_at) on the wall clock, computed as
+    /// [`issued_at_system_time`](Self::issued_at_system_time) is; `None`
+    /// when the token lives until a server rejects it.
+    pub fn expires_at_system_time(&self) -> Option<SystemTime> {
+        self.expires_at.map(to_system_time)
     }
 
     /// The lifetime the server granted, if any.
@@ -304,6 +370,18 @@ impl fmt::Debug for Token {
             .field("refresh_token", &self.refresh_token)
             .field("extra", &self.extra.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+/// `at` on the wall clock: now, moved by how far `at` is from now.
+fn to_system_time(at: Instant) -> SystemTime {
+    let (wall, now) = (SystemTime::now(), Instant::now());
+    if at <= now {
+        let age = now - at;
+        wall.checked_sub(age).unwrap_or(wall)
+    } else {
+        let ahead = at - now;
+        wall.checked_add(ahead).unwrap_or(wall)
     }
 }
 

@@ -452,6 +452,7 @@ async fn a_token_bound_to_another_key_is_refused_by_the_server() {
     assert_ne!(other.thumbprint(), token.dpop_thumbprint().unwrap());
     let endpoint = |key: &DPoPKey| {
         TokenEndpoint::builder(format!("{}/token", server.as_base))
+            .client_auth(ClientAuth::basic("client", "secret"))
             .dpop(key.clone())
             .build()
             .unwrap()
@@ -474,6 +475,7 @@ async fn dpop_token_type_is_refused_without_a_key() {
         },
     ));
     let endpoint = TokenEndpoint::builder(format!("{}/token", server.as_base))
+        .client_auth(ClientAuth::basic("client", "secret"))
         .http_client(fake)
         .build()
         .unwrap();

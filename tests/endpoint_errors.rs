@@ -318,3 +318,29 @@ async fn the_inner_services_own_error_type_passes_through() {
     assert!(error.downcast_ref::<tower_alf::Error>().is_none());
     assert_eq!(tokens.requests(), 1);
 }
+
+#[test]
+fn an_endpoint_without_client_authentication_is_a_config_error() {
+    let error = tower_alf::TokenEndpoint::builder("https://idp.example/token")
+        .build()
+        .expect_err("no client authentication was chosen");
+    assert!(error.is_config(), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("client_auth"), "{message}");
+    assert!(message.contains("ClientAuth::none"), "{message}");
+}
+
+#[test]
+fn a_public_client_is_declared_with_client_auth_none() {
+    let endpoint = tower_alf::TokenEndpoint::builder("https://idp.example/token")
+        .client_auth(tower_alf::ClientAuth::none("my-cli"))
+        .build()
+        .expect("a public client");
+    assert_eq!(endpoint.client_auth().method_name(), "none");
+    assert_eq!(endpoint.client_auth().client_id(), "my-cli");
+    let anonymous = tower_alf::TokenEndpoint::builder("https://idp.example/token")
+        .client_auth(tower_alf::ClientAuth::anonymous())
+        .build()
+        .expect("an assertion grant's endpoint");
+    assert_eq!(anonymous.client_auth().client_id(), "");
+}

@@ -18,7 +18,10 @@ use support::{keys, verify, TokenServer};
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 fn endpoint(server: &TokenServer) -> TokenEndpoint {
-    TokenEndpoint::builder(server.token_url()).build().unwrap()
+    TokenEndpoint::builder(server.token_url())
+        .client_auth(ClientAuth::anonymous())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -177,4 +180,28 @@ fn a_missing_service_account_file_is_a_config_error() {
     let e = ServiceAccount::from_file("/nonexistent/sa.json").unwrap_err();
     assert!(e.is_config());
     assert!(e.to_string().contains("/nonexistent/sa.json"), "{e}");
+}
+
+#[tokio::test]
+async fn jwt_bearer_setters_replace_and_claim_replaces_a_claim_of_the_same_name() {
+    let server = TokenServer::start().await;
+    let key = PrivateKey::from_pem(keys::P256_SEC1).unwrap();
+    let grant = JwtBearer::new(endpoint(&server), key, "iss")
+        .audience("https://first.example")
+        .audience("https://second.example")
+        .subject("first")
+        .subject("second")
+        .claim("tenant", "one")
+        .claim("tenant", "two");
+    TokenSource::new(grant).token().await.unwrap();
+    let got = server.last();
+    let (_, claims) = verify(
+        got.field("assertion"),
+        "ES256",
+        keys::P256_PUBLIC,
+        "https://second.example",
+    );
+    assert_eq!(claims["aud"], "https://second.example");
+    assert_eq!(claims["sub"], "second");
+    assert_eq!(claims["tenant"], "two");
 }

@@ -148,6 +148,7 @@ async fn an_expired_initial_token_set_is_refreshed_at_once() {
 #[test]
 fn a_token_set_without_a_refresh_token_is_refused() {
     let endpoint = TokenEndpoint::builder("https://idp.example/token")
+        .client_auth(ClientAuth::none("cli"))
         .build()
         .unwrap();
     let e = RefreshTokenGrant::from_token(endpoint, Token::bearer("at").unwrap()).unwrap_err();
@@ -157,6 +158,7 @@ fn a_token_set_without_a_refresh_token_is_refused() {
 #[test]
 fn debug_never_shows_the_refresh_token() {
     let endpoint = TokenEndpoint::builder("https://idp.example/token")
+        .client_auth(ClientAuth::none("cli"))
         .build()
         .unwrap();
     let grant = RefreshTokenGrant::new(endpoint, "rt-secret-value");

@@ -286,6 +286,7 @@ async fn with_tls_config_uses_the_given_configuration() {
     let pki = pki();
     let server = HttpsServer::start(&pki).await;
     let trusting = TokenEndpoint::builder(server.url("/token"))
+        .client_auth(ClientAuth::basic("tls-client", "tls-secret"))
         .http_client(HttpClient::with_tls_config(tls_config(pki.roots())))
         .build()
         .expect("an https endpoint");
@@ -297,6 +298,7 @@ async fn with_tls_config_uses_the_given_configuration() {
 
     // An empty root store trusts nobody.
     let distrusting = TokenEndpoint::builder(server.url("/token"))
+        .client_auth(ClientAuth::basic("tls-client", "tls-secret"))
         .http_client(HttpClient::with_tls_config(tls_config(
             RootCertStore::empty(),
         )))
@@ -318,8 +320,12 @@ fn plain_http_token_endpoints_are_refused_except_loopback() {
         "http://10.0.0.1/token",
         "http://localhost.example.com/token",
     ] {
-        let error = TokenEndpoint::builder(url).build().expect_err(url);
+        let error = TokenEndpoint::builder(url)
+            .client_auth(ClientAuth::basic("tls-client", "tls-secret"))
+            .build()
+            .expect_err(url);
         assert!(error.is_config(), "{url}: {error:?}");
+        assert!(error.to_string().contains("https"), "{url}: {error}");
     }
     for url in [
         "http://127.0.0.1:8080/token",
@@ -327,10 +333,14 @@ fn plain_http_token_endpoints_are_refused_except_loopback() {
         "http://[::1]:8080/token",
         "https://idp.example/token",
     ] {
-        assert!(TokenEndpoint::builder(url).build().is_ok(), "{url}");
+        let built = TokenEndpoint::builder(url)
+            .client_auth(ClientAuth::basic("tls-client", "tls-secret"))
+            .build();
+        assert!(built.is_ok(), "{url}: {built:?}");
     }
     // The explicit opt-out.
     assert!(TokenEndpoint::builder("http://idp.example/token")
+        .client_auth(ClientAuth::basic("tls-client", "tls-secret"))
         .allow_insecure_http(true)
         .build()
         .is_ok());

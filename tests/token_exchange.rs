@@ -101,3 +101,84 @@ fn debug_never_shows_a_fixed_subject_token() {
     let subject = SubjectToken::token("very-secret-subject", SubjectToken::ACCESS_TOKEN);
     assert!(!format!("{subject:?}").contains("very-secret-subject"));
 }
+
+/// The values of every `name` field of a request, in order.
+fn values<'a>(got: &'a support::Received, name: &str) -> Vec<&'a str> {
+    got.form
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn token_exchange_audience_sets_and_add_audience_adds() {
+    let server = TokenServer::start().await;
+    let subject = || SubjectToken::token("subj", SubjectToken::ACCESS_TOKEN);
+    let set = TokenExchange::new(endpoint(&server), subject())
+        .audience("first")
+        .audience("second")
+        .resource("https://one.example")
+        .resource("https://two.example");
+    TokenSource::new(set).token().await.unwrap();
+    let got = server.last();
+    assert_eq!(values(&got, "audience"), ["second"]);
+    // `resource` adds: a token may be for several resources.
+    assert_eq!(
+        values(&got, "resource"),
+        ["https://one.example", "https://two.example"]
+    );
+
+    let added = TokenExchange::new(endpoint(&server), subject())
+        .audience("first")
+        .add_audience("second");
+    TokenSource::new(added).token().await.unwrap();
+    let got = server.last();
+    assert_eq!(values(&got, "audience"), ["first", "second"]);
+}
+
+#[tokio::test]
+async fn token_exchange_actor_and_requested_type_set_once() {
+    let server = TokenServer::start().await;
+    let grant = TokenExchange::new(
+        endpoint(&server),
+        SubjectToken::token("subj", SubjectToken::ACCESS_TOKEN),
+    )
+    .actor(SubjectToken::token("actor-1", SubjectToken::ACCESS_TOKEN))
+    .actor(SubjectToken::token("actor-2", SubjectToken::ACCESS_TOKEN))
+    .requested_token_type(SubjectToken::JWT)
+    .requested_token_type(SubjectToken::ACCESS_TOKEN);
+    TokenSource::new(grant).token().await.unwrap();
+    let got = server.last();
+    assert_eq!(got.field("actor_token"), "actor-2");
+    assert_eq!(
+        got.field("requested_token_type"),
+        SubjectToken::ACCESS_TOKEN
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_audience_sets_and_add_audience_adds() {
+    let server = TokenServer::start().await;
+    let set = ClientCredentials::new(endpoint(&server))
+        .param("audience", "from-param")
+        .audience("first")
+        .audience("second")
+        .resource("https://one.example")
+        .resource("https://two.example");
+    TokenSource::new(set).token().await.unwrap();
+    let got = server.last();
+    assert_eq!(values(&got, "audience"), ["second"]);
+    // `resource` adds: a token may be for several resources.
+    assert_eq!(
+        values(&got, "resource"),
+        ["https://one.example", "https://two.example"]
+    );
+
+    let added = ClientCredentials::new(endpoint(&server))
+        .add_audience("first")
+        .add_audience("second");
+    TokenSource::new(added).token().await.unwrap();
+    let got = server.last();
+    assert_eq!(values(&got, "audience"), ["first", "second"]);
+}

@@ -392,6 +392,7 @@ async fn an_unreachable_token_endpoint_is_unavailable() {
         .local_addr()
         .expect("local address");
     let endpoint = tower_alf::TokenEndpoint::builder(format!("http://{closed}/token"))
+        .client_auth(tower_alf::ClientAuth::basic("client", "secret"))
         .retry(tower_alf::RetryPolicy::none())
         .build()
         .expect("a loopback endpoint");
@@ -463,4 +464,103 @@ async fn a_client_stream_rejected_once_is_replayed_whole_with_a_fresh_token() {
     assert_eq!(server.authorizations(), ["Bearer tok-1", "Bearer tok-2"]);
     let stats = tokens.stats();
     assert_eq!((stats.fetches, stats.replays), (2, 1));
+}
+
+/// A writer that keeps what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// `BearerAuthLayer` built by `layer`, on a channel to `server`.
+async fn authorized_with(
+    server: &NotesServer,
+    layer: BearerAuthLayer,
+) -> GrpcClient<
+    impl GrpcService<
+        Body,
+        Error = Status,
+        ResponseBody = impl http_body::Body<Data = Bytes, Error = impl Into<BoxError>> + Send + 'static,
+    >,
+> {
+    let channel = ServiceBuilder::new()
+        .map_err(tower_alf::tonic::into_status)
+        .layer(layer)
+        .service(server.channel().await);
+    GrpcClient::new(channel)
+}
+
+#[tokio::test]
+async fn only_origins_matches_a_channels_relative_uris_against_the_stated_origin() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let tokens = support::source(&idp);
+    let origin: http::Uri = format!("http://{}", server.addr).parse().unwrap();
+    let layer = BearerAuthLayer::new(tokens.clone())
+        .only_origins([origin.clone()])
+        .relative_uri_origin(origin);
+    let mut grpc = authorized_with(&server, layer).await;
+    let summary = echo(&mut grpc, "hello").await.expect("the call succeeds");
+    assert_eq!(summary.authorization, "Bearer tok-1");
+
+    // The same channel stated as another origin: no token.
+    let other: http::Uri = "https://api.example".parse().unwrap();
+    let layer = BearerAuthLayer::new(tokens)
+        .only_origins([other])
+        .relative_uri_origin(format!("http://{}", server.addr).parse().unwrap());
+    let mut grpc = authorized_with(&server, layer).await;
+    let status = echo(&mut grpc, "hello")
+        .await
+        .expect_err("sent without a token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(server.authorizations(), ["Bearer tok-1", ""]);
+}
+
+#[tokio::test]
+async fn only_origins_without_a_relative_uri_origin_sends_no_token_and_warns_once() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let origin: http::Uri = format!("http://{}", server.addr).parse().unwrap();
+    let layer = BearerAuthLayer::new(support::source(&idp)).only_origins([origin]);
+    let mut grpc = authorized_with(&server, layer).await;
+    for text in ["one", "two", "three"] {
+        let status = echo(&mut grpc, text)
+            .await
+            .expect_err("sent without a token");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    assert_eq!(
+        server.authorizations(),
+        ["", "", ""],
+        "no token without the origin"
+    );
+    assert_eq!(idp.requests(), 0);
+    let text = logs.text();
+    assert_eq!(
+        text.matches("relative_uri_origin").count(),
+        1,
+        "one warning, naming the fix: {text}"
+    );
+    assert!(text.contains("WARN"), "{text}");
 }

@@ -58,20 +58,36 @@ impl ClientCredentials {
         self
     }
 
-    /// Sets the `audience` parameter (Auth0, Okta and RFC 8693 style).
+    /// Sets the `audience` parameter (Auth0, Okta and RFC 8693 style),
+    /// replacing any audience given before: one call, one audience. Use
+    /// [`add_audience`](Self::add_audience) for a server that takes several.
     pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.set_param("audience", audience)
+    }
+
+    /// Adds an `audience` parameter beside those given before; the request
+    /// carries one `audience` per call.
+    pub fn add_audience(self, audience: impl Into<String>) -> Self {
         self.param("audience", audience)
     }
 
-    /// Sets a `resource` parameter (RFC 8707); call again for more.
+    /// Adds a `resource` parameter (RFC 8707) beside those given before:
+    /// a token may be for several resources, and the request carries one
+    /// `resource` per call.
     pub fn resource(self, resource: impl Into<String>) -> Self {
         self.param("resource", resource)
     }
 
-    /// Adds any other form parameter to the token request.
+    /// Adds any other form parameter to the token request, beside any of
+    /// the same name given before.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self
+    }
+
+    fn set_param(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.params.retain(|(n, _)| n != name);
+        self.param(name, value)
     }
 
     /// The token endpoint.

@@ -28,12 +28,15 @@ pub(crate) const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type
 /// authentication configured on the endpoint is sent too.
 ///
 /// ```
-/// use tower_alf::{grant::JwtBearer, jwt::PrivateKey, TokenEndpoint, TokenSource};
+/// use tower_alf::{grant::JwtBearer, jwt::PrivateKey, ClientAuth, TokenEndpoint, TokenSource};
 ///
 /// # fn main() -> Result<(), tower_alf::Error> {
 /// # let pem = include_str!("../../tests/fixtures/rsa_pkcs8.pem");
 /// let key = PrivateKey::from_pem(pem)?.with_key_id("key-1");
-/// let endpoint = TokenEndpoint::builder("https://idp.example/oauth2/token").build()?;
+/// // The assertion identifies the client: no other client authentication.
+/// let endpoint = TokenEndpoint::builder("https://idp.example/oauth2/token")
+///     .client_auth(ClientAuth::anonymous())
+///     .build()?;
 /// let grant = JwtBearer::new(endpoint, key, "robot@project.example")
 ///     .subject("alice@example.com")
 ///     .scope("calendar.readonly")
@@ -86,21 +89,22 @@ impl JwtBearer {
         }
     }
 
-    /// The `sub` claim: whom the token is for (a user to impersonate, with
-    /// domain-wide delegation). Defaults to the issuer.
+    /// Sets the `sub` claim: whom the token is for (a user to impersonate,
+    /// with domain-wide delegation). Defaults to the issuer.
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
         self.assertion.subject = Some(subject.into());
         self
     }
 
-    /// The `aud` claim. Defaults to the token endpoint URL (RFC 7523 §3);
-    /// some servers want their issuer identifier.
+    /// Sets the `aud` claim, replacing any given before. Defaults to the
+    /// token endpoint URL (RFC 7523 §3); some servers want their issuer
+    /// identifier.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.assertion.audience = Some(audience.into());
         self
     }
 
-    /// Asks for a scope; call again for more. Sent space-separated as the
+    /// Adds a scope to those asked for; call again for more. Sent space-separated as the
     /// `scope` form parameter (RFC 7521 §4.1), or as a `scope` claim with
     /// [`JwtBearer::scope_as_claim`].
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
@@ -122,13 +126,16 @@ impl JwtBearer {
         self
     }
 
-    /// Adds a claim to the assertion (or replaces a standard one).
+    /// Sets a claim of the assertion: a second call with the same name
+    /// replaces the first, and a standard claim (`aud`, `sub`, …) given here
+    /// replaces the computed one.
     pub fn claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         self.assertion.claims.insert(name.into(), value.into());
         self
     }
 
-    /// Adds a form parameter to the token request.
+    /// Adds a form parameter to the token request, beside any of the same
+    /// name given before.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self

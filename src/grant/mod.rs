@@ -18,6 +18,8 @@ mod token_exchange;
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 #[cfg(feature = "authorization-code")]
 pub use authorization_code::{AuthorizationCode, PendingAuthorization};
 pub use client_credentials::ClientCredentials;
@@ -40,11 +42,39 @@ pub struct FetchToken {
     /// The token this one replaces, if any (a refresh-token grant reads its
     /// refresh token from here).
     pub previous: Option<Arc<Token>>,
+    /// When the fetch started, before the grant sent anything.
+    ///
+    /// A token's lifetime counts from when its request was sent, not from
+    /// when the answer arrived, so that a slow round trip does not make it
+    /// look valid for longer than the server meant. A custom grant passes
+    /// this moment (or its own, later, moment of sending) to
+    /// [`Token::with_issued_at`] before [`Token::with_expires_in`]. The
+    /// built-in grants need not: [`TokenEndpoint::request`](crate::TokenEndpoint::request)
+    /// stamps each token with the moment the attempt that got it was sent,
+    /// never earlier than this one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_alf::{grant::FetchToken, Error, Token};
+    ///
+    /// async fn my_grant(request: FetchToken) -> Result<Token, Error> {
+    ///     let (access_token, expires_in) = ("t", Duration::from_secs(3600)); // ask your server
+    ///     Ok(Token::bearer(access_token)?
+    ///         .with_issued_at(request.started_at)
+    ///         .with_expires_in(expires_in))
+    /// }
+    /// ```
+    pub started_at: Instant,
 }
 
 impl FetchToken {
-    /// A request for a token, for this reason, replacing `previous`.
+    /// A request for a token, for this reason, replacing `previous`,
+    /// started now.
     pub fn new(reason: RefreshReason, previous: Option<Arc<Token>>) -> Self {
-        Self { reason, previous }
+        Self {
+            reason,
+            previous,
+            started_at: Instant::now(),
+        }
     }
 }

@@ -72,10 +72,12 @@ impl RefreshTokenGrant {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use tower_alf::{grant::RefreshTokenGrant, TokenEndpoint, Token};
+    /// use tower_alf::{grant::RefreshTokenGrant, ClientAuth, TokenEndpoint, Token};
     ///
     /// # fn main() -> Result<(), tower_alf::Error> {
-    /// let endpoint = TokenEndpoint::builder("https://idp.example/token").build()?;
+    /// let endpoint = TokenEndpoint::builder("https://idp.example/token")
+    ///     .client_auth(ClientAuth::none("my-cli"))
+    ///     .build()?;
     /// let token_set = Token::bearer("SlAV32hkKG")?
     ///     .with_expires_in(Duration::from_secs(3600))
     ///     .with_refresh_token("8xLOxBtZp8");

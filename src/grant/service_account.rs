@@ -3,7 +3,7 @@ use std::{fmt, path::Path};
 use serde_json::{Map, Value};
 
 use super::JwtBearer;
-use crate::{jwt::PrivateKey, Error, TokenEndpoint, TokenEndpointBuilder};
+use crate::{jwt::PrivateKey, ClientAuth, Error, TokenEndpoint, TokenEndpointBuilder};
 
 /// A Google-style service-account key file, read into a ready
 /// [`JwtBearer`] grant.
@@ -124,8 +124,10 @@ impl ServiceAccount {
 
     /// A [`TokenEndpointBuilder`] for [`ServiceAccount::token_uri`], to set
     /// a timeout or an HTTP client before [`ServiceAccount::grant_with`].
+    /// Its client authentication is [`ClientAuth::anonymous`]: the signed
+    /// assertion identifies the account.
     pub fn endpoint_builder(&self) -> TokenEndpointBuilder {
-        TokenEndpoint::builder(&self.token_uri)
+        TokenEndpoint::builder(&self.token_uri).client_auth(ClientAuth::anonymous())
     }
 
     /// The JWT-bearer grant at [`ServiceAccount::token_uri`] with the

@@ -99,7 +99,7 @@ impl SubjectToken {
     }
 
     /// Sets the token type sent with it (e.g. [`SubjectToken::JWT`] for a
-    /// source whose access tokens are JWTs).
+    /// source whose access tokens are JWTs), replacing the one before.
     pub fn with_token_type(mut self, token_type: impl Into<String>) -> Self {
         self.token_type = token_type.into();
         self
@@ -131,44 +131,60 @@ impl TokenExchange {
         }
     }
 
-    /// The acting party (`actor_token`, `actor_token_type`): who acts on
-    /// the subject's behalf (delegation, RFC 8693 §1.1).
+    /// Sets the acting party (`actor_token`, `actor_token_type`): who acts
+    /// on the subject's behalf (delegation, RFC 8693 §1.1). One actor; a
+    /// second call replaces the first.
     pub fn actor(mut self, actor: SubjectToken) -> Self {
         self.actor = Some(actor);
         self
     }
 
-    /// The `requested_token_type`.
+    /// Sets the `requested_token_type`, replacing any given before.
     pub fn requested_token_type(mut self, token_type: impl Into<String>) -> Self {
         self.requested_token_type = Some(token_type.into());
         self
     }
 
-    /// An `audience` parameter (a logical name of the target service); call
-    /// again for more.
+    /// Sets the `audience` parameter (a logical name of the target
+    /// service), replacing any audience given before. RFC 8693 §2.1 allows
+    /// several: use [`add_audience`](Self::add_audience) for more than one.
     pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.set_param("audience", audience)
+    }
+
+    /// Adds an `audience` parameter beside those given before; the request
+    /// carries one `audience` per call.
+    pub fn add_audience(self, audience: impl Into<String>) -> Self {
         self.param("audience", audience)
     }
 
-    /// A `resource` parameter (the target service's URI); call again for
-    /// more. It must be an absolute URI without a fragment (RFC 8693 §2.1);
-    /// an `http(s)` one also with a port from 1 to 65535 if any and no
-    /// `user:password@`. A fetch with one that is not fails with
+    /// Adds a `resource` parameter (a target service's URI) beside those
+    /// given before (RFC 8693 §2.1 allows several); the request carries one
+    /// `resource` per call. It must be an absolute URI without a fragment
+    /// (RFC 8693 §2.1); an `http(s)` one also with a port from 1 to 65535 if
+    /// any and no `user:password@`. A fetch with one that is not fails with
     /// [`Error::is_config`].
     pub fn resource(self, resource: impl Into<String>) -> Self {
         self.param("resource", resource)
     }
 
-    /// Asks for a scope; call again for more.
+    /// Adds a scope to those asked for; call again for more. Sent
+    /// space-separated, in the order given.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scopes.push(scope.into());
         self
     }
 
-    /// Adds any other form parameter.
+    /// Adds any other form parameter, beside any of the same name given
+    /// before.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((name.into(), value.into()));
         self
+    }
+
+    fn set_param(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.params.retain(|(n, _)| n != name);
+        self.param(name, value)
     }
 
     /// The token endpoint.

@@ -44,7 +44,7 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
     if let Some(path) = &args.service_account {
         let account = ServiceAccount::from_json(&input::secret_file(path, "--service-account")?)?;
         let builder = match &args.token_url {
-            Some(url) => TokenEndpoint::builder(url),
+            Some(url) => TokenEndpoint::builder(url).client_auth(ClientAuth::anonymous()),
             None => account.endpoint_builder(),
         };
         let builder = match &args.client_id {
