@@ -457,7 +457,10 @@ async fn bad_device_answers_are_typed_errors_that_never_show_the_device_code() {
 async fn error_answers_that_echo_the_device_code_do_not_leak_it() {
     let echo = format!(r#"{{"error":"invalid_client","device_code":"{DEVICE_CODE}"}}"#);
     let device = Endpoint::start([json(401, &echo)]).await;
-    let endpoint = TokenEndpoint::builder(&device.url).build().unwrap();
+    let endpoint = TokenEndpoint::builder(&device.url)
+        .client_auth(ClientAuth::anonymous())
+        .build()
+        .unwrap();
     let e = DeviceAuthorization::new(endpoint.clone(), &device.url)
         .start()
         .await

@@ -219,7 +219,7 @@ async fn joserfc_verifies_generated_assertions_and_proofs() {
                     "aud": audience.clone().unwrap_or_else(|| url.clone()), "iss": "hs-client", "sub": "hs-client"}));
             }
             _ => {
-                let mut builder = TokenEndpoint::builder(&url);
+                let mut builder = TokenEndpoint::builder(&url).client_auth(ClientAuth::anonymous());
                 if let Some(dpop) = &dpop {
                     builder = builder.dpop(dpop.clone());
                 }

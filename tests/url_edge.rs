@@ -91,7 +91,10 @@ fn metadata_naming_a_bad_url_is_refused_and_says_no_server_answered() {
 #[tokio::test]
 async fn a_token_exchange_resource_with_userinfo_or_a_bad_port_is_refused() {
     let server = Endpoint::start([]).await;
-    let endpoint = TokenEndpoint::builder(&server.url).build().unwrap();
+    let endpoint = TokenEndpoint::builder(&server.url)
+        .client_auth(ClientAuth::basic("app", "s3cret"))
+        .build()
+        .unwrap();
     for resource in [
         "https://u:p@backend.example/",
         "https://backend.example:70000/",
@@ -114,6 +117,7 @@ async fn control_characters_in_server_text_are_escaped() {
     let body = r#"{"error":"invalid_client\u001b]0;x\u0007","error_description":"Jeton refus\u00e9\r\nalf: token ok \u001b[2J","error_uri":"https://e.example/\u009b"}"#;
     let server = Endpoint::start([json(401, body)]).await;
     let endpoint = TokenEndpoint::builder(&server.url)
+        .client_auth(ClientAuth::basic("app", "s3cret"))
         .retry(RetryPolicy::none())
         .build()
         .unwrap();
@@ -156,7 +160,10 @@ fn a_hand_built_token_that_cannot_be_sent_names_no_endpoint() {
 #[tokio::test]
 async fn an_endpoint_answering_a_token_that_cannot_be_sent_is_an_invalid_response() {
     let server = Endpoint::start([json(200, r#"{"access_token":"a\u0001b"}"#)]).await;
-    let endpoint = TokenEndpoint::builder(&server.url).build().unwrap();
+    let endpoint = TokenEndpoint::builder(&server.url)
+        .client_auth(ClientAuth::basic("app", "s3cret"))
+        .build()
+        .unwrap();
     let e = TokenSource::new(ClientCredentials::new(endpoint))
         .token()
         .await
