@@ -12,8 +12,11 @@ use tower::BoxError;
 use tower_service::Service;
 
 use crate::{
-    challenge, replay::SavedRequest, source::TokenFuture, token::Binding, Error, TokenId,
-    TokenSource,
+    challenge,
+    replay::SavedRequest,
+    source::{Replacement, TokenFuture},
+    token::Binding,
+    Error, TokenId, TokenSource,
 };
 
 pin_project! {
@@ -258,12 +261,15 @@ where
                     // NOTE: invalidate even when this request cannot be
                     // replayed, or later requests would keep sending the
                     // rejected token until it expires.
-                    let token = source.invalidate(rejected);
+                    let Replacement::Coming(token) = source.replace(rejected) else {
+                        // Throttled: the 401 as it is.
+                        return Poll::Ready(Ok(response));
+                    };
                     let replayable = this
                         .replay
                         .as_ref()
                         .is_some_and(|replay| replay.request.is_replayable());
-                    if !replayable || token.is_throttled() {
+                    if !replayable {
                         return Poll::Ready(Ok(response));
                     }
                     tracing::debug!("request answered 401: refreshing the token to replay it");

@@ -138,11 +138,12 @@ pub use self::{
     endpoint::{HttpClient, TokenEndpoint, TokenEndpointBuilder},
     error::{Error, ErrorCode, OAuthError},
     future::ResponseFuture,
+    grant::RefreshReason,
     layer::BearerAuthLayer,
     retry::RetryPolicy,
     secret::{AccessToken, ClientSecret, RefreshToken},
     service::BearerAuth,
-    source::{RefreshReason, Stats, TokenFuture, TokenRequest, TokenSource, TokenSourceBuilder},
+    source::{Stats, TokenFuture, TokenRequest, TokenSource, TokenSourceBuilder},
     token::{Token, TokenId, TokenType},
 };
 

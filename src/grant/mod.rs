@@ -16,7 +16,7 @@ mod refresh_token;
 mod service_account;
 mod token_exchange;
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc};
 
 use tokio::time::Instant;
 
@@ -31,7 +31,33 @@ pub use refresh_token::RefreshTokenGrant;
 pub use service_account::ServiceAccount;
 pub use token_exchange::{SubjectToken, TokenExchange};
 
-use crate::{source::RefreshReason, Token};
+use crate::token::Token;
+
+/// Why a token is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefreshReason {
+    /// No token was fetched yet.
+    FirstUse,
+    /// The token entered its refresh window; it is still served while the
+    /// new one is fetched in the background.
+    Stale,
+    /// The token is past its expiry (less the margin); callers wait.
+    Expired,
+    /// A server rejected the token (HTTP 401).
+    Rejected,
+}
+
+impl fmt::Display for RefreshReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::FirstUse => "first_use",
+            Self::Stale => "stale",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+        })
+    }
+}
 
 /// What a [`TokenSource`](crate::TokenSource) asks of its grant: one new token.
 #[derive(Debug, Clone)]
