@@ -51,12 +51,9 @@ use self::{
     stats::Counters,
 };
 pub use self::{builder::TokenSourceBuilder, future::TokenFuture, stats::Stats};
-// The grant's vocabulary, at its old path for the code that still imports
-// it from here.
-pub(crate) use crate::grant::RefreshReason;
 use crate::{
     error::Error,
-    grant::FetchToken,
+    grant::{FetchToken, RefreshReason},
     token::{Binding, Timing, Token, TokenId},
 };
 

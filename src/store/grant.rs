@@ -16,7 +16,11 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 use super::{CacheKey, Fingerprint, StoreError, StoredToken, TokenStore};
-use crate::{grant::FetchToken, source::RefreshReason, Error, Token};
+use crate::{
+    error::Error,
+    grant::{FetchToken, RefreshReason},
+    token::Token,
+};
 
 /// Wraps a grant so that its tokens go through a [`TokenStore`]: shared by
 /// every source on the same store and key, and fetched once for all of
