@@ -135,9 +135,10 @@ pub mod tonic;
 #[doc(inline)]
 pub use self::{
     client_auth::ClientAuth,
-    endpoint::{HttpClient, TokenEndpoint, TokenEndpointBuilder},
+    endpoint::{TokenEndpoint, TokenEndpointBuilder},
     error::{Error, ErrorCode, OAuthError},
     future::ResponseFuture,
+    http::HttpClient,
     layer::BearerAuthLayer,
     retry::RetryPolicy,
     secret::{AccessToken, ClientSecret, RefreshToken},

@@ -14,10 +14,11 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::{
-    http::{checked_url, PlainHttp},
-    error::{ErrorCode, OAuthError},
+    endpoint::TokenEndpoint,
+    error::{Error, ErrorCode, OAuthError},
+    http::{checked_url, default_client, HttpClient, PlainHttp},
     response::retry_after,
-    Error, HttpClient, Token, TokenEndpoint,
+    token::Token,
 };
 
 /// The `grant_type` of a device access token request (RFC 8628 §3.4).
@@ -209,22 +210,25 @@ impl DeviceAuthorization {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        auth.apply(&self.device_authorization_endpoint, request.headers_mut(), &mut form)?;
+        auth.apply(
+            &self.device_authorization_endpoint,
+            request.headers_mut(),
+            &mut form,
+        )?;
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&form)
             .finish();
         *request.body_mut() = Full::new(Bytes::from(body));
 
-        let client = match &self.client {
-            Some(client) => client.clone(),
-            None => default_client()?,
-        };
+        let client = self.client.clone().or_else(default_client).ok_or_else(|| {
+            Error::config(
+                "no HTTP client for the device authorization request: enable the `rustls` \
+                 feature or call `DeviceAuthorization::http_client`",
+            )
+        })?;
         let limit = TokenEndpoint::DEFAULT_MAX_RESPONSE_SIZE;
         let sent_at = Instant::now();
-        let (parts, body) = tokio::time::timeout(self.timeout, client.fetch(request, limit))
-            .await
-            .map_err(|_| Error::timeout())?
-            .map_err(|e| e.into_error(limit))?;
+        let (parts, body) = client.fetch_within(request, limit, self.timeout).await?;
         tracing::debug!(
             status = parts.status.as_u16(),
             bytes = body.len(),
@@ -257,19 +261,6 @@ impl DeviceAuthorization {
             PlainHttp::LoopbackOnly,
         )
     }
-}
-
-#[cfg(feature = "rustls")]
-fn default_client() -> Result<HttpClient, Error> {
-    Ok(HttpClient::default())
-}
-
-#[cfg(not(feature = "rustls"))]
-fn default_client() -> Result<HttpClient, Error> {
-    Err(Error::config(
-        "no HTTP client for the device authorization request: enable the `rustls` feature \
-         or call `DeviceAuthorization::http_client`",
-    ))
 }
 
 /// `at + by`, or `at` itself in the (unreachable, given the caps) case
