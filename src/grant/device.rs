@@ -14,10 +14,9 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::{
-    endpoint::TokenEndpoint,
+    endpoint::{response::retry_after, TokenEndpoint},
     error::{Error, ErrorCode, OAuthError},
     http::{checked_url, default_client, HttpClient, PlainHttp},
-    response::retry_after,
     token::Token,
 };
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use tower::Service;
 
 use super::FetchToken;
-use crate::{client_auth::AttemptParams, jwt::PrivateKey, Error, Token, TokenEndpoint};
+use crate::{endpoint::client_auth::AttemptParams, jwt::PrivateKey, Error, Token, TokenEndpoint};
 
 /// The `grant_type` of RFC 7523 §2.1.
 pub(crate) const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";

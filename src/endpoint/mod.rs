@@ -1,5 +1,10 @@
 //! The token endpoint: the request every grant sends, and how its answer is read.
 
+pub(crate) mod client_auth;
+pub mod discovery;
+pub(crate) mod response;
+pub(crate) mod retry;
+
 use std::{fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -12,14 +17,12 @@ use tokio::time::Instant;
 
 // The one URL rule lives in `crate::http`; the layer still imports
 // `is_loopback` from here.
+use self::{client_auth::ClientAuth, response::parse_response, retry::RetryPolicy};
 pub(crate) use crate::http::is_loopback;
 use crate::{
-    client_auth::ClientAuth,
     error::Error,
     http::{checked_url, default_client, HttpClient, PlainHttp},
     redact::SentSecrets,
-    response::parse_response,
-    retry::RetryPolicy,
     token::{Token, TokenType},
 };
 
@@ -276,7 +279,7 @@ impl TokenEndpoint {
     #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
     pub(crate) fn with_attempt_params(
         &self,
-        params: Arc<dyn crate::client_auth::AttemptParams>,
+        params: Arc<dyn client_auth::AttemptParams>,
     ) -> TokenEndpoint {
         let mut inner = EndpointInner::clone(&self.inner);
         inner.auth = inner.auth.with_attempt_params(params);

@@ -151,7 +151,7 @@ impl ClientAuth {
     /// use tower_alf::{jwt::PrivateKey, ClientAuth};
     ///
     /// # fn main() -> Result<(), tower_alf::Error> {
-    /// # let pem = include_str!("../tests/fixtures/p256_sec1.pem");
+    /// # let pem = include_str!("../../tests/fixtures/p256_sec1.pem");
     /// let key = PrivateKey::from_pem(pem)?.with_key_id("key-1");
     /// let auth = ClientAuth::private_key_jwt("my-client", key)
     ///     .assertion_audience("https://idp.example/");

@@ -302,7 +302,7 @@ mod tests {
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "HS256"],
         }))
         .unwrap();
-        let pem = include_str!("../tests/fixtures/p256_sec1.pem");
+        let pem = include_str!("../../tests/fixtures/p256_sec1.pem");
         let ec = crate::jwt::PrivateKey::from_pem(pem).unwrap();
         assert!(!m.supports(&ClientAuth::private_key_jwt("a", ec.clone())));
         assert!(m.supports(&ClientAuth::client_secret_jwt("a", "s")));
