@@ -2,28 +2,27 @@
 
 pub(crate) mod client_auth;
 pub mod discovery;
+pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod retry;
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use http::{
-    header::{ACCEPT, CONTENT_TYPE},
-    HeaderValue, Method, Request, Uri,
-};
-use http_body_util::Full;
-use tokio::time::Instant;
+use http::Uri;
 
 // The one URL rule lives in `crate::http`; the layer still imports
 // `is_loopback` from here.
-use self::{client_auth::ClientAuth, response::parse_response, retry::RetryPolicy};
 pub(crate) use crate::http::is_loopback;
+
+use self::{
+    client_auth::ClientAuth,
+    request::{AttemptParams, EndpointInner, Proof},
+    retry::RetryPolicy,
+};
 use crate::{
     error::Error,
     http::{checked_url, default_client, HttpClient, PlainHttp},
-    redact::SentSecrets,
-    token::{Token, TokenType},
+    token::Token,
 };
 
 /// A token endpoint: its URL, how the client authenticates, and the limits
@@ -53,20 +52,6 @@ pub struct TokenEndpoint {
     inner: Arc<EndpointInner>,
 }
 
-#[derive(Clone)]
-struct EndpointInner {
-    url: Uri,
-    /// The URL as configured: the default `aud` of assertions, verbatim.
-    url_text: Arc<str>,
-    auth: ClientAuth,
-    timeout: Duration,
-    max_response_size: usize,
-    retry: RetryPolicy,
-    client: HttpClient,
-    #[cfg(feature = "dpop")]
-    dpop: Option<crate::dpop::DPoPKey>,
-}
-
 impl TokenEndpoint {
     /// Default bound on one attempt, from sending the request to reading
     /// the whole body: 10 s, so that a hung connection leaves time for a
@@ -87,8 +72,7 @@ impl TokenEndpoint {
             allow_insecure_http: false,
             retry: RetryPolicy::default(),
             client: None,
-            #[cfg(feature = "dpop")]
-            dpop: None,
+            proof: None,
         }
     }
 
@@ -105,7 +89,13 @@ impl TokenEndpoint {
     /// The DPoP key token requests prove possession of, if any.
     #[cfg(feature = "dpop")]
     pub fn dpop_key(&self) -> Option<&crate::dpop::DPoPKey> {
-        self.inner.dpop.as_ref()
+        self.inner.proof.as_ref()?.as_any().downcast_ref()
+    }
+
+    /// The cache-key parameter naming the endpoint's sender constraint
+    /// (`dpop_jkt` and the key's thumbprint), if it has one.
+    pub(crate) fn proof_key_param(&self) -> Option<(&'static str, String)> {
+        self.inner.proof.as_ref().map(|proof| proof.key_param())
     }
 
     /// Sends a token request with these form parameters (client
@@ -124,168 +114,19 @@ impl TokenEndpoint {
     pub fn request(
         &self,
         form: Vec<(String, String)>,
-    ) -> impl std::future::Future<Output = Result<Token, Error>> + Send + 'static {
-        let inner = self.inner.clone();
-        async move {
-            let started = Instant::now();
-            // NOTE: a deadline too far to represent is no deadline.
-            let deadline = inner
-                .retry
-                .deadline_after_start()
-                .and_then(|d| started.checked_add(d));
-            let mut retry = 0;
-            let mut nonce_retried = false;
-            loop {
-                let (request, sent) = inner.build(&form)?;
-                let sent_at = Instant::now();
-                let budget = match deadline {
-                    Some(deadline) => inner
-                        .timeout
-                        .min(deadline.saturating_duration_since(sent_at)),
-                    None => inner.timeout,
-                };
-                let error =
-                    match tokio::time::timeout(budget, exchange(&inner, request, sent_at, &sent))
-                        .await
-                    {
-                        Ok(Ok(token)) => return Ok(token),
-                        Ok(Err(error)) => error,
-                        Err(_) => Error::timeout(),
-                    };
-                if !nonce_retried && inner.wants_nonce_retry(&error) {
-                    nonce_retried = true;
-                    tracing::debug!("token endpoint asked for a DPoP nonce; retrying with it");
-                    continue;
-                }
-                let Some(wait) = inner.retry.wait(retry, &error) else {
-                    return Err(error);
-                };
-                // NOTE: checked: a wait too long to add to the clock ends past
-                // any deadline (a huge `Retry-After` with a huge `max_backoff`).
-                let past_deadline = deadline.is_some_and(|deadline| {
-                    Instant::now()
-                        .checked_add(wait)
-                        .is_none_or(|end| end >= deadline)
-                });
-                if past_deadline {
-                    tracing::debug!(%error, "token request failed; no time left to retry");
-                    return Err(error);
-                }
-                retry += 1;
-                tracing::info!(
-                    %error,
-                    attempt = retry,
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    "token request failed; retrying"
-                );
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
-}
-
-impl EndpointInner {
-    /// Whether `error` is a `use_dpop_nonce` answer to retry with the nonce
-    /// it carried (RFC 9449 §8).
-    fn wants_nonce_retry(&self, error: &Error) -> bool {
-        #[cfg(feature = "dpop")]
-        if self.dpop.is_some() {
-            return error.status_code() == Some(http::StatusCode::BAD_REQUEST)
-                && error
-                    .oauth_error()
-                    .is_some_and(|e| e.code().as_str() == "use_dpop_nonce");
-        }
-        let _ = error;
-        false
+    ) -> impl Future<Output = Result<Token, Error>> + Send + 'static {
+        request::send(self.inner.clone(), form, None)
     }
 
-    /// One token request, a fresh one per attempt, and the secrets it sends
-    /// (to scrub from the answer if it is an error).
-    fn build(
-        &self,
-        form: &[(String, String)],
-    ) -> Result<(Request<Full<Bytes>>, SentSecrets), Error> {
-        let mut form = form.to_vec();
-        let mut request = Request::new(Full::default());
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.url.clone();
-        let headers = request.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        self.auth
-            .apply(&self.url_text, request.headers_mut(), &mut form)?;
-        #[cfg(feature = "dpop")]
-        if let Some(key) = &self.dpop {
-            let proof = key.proof(&Method::POST, &self.url, None)?;
-            request.headers_mut().insert(crate::dpop::DPOP, proof);
-        }
-        let mut sent = SentSecrets::default();
-        self.auth.sent_secrets(&mut sent);
-        sent.add_form(&form);
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&form)
-            .finish();
-        *request.body_mut() = Full::new(Bytes::from(body));
-        Ok((request, sent))
-    }
-}
-
-/// Sends the request and reads the whole answer, at most
-/// `max_response_size` bytes of it. An error built from the answer has
-/// every secret in `sent` scrubbed from it.
-async fn exchange(
-    inner: &EndpointInner,
-    request: Request<Full<Bytes>>,
-    sent_at: Instant,
-    sent: &SentSecrets,
-) -> Result<Token, Error> {
-    let limit = inner.max_response_size;
-    let (parts, body) = inner
-        .client
-        .fetch(request, limit)
-        .await
-        .map_err(|e| e.into_error(limit))?;
-    tracing::debug!(
-        status = parts.status.as_u16(),
-        bytes = body.len(),
-        "token endpoint answered"
-    );
-    #[cfg(feature = "dpop")]
-    if let Some(key) = &inner.dpop {
-        key.remember_nonce(&inner.url, &parts.headers);
-    }
-    let token = parse_response(parts.status, &parts.headers, &body, sent_at)
-        .map_err(|error| error.answered(parts.status, &body, sent))?;
-    if token.token_type() == TokenType::DPoP {
-        #[cfg(feature = "dpop")]
-        if let Some(key) = &inner.dpop {
-            return Ok(token.with_dpop(key.clone()));
-        }
-        return Err(Error::invalid_response(
-            parts.status,
-            "token_type DPoP, but this endpoint has no DPoP key to use it with",
-            &[],
-        ));
-    }
-    Ok(token)
-}
-
-impl TokenEndpoint {
-    /// The same endpoint, with parameters a grant adds to every attempt of
-    /// a request (a JWT-bearer assertion, signed fresh for each attempt).
+    /// [`request`](Self::request) with parameters a grant adds to every
+    /// attempt, built anew for each (a JWT-bearer assertion).
     #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
-    pub(crate) fn with_attempt_params(
+    pub(crate) fn request_with(
         &self,
-        params: Arc<dyn client_auth::AttemptParams>,
-    ) -> TokenEndpoint {
-        let mut inner = EndpointInner::clone(&self.inner);
-        inner.auth = inner.auth.with_attempt_params(params);
-        TokenEndpoint {
-            inner: Arc::new(inner),
-        }
+        form: Vec<(String, String)>,
+        per_attempt: Arc<dyn AttemptParams>,
+    ) -> impl Future<Output = Result<Token, Error>> + Send + 'static {
+        request::send(self.inner.clone(), form, Some(per_attempt))
     }
 }
 
@@ -296,9 +137,8 @@ impl fmt::Debug for TokenEndpoint {
             .field("auth", &self.inner.auth)
             .field("timeout", &self.inner.timeout)
             .field("max_response_size", &self.inner.max_response_size)
-            .field("retry", &self.inner.retry);
-        #[cfg(feature = "dpop")]
-        f.field("dpop", &self.inner.dpop);
+            .field("retry", &self.inner.retry)
+            .field("dpop", &self.inner.proof);
         f.finish()
     }
 }
@@ -314,8 +154,7 @@ pub struct TokenEndpointBuilder {
     allow_insecure_http: bool,
     retry: RetryPolicy,
     client: Option<HttpClient>,
-    #[cfg(feature = "dpop")]
-    dpop: Option<crate::dpop::DPoPKey>,
+    proof: Option<Arc<dyn Proof>>,
 }
 
 impl TokenEndpointBuilder {
@@ -397,7 +236,7 @@ impl TokenEndpointBuilder {
     /// ```
     #[cfg(feature = "dpop")]
     pub fn dpop(mut self, key: crate::dpop::DPoPKey) -> Self {
-        self.dpop = Some(key);
+        self.proof = Some(Arc::new(key));
         self
     }
 
@@ -434,9 +273,56 @@ impl TokenEndpointBuilder {
                 max_response_size: self.max_response_size,
                 retry: self.retry,
                 client,
-                #[cfg(feature = "dpop")]
-                dpop: self.dpop,
+                proof: self.proof,
             }),
         })
+    }
+}
+
+/// DPoP (RFC 9449) as the endpoint's [`Proof`]: a fresh proof per attempt,
+/// the server's nonce remembered, one `use_dpop_nonce` retry, and
+/// `token_type: DPoP` answers bound to the key.
+#[cfg(feature = "dpop")]
+mod dpop_proof {
+    use http::{HeaderMap, Method, StatusCode, Uri};
+
+    use super::request::Proof;
+    use crate::{
+        dpop::{DPoPKey, DPOP},
+        error::Error,
+        token::{Token, TokenType},
+    };
+
+    impl Proof for DPoPKey {
+        fn attach(&self, method: &Method, url: &Uri, headers: &mut HeaderMap) -> Result<(), Error> {
+            headers.insert(DPOP, self.proof(method, url, None)?);
+            Ok(())
+        }
+
+        fn answered(&self, url: &Uri, headers: &HeaderMap) {
+            self.remember_nonce(url, headers);
+        }
+
+        fn wants_retry(&self, error: &Error) -> bool {
+            error.status_code() == Some(StatusCode::BAD_REQUEST)
+                && error
+                    .oauth_error()
+                    .is_some_and(|e| e.code().as_str() == "use_dpop_nonce")
+        }
+
+        fn accept(&self, token: Token, _status: StatusCode) -> Result<Token, Error> {
+            if token.token_type() == TokenType::DPoP {
+                return Ok(token.with_dpop(self.clone()));
+            }
+            Ok(token)
+        }
+
+        fn key_param(&self) -> (&'static str, String) {
+            ("dpop_jkt", self.thumbprint().to_owned())
+        }
+
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
     }
 }

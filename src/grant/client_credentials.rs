@@ -106,9 +106,8 @@ impl ClientCredentials {
             .client_id(self.endpoint.client_auth().client_id());
         // A DPoP-bound token is usable only with its key: the key's
         // thumbprint is part of the name (RFC 9449 §6, `jkt`).
-        #[cfg(feature = "dpop")]
-        if let Some(dpop) = self.endpoint.dpop_key() {
-            key = key.param("dpop_jkt", dpop.thumbprint());
+        if let Some((name, value)) = self.endpoint.proof_key_param() {
+            key = key.param(name, value);
         }
         for scope in self.scopes.iter().flat_map(|s| s.split_whitespace()) {
             key = key.scope(scope);

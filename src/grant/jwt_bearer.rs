@@ -11,7 +11,12 @@ use serde_json::{Map, Value};
 use tower::Service;
 
 use super::FetchToken;
-use crate::{endpoint::client_auth::AttemptParams, jwt::PrivateKey, Error, Token, TokenEndpoint};
+use crate::{
+    endpoint::{request::AttemptParams, TokenEndpoint},
+    error::Error,
+    jwt::PrivateKey,
+    token::Token,
+};
 
 /// The `grant_type` of RFC 7523 §2.1.
 pub(crate) const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -190,8 +195,7 @@ impl Service<FetchToken> for JwtBearer {
     }
 
     fn call(&mut self, _request: FetchToken) -> Self::Future {
-        let endpoint = self.endpoint.with_attempt_params(self.attempt());
-        Box::pin(endpoint.request(self.form()))
+        Box::pin(self.endpoint.request_with(self.form(), self.attempt()))
     }
 }
 
