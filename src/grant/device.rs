@@ -13,6 +13,7 @@ use http_body_util::Full;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::params::Params;
 use crate::{
     endpoint::{response::retry_after, TokenEndpoint},
     error::{Error, ErrorCode, OAuthError},
@@ -105,8 +106,7 @@ pub struct DeviceAuthorization {
     device_authorization_endpoint: String,
     client: Option<HttpClient>,
     timeout: Duration,
-    scopes: Vec<String>,
-    params: Vec<(String, String)>,
+    params: Params,
 }
 
 impl DeviceAuthorization {
@@ -139,22 +139,21 @@ impl DeviceAuthorization {
             device_authorization_endpoint: device_authorization_endpoint.into(),
             client: None,
             timeout: TokenEndpoint::DEFAULT_TIMEOUT,
-            scopes: Vec::new(),
-            params: Vec::new(),
+            params: Params::default(),
         }
     }
 
     /// Asks for a scope; call again for more (`offline_access` for a
     /// refresh token from OpenID Connect servers).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
+        self.params.scope(scope.into());
         self
     }
 
     /// Adds a parameter to the device authorization request (`audience`,
     /// `resource`, …).
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        self.params.add(name.into(), value.into());
         self
     }
 
@@ -196,10 +195,7 @@ impl DeviceAuthorization {
             ));
         }
         let mut form = Vec::new();
-        if !self.scopes.is_empty() {
-            form.push(("scope".to_owned(), self.scopes.join(" ")));
-        }
-        form.extend(self.params.iter().cloned());
+        self.params.extend_form(&mut form, true);
         let mut request = Request::new(Full::default());
         *request.method_mut() = Method::POST;
         *request.uri_mut() = url.clone();
@@ -566,19 +562,15 @@ fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
 
 impl fmt::Debug for DeviceAuthorization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceAuthorization")
-            .field("endpoint", &self.endpoint)
+        let mut f = f.debug_struct("DeviceAuthorization");
+        f.field("endpoint", &self.endpoint)
             .field(
                 "device_authorization_endpoint",
                 &self.device_authorization_endpoint,
             )
-            .field("timeout", &self.timeout)
-            .field("scopes", &self.scopes)
-            .field(
-                "params",
-                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
+            .field("timeout", &self.timeout);
+        self.params.debug_fields(&mut f);
+        f.finish_non_exhaustive()
     }
 }
 
