@@ -135,6 +135,33 @@ pub(super) async fn send(
     }
 }
 
+/// A form `POST` to `url` that accepts JSON, authenticated with `auth`
+/// (which may add to `form`; `aud` is the URL as configured, an assertion's
+/// default audience): the request the token and device authorization
+/// endpoints are sent.
+pub(crate) fn form_post(
+    url: &Uri,
+    aud: &str,
+    auth: &ClientAuth,
+    form: &mut Vec<(String, String)>,
+) -> Result<Request<Full<Bytes>>, Error> {
+    let mut request = Request::new(Full::default());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = url.clone();
+    let headers = request.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    auth.apply(aud, request.headers_mut(), form)?;
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter())
+        .finish();
+    *request.body_mut() = Full::new(Bytes::from(body));
+    Ok(request)
+}
+
 impl EndpointInner {
     /// One token request, a fresh one per attempt, and the secrets it sends
     /// (to scrub from the answer if it is an error).
@@ -144,30 +171,16 @@ impl EndpointInner {
         extra: Option<&dyn AttemptParams>,
     ) -> Result<(Request<Full<Bytes>>, SentSecrets), Error> {
         let mut form = form.to_vec();
-        let mut request = Request::new(Full::default());
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.url.clone();
-        let headers = request.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(extra) = extra {
             extra.add(&self.url_text, &mut form)?;
         }
-        self.auth
-            .apply(&self.url_text, request.headers_mut(), &mut form)?;
+        let mut request = form_post(&self.url, &self.url_text, &self.auth, &mut form)?;
         if let Some(proof) = &self.proof {
             proof.attach(&Method::POST, &self.url, request.headers_mut())?;
         }
         let mut sent = SentSecrets::default();
         self.auth.sent_secrets(&mut sent);
         sent.add_form(&form);
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&form)
-            .finish();
-        *request.body_mut() = Full::new(Bytes::from(body));
         Ok((request, sent))
     }
 

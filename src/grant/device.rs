@@ -4,18 +4,17 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
-use http::{
-    header::{ACCEPT, CONTENT_TYPE},
-    HeaderMap, HeaderValue, Method, Request, StatusCode, Uri,
-};
-use http_body_util::Full;
+use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::params::Params;
 use crate::{
-    endpoint::{response::retry_after, TokenEndpoint},
+    endpoint::{
+        request::form_post,
+        response::{self, retry_after, BadSeconds},
+        TokenEndpoint,
+    },
     error::{Error, ErrorCode, OAuthError},
     http::{checked_url, default_client, HttpClient, PlainHttp},
     token::Token,
@@ -196,24 +195,7 @@ impl DeviceAuthorization {
         }
         let mut form = Vec::new();
         self.params.extend_form(&mut form, true);
-        let mut request = Request::new(Full::default());
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = url.clone();
-        let headers = request.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        auth.apply(
-            &self.device_authorization_endpoint,
-            request.headers_mut(),
-            &mut form,
-        )?;
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&form)
-            .finish();
-        *request.body_mut() = Full::new(Bytes::from(body));
+        let request = form_post(&url, &self.device_authorization_endpoint, auth, &mut form)?;
 
         let client = self.client.clone().or_else(default_client).ok_or_else(|| {
             Error::config(
@@ -538,16 +520,10 @@ fn parse(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Answer,
 /// A number of seconds: an integer, a float or a numeric string; never
 /// negative, and saturating (10^30 is `Duration::MAX`).
 fn seconds(value: &Value) -> Result<Duration, &'static str> {
-    let seconds = match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    }
-    .ok_or("is not a number")?;
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err("is negative or not finite");
-    }
-    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
+    response::seconds(value).map_err(|bad| match bad {
+        BadSeconds::NotANumber => "is not a number",
+        BadSeconds::Negative => "is negative or not finite",
+    })
 }
 
 fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
