@@ -173,7 +173,8 @@ fn optional_string(
     }
 }
 
-fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
+/// The RFC 6749 §5.2 error an answer carries, if it has an `error` string.
+pub(crate) fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
     let code = map.get("error")?.as_str()?;
     let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_owned);
     Some(OAuthError::new(

@@ -12,7 +12,7 @@ use super::params::Params;
 use crate::{
     endpoint::{
         request::form_post,
-        response::{self, retry_after, BadSeconds},
+        response::{self, oauth_error, retry_after, BadSeconds},
         TokenEndpoint,
     },
     error::{Error, ErrorCode, OAuthError},
@@ -524,16 +524,6 @@ fn seconds(value: &Value) -> Result<Duration, &'static str> {
         BadSeconds::NotANumber => "is not a number",
         BadSeconds::Negative => "is negative or not finite",
     })
-}
-
-fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
-    let code = map.get("error")?.as_str()?;
-    let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_owned);
-    Some(OAuthError::new(
-        ErrorCode::from(code),
-        text("error_description"),
-        text("error_uri"),
-    ))
 }
 
 impl fmt::Debug for DeviceAuthorization {
