@@ -8,7 +8,7 @@ use http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 
 #[cfg(feature = "jwt")]
 use crate::jwt::PrivateKey;
-use crate::{redact::SentSecrets, secret::ClientSecret, Error};
+use crate::{error::Error, redact::SentSecrets, secret::ClientSecret};
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
 #[cfg(feature = "jwt")]

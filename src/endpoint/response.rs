@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::{
-    error::{ErrorCode, OAuthError},
+    error::{Error, ErrorCode, OAuthError},
     secret::{AccessToken, RefreshToken},
-    Error, Token, TokenType,
+    token::{Token, TokenType},
 };
 
 /// Longest lifetime accepted from `expires_in` or a JWT's `exp`: ten years;

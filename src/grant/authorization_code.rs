@@ -243,7 +243,7 @@ mod tests {
 
     fn pending() -> PendingAuthorization {
         let endpoint = TokenEndpoint::builder("https://idp.example/token")
-            .client_auth(crate::ClientAuth::none("cli"))
+            .client_auth(crate::endpoint::client_auth::ClientAuth::none("cli"))
             .build()
             .unwrap();
         AuthorizationCode::new(

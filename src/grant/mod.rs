@@ -32,7 +32,7 @@ pub use refresh_token::RefreshTokenGrant;
 pub use service_account::ServiceAccount;
 pub use token_exchange::{SubjectToken, TokenExchange};
 
-use crate::{source::RefreshReason, Token};
+use crate::{source::RefreshReason, token::Token};
 
 /// What a [`TokenSource`](crate::TokenSource) asks of its grant: one new token.
 #[derive(Debug, Clone)]
