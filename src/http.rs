@@ -1,11 +1,271 @@
-//! Transport rules: which URLs the crate sends to, checked once, where a URL
-//! enters the crate.
+//! The transport: the HTTP client every request goes through, the bounded
+//! fetch and its errors, and which URLs the crate sends to, checked once,
+//! where a URL enters the crate.
 
-use std::net::IpAddr;
+use std::{fmt, net::IpAddr, time::Duration};
 
-use http::Uri;
+use bytes::{Bytes, BytesMut};
+use http::{header::ACCEPT, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use tower::{util::BoxCloneSyncService, BoxError, Service, ServiceExt};
 
-use crate::Error;
+use crate::error::Error;
+
+/// The HTTP client a [`TokenEndpoint`](crate::endpoint::TokenEndpoint) sends token requests with.
+///
+/// Any `tower::Service<http::Request<Full<Bytes>>>` that is `Clone`, `Send`
+/// and `Sync` will do; its response body must yield `Bytes`. With the
+/// `rustls` feature (on by default), [`HttpClient::default`] is hyper-util's
+/// pooled client over hyper-rustls (ring, webpki roots, HTTP/1.1 and HTTP/2).
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::service_fn;
+/// use tower_alf::HttpClient;
+///
+/// let fake = HttpClient::new(service_fn(|_req: http::Request<Full<Bytes>>| async {
+///     let body = r#"{"access_token":"t","token_type":"Bearer","expires_in":60}"#;
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(body))))
+/// }));
+/// ```
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: BoxCloneSyncService<Request<Full<Bytes>>, Response<ResponseBody>, BoxError>,
+}
+
+type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+impl HttpClient {
+    /// Wraps any HTTP client service.
+    pub fn new<S, B>(service: S) -> Self
+    where
+        S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let inner = service
+            .map_response(|response: Response<B>| {
+                response.map(|body| body.map_err(Into::into).boxed_unsync())
+            })
+            .map_err(Into::into);
+        Self {
+            inner: BoxCloneSyncService::new(inner),
+        }
+    }
+}
+
+impl HttpClient {
+    /// `GET url` with `Accept: application/json`; the status and the whole
+    /// body, at most `limit` bytes, within `timeout`.
+    pub(crate) async fn get(
+        &self,
+        url: Uri,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), Error> {
+        let request = Request::get(url)
+            .header(ACCEPT, "application/json")
+            .body(Full::default())
+            .map_err(|_| Error::config("cannot build the request"))?;
+        let (parts, body) = self.fetch_within(request, limit, timeout).await?;
+        Ok((parts.status, body))
+    }
+
+    /// [`fetch`](Self::fetch) within `timeout`, failing with the crate's
+    /// error.
+    pub(crate) async fn fetch_within(
+        &self,
+        request: Request<Full<Bytes>>,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<(http::response::Parts, Bytes), Error> {
+        tokio::time::timeout(timeout, self.fetch(request, limit))
+            .await
+            .map_err(|_| Error::timeout())?
+            .map_err(|e| e.into_error(limit))
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl Default for HttpClient {
+    /// hyper-util's pooled client over hyper-rustls with the ring provider
+    /// and the webpki root certificates, speaking HTTP/1.1 and HTTP/2.
+    ///
+    /// Certificates are verified against the webpki roots (Mozilla's root
+    /// program); a server with a certificate from your own CA is refused.
+    /// Use [`HttpClient::with_root_certificates`] or
+    /// [`HttpClient::with_tls_config`] to trust it.
+    fn default() -> Self {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .expect("the ring provider supports the default protocol versions")
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        Self::over(connector)
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl HttpClient {
+    /// The default stack (hyper-util's pooled client over hyper-rustls,
+    /// HTTP/1.1 and HTTP/2) trusting `roots` instead of the webpki roots,
+    /// with the ring provider and rustls' safe default protocol versions.
+    ///
+    /// For a token endpoint whose certificate comes from your own CA (a
+    /// company CA, a test CA). Certificates are still fully verified: chain,
+    /// validity and host name.
+    ///
+    /// ```
+    /// use tower_alf::{ClientAuth, HttpClient, TokenEndpoint};
+    ///
+    /// # fn run(ca_der: Vec<u8>) -> Result<(), tower::BoxError> {
+    /// // `ca_der`: your CA's certificate, DER-encoded.
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(rustls::pki_types::CertificateDer::from(ca_der))?;
+    /// let endpoint = TokenEndpoint::builder("https://idp.internal/oauth2/token")
+    ///     .client_auth(ClientAuth::basic("my-client", "s3cr3t"))
+    ///     .http_client(HttpClient::with_root_certificates(roots))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_root_certificates(roots: rustls::RootCertStore) -> Self {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self::with_tls_config(config)
+    }
+
+    /// The default stack (hyper-util's pooled client over hyper-rustls,
+    /// HTTP/1.1 and HTTP/2) with your own rustls configuration: roots, a
+    /// client certificate for mutual TLS, protocol versions, a crypto
+    /// provider. Its ALPN protocols are set to `h2` and `http/1.1`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_alf::HttpClient;
+    ///
+    /// let roots = rustls::RootCertStore::empty(); // add your roots here
+    /// let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    ///         rustls::crypto::ring::default_provider(),
+    ///     ))
+    ///     .with_protocol_versions(&[&rustls::version::TLS13])?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let client = HttpClient::with_tls_config(config);
+    /// # Ok::<_, rustls::Error>(())
+    /// ```
+    pub fn with_tls_config(config: rustls::ClientConfig) -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        Self::over(connector)
+    }
+
+    fn over<C>(connector: C) -> Self
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Self::new(client)
+    }
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
+}
+
+/// Why [`HttpClient::fetch`] has no answer.
+pub(crate) enum FetchError {
+    /// The request or the body failed.
+    Transport(BoxError),
+    /// The body is larger than the limit; the status came first.
+    TooLarge(StatusCode),
+}
+
+impl FetchError {
+    /// The crate's error for it; `limit` is the cap that was passed.
+    pub(crate) fn into_error(self, limit: usize) -> Error {
+        self.map(limit, Error::transport, |status, reason| {
+            Error::invalid_response(status, reason, &[])
+        })
+    }
+
+    /// The error of another family for it (OAuth 1's): `transport` takes
+    /// the transport failure, `too_large` the status and the reason.
+    pub(crate) fn map<E>(
+        self,
+        limit: usize,
+        transport: impl FnOnce(BoxError) -> E,
+        too_large: impl FnOnce(StatusCode, String) -> E,
+    ) -> E {
+        match self {
+            Self::Transport(e) => transport(e),
+            Self::TooLarge(status) => too_large(
+                status,
+                format!("response body is larger than {limit} bytes"),
+            ),
+        }
+    }
+}
+
+impl HttpClient {
+    /// Sends `request` and reads the whole answer, at most `limit` bytes.
+    pub(crate) async fn fetch(
+        &self,
+        request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), FetchError> {
+        let response = self
+            .inner
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(FetchError::Transport)?;
+        let (parts, mut body) = response.into_parts();
+        let mut collected = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(FetchError::Transport)?;
+            if let Ok(data) = frame.into_data() {
+                if collected.len() + data.len() > limit {
+                    return Err(FetchError::TooLarge(parts.status));
+                }
+                collected.extend_from_slice(&data);
+            }
+        }
+        Ok((parts, collected.freeze()))
+    }
+}
+
+/// The default client ([`HttpClient::default`]) with the `rustls` feature;
+/// `None` without it, for the caller to say which setter supplies one.
+#[cfg(feature = "rustls")]
+pub(crate) fn default_client() -> Option<HttpClient> {
+    Some(HttpClient::default())
+}
+
+/// The default client ([`HttpClient::default`]) with the `rustls` feature;
+/// `None` without it, for the caller to say which setter supplies one.
+#[cfg(not(feature = "rustls"))]
+pub(crate) fn default_client() -> Option<HttpClient> {
+    None
+}
 
 /// Whether a URL may use plain `http`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -105,21 +105,17 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod challenge;
-mod client_auth;
 mod endpoint;
 mod error;
 mod future;
 mod http;
 mod layer;
 mod redact;
-mod response;
-mod retry;
 mod secret;
 mod service;
 mod source;
 mod token;
 
-pub mod discovery;
 #[cfg(feature = "dpop")]
 pub mod dpop;
 pub mod grant;
@@ -133,14 +129,15 @@ pub mod store;
 pub mod tonic;
 
 #[doc(inline)]
+pub use self::endpoint::discovery;
+#[doc(inline)]
 pub use self::{
-    client_auth::ClientAuth,
-    endpoint::{HttpClient, TokenEndpoint, TokenEndpointBuilder},
+    endpoint::{client_auth::ClientAuth, retry::RetryPolicy, TokenEndpoint, TokenEndpointBuilder},
     error::{Error, ErrorCode, OAuthError},
     future::ResponseFuture,
     grant::RefreshReason,
+    http::HttpClient,
     layer::BearerAuthLayer,
-    retry::RetryPolicy,
     secret::{AccessToken, ClientSecret, RefreshToken},
     service::BearerAuth,
     source::{Stats, TokenFuture, TokenRequest, TokenSource, TokenSourceBuilder},
@@ -176,7 +173,12 @@ pub mod fuzzing {
         if let Ok(value) = HeaderValue::from_bytes(content_type) {
             headers.insert(header::CONTENT_TYPE, value);
         }
-        crate::response::parse_response(status, &headers, body, tokio::time::Instant::now())
+        crate::endpoint::response::parse_response(
+            status,
+            &headers,
+            body,
+            tokio::time::Instant::now(),
+        )
     }
 
     /// The `error` of the `Bearer` challenge in a `WWW-Authenticate` value.
@@ -202,6 +204,6 @@ pub mod fuzzing {
     pub fn retry_after(value: &[u8]) -> Option<Duration> {
         let mut headers = HeaderMap::new();
         headers.insert(header::RETRY_AFTER, HeaderValue::from_bytes(value).ok()?);
-        crate::response::retry_after(&headers)
+        crate::endpoint::response::retry_after(&headers)
     }
 }

@@ -4,7 +4,12 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use http::Uri;
 use sha2::{Digest, Sha256};
 
-use crate::{error::ErrorCode, Error, OAuthError, Token, TokenEndpoint};
+use super::params::Params;
+use crate::{
+    endpoint::TokenEndpoint,
+    error::{Error, ErrorCode, OAuthError},
+    token::Token,
+};
 
 /// The authorization code grant with PKCE (RFC 6749 §4.1, RFC 7636 `S256`):
 /// a user signs in at the authorization server in a browser, which
@@ -45,8 +50,7 @@ pub struct AuthorizationCode {
     endpoint: TokenEndpoint,
     authorization_endpoint: String,
     redirect_uri: String,
-    scopes: Vec<String>,
-    params: Vec<(String, String)>,
+    params: Params,
 }
 
 impl AuthorizationCode {
@@ -62,22 +66,21 @@ impl AuthorizationCode {
             endpoint,
             authorization_endpoint: authorization_endpoint.into(),
             redirect_uri: redirect_uri.into(),
-            scopes: Vec::new(),
-            params: Vec::new(),
+            params: Params::default(),
         }
     }
 
     /// Asks for a scope; call again for more (`offline_access` for a
     /// refresh token from OpenID Connect servers).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
+        self.params.scope(scope.into());
         self
     }
 
     /// Adds a parameter to the authorization URL (`prompt`, `audience`,
     /// `resource`, …).
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        self.params.add(name.into(), value.into());
         self
     }
 
@@ -96,10 +99,9 @@ impl AuthorizationCode {
             .append_pair("state", &state)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        if !self.scopes.is_empty() {
-            query.append_pair("scope", &self.scopes.join(" "));
-        }
-        query.extend_pairs(&self.params);
+        let mut extra = Vec::new();
+        self.params.extend_form(&mut extra, true);
+        query.extend_pairs(&extra);
         let separator = if self.authorization_endpoint.contains('?') {
             '&'
         } else {
@@ -221,7 +223,7 @@ impl fmt::Debug for AuthorizationCode {
             .field("endpoint", &self.endpoint)
             .field("authorization_endpoint", &self.authorization_endpoint)
             .field("redirect_uri", &self.redirect_uri)
-            .field("scopes", &self.scopes)
+            .field("scopes", &self.params.scopes())
             .finish_non_exhaustive()
     }
 }
@@ -241,7 +243,7 @@ mod tests {
 
     fn pending() -> PendingAuthorization {
         let endpoint = TokenEndpoint::builder("https://idp.example/token")
-            .client_auth(crate::ClientAuth::none("cli"))
+            .client_auth(crate::endpoint::client_auth::ClientAuth::none("cli"))
             .build()
             .unwrap();
         AuthorizationCode::new(

@@ -1,17 +1,12 @@
-use std::{
-    fmt,
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll},
+use std::fmt;
+
+use super::{
+    params::{grant_service, GrantFuture, Params},
+    FetchToken,
 };
-
-use tower::Service;
-
-use super::FetchToken;
 use crate::{
     endpoint::TokenEndpoint,
     store::{CacheKey, CacheKeyBuilder},
-    Error, Token,
 };
 
 /// Parameters that carry credentials, left out of the [`CacheKey`].
@@ -37,8 +32,7 @@ const SECRET_PARAMS: &[&str] = &["client_secret", "client_assertion", "password"
 #[derive(Clone)]
 pub struct ClientCredentials {
     endpoint: TokenEndpoint,
-    scopes: Vec<String>,
-    params: Vec<(String, String)>,
+    params: Params,
 }
 
 impl ClientCredentials {
@@ -46,23 +40,23 @@ impl ClientCredentials {
     pub fn new(endpoint: TokenEndpoint) -> Self {
         Self {
             endpoint,
-            scopes: Vec::new(),
-            params: Vec::new(),
+            params: Params::default(),
         }
     }
 
     /// Asks for a scope; call again for more. Sent space-separated, in the
     /// order given (RFC 6749 §3.3).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
+        self.params.scope(scope.into());
         self
     }
 
     /// Sets the `audience` parameter (Auth0, Okta and RFC 8693 style),
     /// replacing any audience given before: one call, one audience. Use
     /// [`add_audience`](Self::add_audience) for a server that takes several.
-    pub fn audience(self, audience: impl Into<String>) -> Self {
-        self.set_param("audience", audience)
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.params.set("audience", audience.into());
+        self
     }
 
     /// Adds an `audience` parameter beside those given before; the request
@@ -81,13 +75,8 @@ impl ClientCredentials {
     /// Adds any other form parameter to the token request, beside any of
     /// the same name given before.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        self.params.add(name.into(), value.into());
         self
-    }
-
-    fn set_param(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.params.retain(|(n, _)| n != name);
-        self.param(name, value)
     }
 
     /// The token endpoint.
@@ -106,14 +95,18 @@ impl ClientCredentials {
             .client_id(self.endpoint.client_auth().client_id());
         // A DPoP-bound token is usable only with its key: the key's
         // thumbprint is part of the name (RFC 9449 §6, `jkt`).
-        #[cfg(feature = "dpop")]
-        if let Some(dpop) = self.endpoint.dpop_key() {
-            key = key.param("dpop_jkt", dpop.thumbprint());
+        if let Some((name, value)) = self.endpoint.proof_key_param() {
+            key = key.param(name, value);
         }
-        for scope in self.scopes.iter().flat_map(|s| s.split_whitespace()) {
+        for scope in self
+            .params
+            .scopes()
+            .iter()
+            .flat_map(|s| s.split_whitespace())
+        {
             key = key.scope(scope);
         }
-        for (name, value) in &self.params {
+        for (name, value) in self.params.params() {
             // Credentials passed as parameters identify the client, which the
             // client id already does; they stay out of the key, even hashed.
             if !SECRET_PARAMS.contains(&name.as_str()) {
@@ -123,48 +116,27 @@ impl ClientCredentials {
         key
     }
 
-    fn form(&self) -> Vec<(String, String)> {
-        let mut form = Vec::with_capacity(self.params.len() + 4);
-        form.push(("grant_type".to_owned(), "client_credentials".to_owned()));
-        if !self.scopes.is_empty() {
-            form.push(("scope".to_owned(), self.scopes.join(" ")));
-        }
-        form.extend(self.params.iter().cloned());
-        form
+    fn start(&mut self, _request: FetchToken) -> GrantFuture {
+        let form = self.params.form("client_credentials", []);
+        Box::pin(self.endpoint.request(form))
     }
 }
 
-impl Service<FetchToken> for ClientCredentials {
-    type Response = Token;
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _request: FetchToken) -> Self::Future {
-        Box::pin(self.endpoint.request(self.form()))
-    }
-}
+grant_service!(ClientCredentials);
 
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("endpoint", &self.endpoint)
-            .field("scopes", &self.scopes)
-            .field(
-                "params",
-                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .finish()
+        let mut f = f.debug_struct("ClientCredentials");
+        f.field("endpoint", &self.endpoint);
+        self.params.debug_fields(&mut f);
+        f.finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClientAuth, HttpClient};
+    use crate::{endpoint::client_auth::ClientAuth, http::HttpClient};
 
     fn grant(secret: &str) -> ClientCredentials {
         let client = HttpClient::new(tower::service_fn(

@@ -4,20 +4,20 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
-use http::{
-    header::{ACCEPT, CONTENT_TYPE},
-    HeaderMap, HeaderValue, Method, Request, StatusCode, Uri,
-};
-use http_body_util::Full;
+use http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::params::Params;
 use crate::{
-    error::{ErrorCode, OAuthError},
-    http::{checked_url, PlainHttp},
-    response::retry_after,
-    Error, HttpClient, Token, TokenEndpoint,
+    endpoint::{
+        request::form_post,
+        response::{self, oauth_error, retry_after, BadSeconds},
+        TokenEndpoint,
+    },
+    error::{Error, ErrorCode, OAuthError},
+    http::{checked_url, default_client, HttpClient, PlainHttp},
+    token::Token,
 };
 
 /// The `grant_type` of a device access token request (RFC 8628 §3.4).
@@ -105,8 +105,7 @@ pub struct DeviceAuthorization {
     device_authorization_endpoint: String,
     client: Option<HttpClient>,
     timeout: Duration,
-    scopes: Vec<String>,
-    params: Vec<(String, String)>,
+    params: Params,
 }
 
 impl DeviceAuthorization {
@@ -139,22 +138,21 @@ impl DeviceAuthorization {
             device_authorization_endpoint: device_authorization_endpoint.into(),
             client: None,
             timeout: TokenEndpoint::DEFAULT_TIMEOUT,
-            scopes: Vec::new(),
-            params: Vec::new(),
+            params: Params::default(),
         }
     }
 
     /// Asks for a scope; call again for more (`offline_access` for a
     /// refresh token from OpenID Connect servers).
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
+        self.params.scope(scope.into());
         self
     }
 
     /// Adds a parameter to the device authorization request (`audience`,
     /// `resource`, …).
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        self.params.add(name.into(), value.into());
         self
     }
 
@@ -196,39 +194,18 @@ impl DeviceAuthorization {
             ));
         }
         let mut form = Vec::new();
-        if !self.scopes.is_empty() {
-            form.push(("scope".to_owned(), self.scopes.join(" ")));
-        }
-        form.extend(self.params.iter().cloned());
-        let mut request = Request::new(Full::default());
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = url.clone();
-        let headers = request.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        auth.apply(
-            &self.device_authorization_endpoint,
-            request.headers_mut(),
-            &mut form,
-        )?;
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&form)
-            .finish();
-        *request.body_mut() = Full::new(Bytes::from(body));
+        self.params.extend_form(&mut form, true);
+        let request = form_post(&url, &self.device_authorization_endpoint, auth, &mut form)?;
 
-        let client = match &self.client {
-            Some(client) => client.clone(),
-            None => default_client()?,
-        };
+        let client = self.client.clone().or_else(default_client).ok_or_else(|| {
+            Error::config(
+                "no HTTP client for the device authorization request: enable the `rustls` \
+                 feature or call `DeviceAuthorization::http_client`",
+            )
+        })?;
         let limit = TokenEndpoint::DEFAULT_MAX_RESPONSE_SIZE;
         let sent_at = Instant::now();
-        let (parts, body) = tokio::time::timeout(self.timeout, client.fetch(request, limit))
-            .await
-            .map_err(|_| Error::timeout())?
-            .map_err(|e| e.into_error(limit))?;
+        let (parts, body) = client.fetch_within(request, limit, self.timeout).await?;
         tracing::debug!(
             status = parts.status.as_u16(),
             bytes = body.len(),
@@ -261,19 +238,6 @@ impl DeviceAuthorization {
             PlainHttp::LoopbackOnly,
         )
     }
-}
-
-#[cfg(feature = "rustls")]
-fn default_client() -> Result<HttpClient, Error> {
-    Ok(HttpClient::default())
-}
-
-#[cfg(not(feature = "rustls"))]
-fn default_client() -> Result<HttpClient, Error> {
-    Err(Error::config(
-        "no HTTP client for the device authorization request: enable the `rustls` feature \
-         or call `DeviceAuthorization::http_client`",
-    ))
 }
 
 /// `at + by`, or `at` itself in the (unreachable, given the caps) case
@@ -556,43 +520,23 @@ fn parse(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Answer,
 /// A number of seconds: an integer, a float or a numeric string; never
 /// negative, and saturating (10^30 is `Duration::MAX`).
 fn seconds(value: &Value) -> Result<Duration, &'static str> {
-    let seconds = match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    }
-    .ok_or("is not a number")?;
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err("is negative or not finite");
-    }
-    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
-}
-
-fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
-    let code = map.get("error")?.as_str()?;
-    let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_owned);
-    Some(OAuthError::new(
-        ErrorCode::from(code),
-        text("error_description"),
-        text("error_uri"),
-    ))
+    response::seconds(value).map_err(|bad| match bad {
+        BadSeconds::NotANumber => "is not a number",
+        BadSeconds::Negative => "is negative or not finite",
+    })
 }
 
 impl fmt::Debug for DeviceAuthorization {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceAuthorization")
-            .field("endpoint", &self.endpoint)
+        let mut f = f.debug_struct("DeviceAuthorization");
+        f.field("endpoint", &self.endpoint)
             .field(
                 "device_authorization_endpoint",
                 &self.device_authorization_endpoint,
             )
-            .field("timeout", &self.timeout)
-            .field("scopes", &self.scopes)
-            .field(
-                "params",
-                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
+            .field("timeout", &self.timeout);
+        self.params.debug_fields(&mut f);
+        f.finish_non_exhaustive()
     }
 }
 

@@ -1,17 +1,16 @@
-use std::{
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use serde_json::{Map, Value};
-use tower::Service;
 
-use super::FetchToken;
-use crate::{client_auth::AttemptParams, jwt::PrivateKey, Error, Token, TokenEndpoint};
+use super::{
+    params::{grant_service, GrantFuture, Params},
+    FetchToken,
+};
+use crate::{
+    endpoint::{request::AttemptParams, TokenEndpoint},
+    error::Error,
+    jwt::PrivateKey,
+};
 
 /// The `grant_type` of RFC 7523 §2.1.
 pub(crate) const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -49,9 +48,8 @@ pub(crate) const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type
 pub struct JwtBearer {
     endpoint: TokenEndpoint,
     assertion: Assertion,
-    scopes: Vec<String>,
     scope_as_claim: bool,
-    params: Vec<(String, String)>,
+    params: Params,
 }
 
 /// What an assertion says; signed once per attempt.
@@ -83,9 +81,8 @@ impl JwtBearer {
                 lifetime: Self::DEFAULT_LIFETIME,
                 claims: Map::new(),
             },
-            scopes: Vec::new(),
             scope_as_claim: false,
-            params: Vec::new(),
+            params: Params::default(),
         }
     }
 
@@ -108,7 +105,7 @@ impl JwtBearer {
     /// `scope` form parameter (RFC 7521 §4.1), or as a `scope` claim with
     /// [`JwtBearer::scope_as_claim`].
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
+        self.params.scope(scope.into());
         self
     }
 
@@ -137,7 +134,7 @@ impl JwtBearer {
     /// Adds a form parameter to the token request, beside any of the same
     /// name given before.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        self.params.add(name.into(), value.into());
         self
     }
 
@@ -148,20 +145,14 @@ impl JwtBearer {
 
     fn form(&self) -> Vec<(String, String)> {
         let mut form = vec![("grant_type".to_owned(), JWT_BEARER_GRANT_TYPE.to_owned())];
-        if !self.scopes.is_empty() && !self.scope_as_claim {
-            form.push(("scope".to_owned(), self.scopes.join(" ")));
-        }
-        form.extend(self.params.iter().cloned());
+        self.params.extend_form(&mut form, !self.scope_as_claim);
         form
     }
 
     fn attempt(&self) -> Arc<Assertion> {
         let mut assertion = self.assertion.clone();
-        if self.scope_as_claim && !self.scopes.is_empty() {
-            assertion
-                .claims
-                .entry("scope")
-                .or_insert_with(|| self.scopes.join(" ").into());
+        if let Some(scope) = self.params.scope_value().filter(|_| self.scope_as_claim) {
+            assertion.claims.entry("scope").or_insert(scope.into());
         }
         Arc::new(assertion)
     }
@@ -180,20 +171,13 @@ impl AttemptParams for Assertion {
     }
 }
 
-impl Service<FetchToken> for JwtBearer {
-    type Response = Token;
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _request: FetchToken) -> Self::Future {
-        let endpoint = self.endpoint.with_attempt_params(self.attempt());
-        Box::pin(endpoint.request(self.form()))
+impl JwtBearer {
+    fn start(&mut self, _request: FetchToken) -> GrantFuture {
+        Box::pin(self.endpoint.request_with(self.form(), self.attempt()))
     }
 }
+
+grant_service!(JwtBearer);
 
 impl fmt::Debug for Assertion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -210,15 +194,10 @@ impl fmt::Debug for Assertion {
 
 impl fmt::Debug for JwtBearer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtBearer")
-            .field("endpoint", &self.endpoint)
-            .field("assertion", &self.assertion)
-            .field("scopes", &self.scopes)
-            .field("scope_as_claim", &self.scope_as_claim)
-            .field(
-                "params",
-                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .finish()
+        let mut f = f.debug_struct("JwtBearer");
+        f.field("endpoint", &self.endpoint)
+            .field("assertion", &self.assertion);
+        self.params.debug_fields(&mut f);
+        f.field("scope_as_claim", &self.scope_as_claim).finish()
     }
 }

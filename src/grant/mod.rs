@@ -11,6 +11,7 @@ mod client_credentials;
 mod device;
 #[cfg(feature = "jwt")]
 mod jwt_bearer;
+mod params;
 mod refresh_token;
 #[cfg(feature = "jwt")]
 mod service_account;

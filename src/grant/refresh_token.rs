@@ -1,17 +1,16 @@
 use std::{
     fmt,
-    future::Future,
-    pin::Pin,
     sync::{Arc, Mutex, PoisonError},
-    task::{Context, Poll},
     time::Duration,
 };
 
 use tokio::time::Instant;
-use tower::Service;
 
-use super::FetchToken;
-use crate::{secret::RefreshToken, Error, Token, TokenEndpoint};
+use super::{
+    params::{grant_service, GrantFuture, Params},
+    FetchToken,
+};
+use crate::{endpoint::TokenEndpoint, error::Error, secret::RefreshToken, token::Token};
 
 /// The refresh-token grant (RFC 6749 §6): trades a refresh token, obtained
 /// elsewhere (an authorization-code flow, `alf login`, a saved token set),
@@ -44,8 +43,7 @@ use crate::{secret::RefreshToken, Error, Token, TokenEndpoint};
 pub struct RefreshTokenGrant {
     endpoint: TokenEndpoint,
     state: Arc<Mutex<State>>,
-    scopes: Vec<String>,
-    params: Vec<(String, String)>,
+    params: Params,
 }
 
 struct State {
@@ -104,21 +102,20 @@ impl RefreshTokenGrant {
                 refresh_token,
                 initial,
             })),
-            scopes: Vec::new(),
-            params: Vec::new(),
+            params: Params::default(),
         }
     }
 
     /// Asks for a scope (at most the originally granted ones, RFC 6749 §6);
     /// call again for more. Without it, the server grants the original scope.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
+        self.params.scope(scope.into());
         self
     }
 
     /// Adds any other form parameter to the token request.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        self.params.add(name.into(), value.into());
         self
     }
 
@@ -139,16 +136,8 @@ impl RefreshTokenGrant {
     }
 }
 
-impl Service<FetchToken> for RefreshTokenGrant {
-    type Response = Token;
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: FetchToken) -> Self::Future {
+impl RefreshTokenGrant {
+    fn start(&mut self, request: FetchToken) -> GrantFuture {
         let refresh_token = {
             let mut state = self.lock();
             if let Some(initial) = state.initial.take() {
@@ -165,17 +154,13 @@ impl Service<FetchToken> for RefreshTokenGrant {
                 .and_then(|token| token.refresh_token().cloned())
                 .unwrap_or_else(|| state.refresh_token.clone())
         };
-        let mut form = vec![
-            ("grant_type".to_owned(), "refresh_token".to_owned()),
-            (
+        let form = self.params.form(
+            "refresh_token",
+            [(
                 "refresh_token".to_owned(),
                 refresh_token.secret().to_owned(),
-            ),
-        ];
-        if !self.scopes.is_empty() {
-            form.push(("scope".to_owned(), self.scopes.join(" ")));
-        }
-        form.extend(self.params.iter().cloned());
+            )],
+        );
         let response = self.endpoint.request(form);
         let state = self.state.clone();
         Box::pin(async move {
@@ -195,16 +180,14 @@ impl Service<FetchToken> for RefreshTokenGrant {
     }
 }
 
+grant_service!(RefreshTokenGrant);
+
 impl fmt::Debug for RefreshTokenGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshTokenGrant")
-            .field("endpoint", &self.endpoint)
-            .field("refresh_token", &self.lock().refresh_token)
-            .field("scopes", &self.scopes)
-            .field(
-                "params",
-                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .finish()
+        let mut f = f.debug_struct("RefreshTokenGrant");
+        f.field("endpoint", &self.endpoint)
+            .field("refresh_token", &self.lock().refresh_token);
+        self.params.debug_fields(&mut f);
+        f.finish()
     }
 }

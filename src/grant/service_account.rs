@@ -3,7 +3,11 @@ use std::{fmt, path::Path};
 use serde_json::{Map, Value};
 
 use super::JwtBearer;
-use crate::{jwt::PrivateKey, ClientAuth, Error, TokenEndpoint, TokenEndpointBuilder};
+use crate::{
+    endpoint::{client_auth::ClientAuth, TokenEndpoint, TokenEndpointBuilder},
+    error::Error,
+    jwt::PrivateKey,
+};
 
 /// A Google-style service-account key file, read into a ready
 /// [`JwtBearer`] grant.

@@ -1,17 +1,15 @@
-use std::{
-    fmt,
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll},
+use std::fmt;
+
+use super::{
+    params::{grant_service, GrantFuture, Params},
+    FetchToken,
 };
-
-use tower::Service;
-
-use super::FetchToken;
 use crate::{
+    endpoint::TokenEndpoint,
+    error::Error,
     http::{checked_url, PlainHttp},
     secret::AccessToken,
-    Error, Token, TokenEndpoint, TokenSource,
+    source::TokenSource,
 };
 
 /// The `grant_type` of RFC 8693 §2.1.
@@ -51,8 +49,7 @@ pub struct TokenExchange {
     subject: SubjectToken,
     actor: Option<SubjectToken>,
     requested_token_type: Option<String>,
-    scopes: Vec<String>,
-    params: Vec<(String, String)>,
+    params: Params,
 }
 
 /// Where a token to exchange comes from, and its type (RFC 8693 §3).
@@ -126,8 +123,7 @@ impl TokenExchange {
             subject,
             actor: None,
             requested_token_type: None,
-            scopes: Vec::new(),
-            params: Vec::new(),
+            params: Params::default(),
         }
     }
 
@@ -148,8 +144,9 @@ impl TokenExchange {
     /// Sets the `audience` parameter (a logical name of the target
     /// service), replacing any audience given before. RFC 8693 §2.1 allows
     /// several: use [`add_audience`](Self::add_audience) for more than one.
-    pub fn audience(self, audience: impl Into<String>) -> Self {
-        self.set_param("audience", audience)
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.params.set("audience", audience.into());
+        self
     }
 
     /// Adds an `audience` parameter beside those given before; the request
@@ -171,20 +168,15 @@ impl TokenExchange {
     /// Adds a scope to those asked for; call again for more. Sent
     /// space-separated, in the order given.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scopes.push(scope.into());
+        self.params.scope(scope.into());
         self
     }
 
     /// Adds any other form parameter, beside any of the same name given
     /// before.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((name.into(), value.into()));
+        self.params.add(name.into(), value.into());
         self
-    }
-
-    fn set_param(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.params.retain(|(n, _)| n != name);
-        self.param(name, value)
     }
 
     /// The token endpoint.
@@ -193,25 +185,16 @@ impl TokenExchange {
     }
 }
 
-impl Service<FetchToken> for TokenExchange {
-    type Response = Token;
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Token, Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _request: FetchToken) -> Self::Future {
+impl TokenExchange {
+    fn start(&mut self, _request: FetchToken) -> GrantFuture {
         let this = self.clone();
         Box::pin(async move {
-            for (name, value) in &this.params {
+            for (name, value) in this.params.params() {
                 if name == "resource" {
                     check_resource(value)?;
                 }
             }
-            let mut form = vec![
-                ("grant_type".to_owned(), GRANT_TYPE.to_owned()),
+            let mut own = vec![
                 ("subject_token".to_owned(), this.subject.value().await?),
                 (
                     "subject_token_type".to_owned(),
@@ -219,20 +202,19 @@ impl Service<FetchToken> for TokenExchange {
                 ),
             ];
             if let Some(actor) = &this.actor {
-                form.push(("actor_token".to_owned(), actor.value().await?));
-                form.push(("actor_token_type".to_owned(), actor.token_type.clone()));
+                own.push(("actor_token".to_owned(), actor.value().await?));
+                own.push(("actor_token_type".to_owned(), actor.token_type.clone()));
             }
             if let Some(requested) = &this.requested_token_type {
-                form.push(("requested_token_type".to_owned(), requested.clone()));
+                own.push(("requested_token_type".to_owned(), requested.clone()));
             }
-            if !this.scopes.is_empty() {
-                form.push(("scope".to_owned(), this.scopes.join(" ")));
-            }
-            form.extend(this.params.iter().cloned());
+            let form = this.params.form(GRANT_TYPE, own);
             this.endpoint.request(form).await
         })
     }
 }
+
+grant_service!(TokenExchange);
 
 /// RFC 8693 §2.1: an absolute URI, no fragment; an `http(s)` one is held to
 /// the crate's URL rule, except that plain `http` is fine for a name.
@@ -267,16 +249,12 @@ impl fmt::Debug for SubjectToken {
 
 impl fmt::Debug for TokenExchange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenExchange")
-            .field("endpoint", &self.endpoint)
+        let mut f = f.debug_struct("TokenExchange");
+        f.field("endpoint", &self.endpoint)
             .field("subject", &self.subject)
             .field("actor", &self.actor)
-            .field("requested_token_type", &self.requested_token_type)
-            .field("scopes", &self.scopes)
-            .field(
-                "params",
-                &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .finish()
+            .field("requested_token_type", &self.requested_token_type);
+        self.params.debug_fields(&mut f);
+        f.finish()
     }
 }

@@ -11,11 +11,7 @@ use super::{
     error::form_pairs, ClientCredentials, Error, OAuth1Layer, Placement, SignatureMethod, Signer,
     TemporaryCredentials, TokenCredentials, Verifier,
 };
-use crate::{
-    endpoint::FetchError,
-    http::{url_problem, PlainHttp},
-    HttpClient,
-};
+use crate::http::{default_client, url_problem, HttpClient, PlainHttp};
 
 /// The three-legged flow of RFC 5849 §2, the way Authlib's `OAuth1Client`
 /// runs it, over any HTTP service ([`HttpClient`]).
@@ -278,14 +274,12 @@ impl Flow {
         let answer = tokio::time::timeout(self.timeout, http.fetch(request, limit))
             .await
             .map_err(|_| Error::timeout())?;
-        let (status, body) = match answer {
-            Ok((parts, body)) => (parts.status, body),
-            Err(FetchError::Transport(e)) => return Err(Error::transport(e)),
-            Err(FetchError::TooLarge(status)) => {
-                let reason = format!("response body is larger than {limit} bytes");
-                return Err(Error::invalid_response(status, reason, &[]));
-            }
-        };
+        let (parts, body) = answer.map_err(|e| {
+            e.map(limit, Error::transport, |status, reason| {
+                Error::invalid_response(status, reason, &[])
+            })
+        })?;
+        let status = parts.status;
         tracing::debug!(
             status = status.as_u16(),
             bytes = body.len(),
@@ -305,16 +299,6 @@ impl fmt::Debug for Flow {
             .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
-}
-
-#[cfg(feature = "rustls")]
-fn default_client() -> Option<HttpClient> {
-    Some(HttpClient::default())
-}
-
-#[cfg(not(feature = "rustls"))]
-fn default_client() -> Option<HttpClient> {
-    None
 }
 
 /// Reads a credentials answer (§2.1, §2.3): a form on success; on failure,

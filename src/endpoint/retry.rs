@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use crate::Error;
+use crate::error::Error;
 
 type Classifier = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 

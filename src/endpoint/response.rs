@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::{
-    error::{ErrorCode, OAuthError},
+    error::{Error, ErrorCode, OAuthError},
     secret::{AccessToken, RefreshToken},
-    Error, Token, TokenType,
+    token::{Token, TokenType},
 };
 
 /// Longest lifetime accepted from `expires_in` or a JWT's `exp`: ten years;
@@ -107,18 +107,34 @@ fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, &'stat
 /// [`MAX_EXPIRES_IN`] cut to it. `0` is kept as the server said it; the
 /// source gives every token a least lifetime (see `Timing`).
 fn expires_in(value: &Value) -> Result<Duration, &'static str> {
+    match seconds(value) {
+        Ok(expires_in) => Ok(expires_in.min(MAX_EXPIRES_IN)),
+        Err(BadSeconds::NotANumber) => Err("expires_in is not a number"),
+        Err(BadSeconds::Negative) => Err("expires_in is negative or not finite"),
+    }
+}
+
+/// Why a value is not a number of seconds.
+pub(crate) enum BadSeconds {
+    /// Not a number, nor a string holding one.
+    NotANumber,
+    /// Negative, infinite or NaN.
+    Negative,
+}
+
+/// A number of seconds: an integer, a float or a numeric string; never
+/// negative, and saturating (10^30 is `Duration::MAX`).
+pub(crate) fn seconds(value: &Value) -> Result<Duration, BadSeconds> {
     let seconds = match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
-    .ok_or("expires_in is not a number")?;
+    .ok_or(BadSeconds::NotANumber)?;
     if !seconds.is_finite() || seconds < 0.0 {
-        return Err("expires_in is negative or not finite");
+        return Err(BadSeconds::Negative);
     }
-    Ok(Duration::try_from_secs_f64(seconds)
-        .unwrap_or(MAX_EXPIRES_IN)
-        .min(MAX_EXPIRES_IN))
+    Ok(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
 }
 
 /// The lifetime a JWT access token claims, unverified and only to schedule
@@ -157,7 +173,8 @@ fn optional_string(
     }
 }
 
-fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
+/// The RFC 6749 §5.2 error an answer carries, if it has an `error` string.
+pub(crate) fn oauth_error(map: &Map<String, Value>) -> Option<OAuthError> {
     let code = map.get("error")?.as_str()?;
     let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_owned);
     Some(OAuthError::new(

@@ -1,7 +1,5 @@
 //! How the client authenticates to the token endpoint (RFC 6749 §2.3).
 
-use std::{fmt, sync::Arc};
-
 #[cfg(feature = "jwt")]
 use std::time::Duration;
 
@@ -10,7 +8,7 @@ use http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 
 #[cfg(feature = "jwt")]
 use crate::jwt::PrivateKey;
-use crate::{redact::SentSecrets, secret::ClientSecret, Error};
+use crate::{error::Error, redact::SentSecrets, secret::ClientSecret};
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
 #[cfg(feature = "jwt")]
@@ -40,8 +38,6 @@ pub struct ClientAuth {
     assertion_audience: Option<String>,
     #[cfg(feature = "jwt")]
     assertion_lifetime: Duration,
-    /// Parameters a grant adds to every attempt (the JWT-bearer assertion).
-    attempt: Option<Arc<dyn AttemptParams>>,
 }
 
 #[derive(Clone, Debug)]
@@ -54,13 +50,6 @@ enum Method {
     SecretJwt(ClientSecret),
     #[cfg(feature = "jwt")]
     PrivateKeyJwt(PrivateKey),
-}
-
-/// Form parameters built anew for each attempt of a token request.
-pub(crate) trait AttemptParams: fmt::Debug + Send + Sync {
-    /// Adds this attempt's parameters; `token_url` is where it is sent, as
-    /// configured (verbatim: the default `aud` of an assertion).
-    fn add(&self, token_url: &str, form: &mut Vec<(String, String)>) -> Result<(), Error>;
 }
 
 impl ClientAuth {
@@ -77,7 +66,6 @@ impl ClientAuth {
             assertion_audience: None,
             #[cfg(feature = "jwt")]
             assertion_lifetime: Self::DEFAULT_ASSERTION_LIFETIME,
-            attempt: None,
         }
     }
 
@@ -151,7 +139,7 @@ impl ClientAuth {
     /// use tower_alf::{jwt::PrivateKey, ClientAuth};
     ///
     /// # fn main() -> Result<(), tower_alf::Error> {
-    /// # let pem = include_str!("../tests/fixtures/p256_sec1.pem");
+    /// # let pem = include_str!("../../tests/fixtures/p256_sec1.pem");
     /// let key = PrivateKey::from_pem(pem)?.with_key_id("key-1");
     /// let auth = ClientAuth::private_key_jwt("my-client", key)
     ///     .assertion_audience("https://idp.example/");
@@ -212,29 +200,19 @@ impl ClientAuth {
         }
     }
 
-    /// The same authentication, with parameters a grant adds to every attempt.
-    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
-    pub(crate) fn with_attempt_params(&self, params: Arc<dyn AttemptParams>) -> Self {
-        let mut auth = self.clone();
-        auth.attempt = Some(params);
-        auth
-    }
-
     /// Adds the credentials to a token request's headers and form. Called
     /// once per attempt: assertions are signed here, fresh each time.
     /// `token_url` is the token endpoint's URL as configured: an
     /// assertion's default `aud`, sent verbatim (RFC 7523 §3 compares it as
     /// a string; `https://idp.example` must not become
     /// `https://idp.example/`).
+    #[cfg_attr(not(feature = "jwt"), allow(unused_variables))]
     pub(crate) fn apply(
         &self,
         token_url: &str,
         headers: &mut HeaderMap,
         form: &mut Vec<(String, String)>,
     ) -> Result<(), Error> {
-        if let Some(attempt) = &self.attempt {
-            attempt.add(token_url, form)?;
-        }
         match &self.method {
             Method::Basic(secret) => {
                 let credentials = format!(

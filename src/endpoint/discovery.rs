@@ -7,9 +7,10 @@ use std::fmt;
 use http::{StatusCode, Uri};
 use serde_json::{Map, Value};
 
+use super::{client_auth::ClientAuth, TokenEndpoint, TokenEndpointBuilder};
 use crate::{
-    http::{checked_url, url_problem, PlainHttp},
-    ClientAuth, Error, HttpClient, TokenEndpoint, TokenEndpointBuilder,
+    error::Error,
+    http::{checked_url, url_problem, HttpClient, PlainHttp},
 };
 
 /// What an authorization server says about itself (RFC 8414 §2).
@@ -53,7 +54,8 @@ pub struct ServerMetadata {
 }
 
 impl ServerMetadata {
-    /// Bounds each metadata request: 30 s, as a token request.
+    /// Bounds each metadata request as a token request attempt is bounded:
+    /// [`TokenEndpoint::DEFAULT_TIMEOUT`] (10 s).
     const TIMEOUT: std::time::Duration = TokenEndpoint::DEFAULT_TIMEOUT;
     /// Caps a metadata document: 1 MiB.
     const MAX_SIZE: usize = TokenEndpoint::DEFAULT_MAX_RESPONSE_SIZE;
@@ -302,7 +304,7 @@ mod tests {
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "HS256"],
         }))
         .unwrap();
-        let pem = include_str!("../tests/fixtures/p256_sec1.pem");
+        let pem = include_str!("../../tests/fixtures/p256_sec1.pem");
         let ec = crate::jwt::PrivateKey::from_pem(pem).unwrap();
         assert!(!m.supports(&ClientAuth::private_key_jwt("a", ec.clone())));
         assert!(m.supports(&ClientAuth::client_secret_jwt("a", "s")));
