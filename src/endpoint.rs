@@ -12,9 +12,7 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use tokio::time::Instant;
 use tower::{util::BoxCloneSyncService, BoxError, Service, ServiceExt};
 
-// The one URL rule lives in `crate::http`; the layer and the OAuth 1 flow
-// import `is_loopback` from here.
-pub(crate) use crate::http::is_loopback;
+// The one URL rule lives in `crate::http`.
 use crate::{
     http::{checked_url, PlainHttp},
     redact::SentSecrets,

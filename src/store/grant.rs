@@ -16,7 +16,12 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 use super::{CacheKey, Fingerprint, StoreError, StoredToken, TokenStore};
-use crate::{grant::FetchToken, source::RefreshReason, Error, Token};
+use crate::{
+    error::Error,
+    grant::FetchToken,
+    source::RefreshReason,
+    token::{BindingKey, Token, TokenType},
+};
 
 /// Wraps a grant so that its tokens go through a [`TokenStore`]: shared by
 /// every source on the same store and key, and fetched once for all of
@@ -98,9 +103,9 @@ struct Shared {
     poll_interval: Duration,
     max_wait: Duration,
     counters: Arc<Counters>,
-    /// The key DPoP-bound tokens read back are bound to again.
-    #[cfg(feature = "dpop")]
-    dpop: Option<crate::dpop::DPoPKey>,
+    /// The key constrained tokens read back are bound to again (the DPoP
+    /// key, set by `StoreGrant::dpop`).
+    rebind: Option<Arc<dyn BindingKey>>,
 }
 
 #[derive(Default)]
@@ -174,8 +179,7 @@ impl<G> StoreGrant<G> {
                 poll_interval: Self::DEFAULT_POLL_INTERVAL,
                 max_wait: Self::DEFAULT_MAX_WAIT,
                 counters: Arc::default(),
-                #[cfg(feature = "dpop")]
-                dpop: None,
+                rebind: None,
             }),
         }
     }
@@ -187,29 +191,14 @@ impl<G> StoreGrant<G> {
         self
     }
 
-    /// The DPoP key of the grant's token endpoint (feature `dpop`): a
-    /// `DPoP` token read from the store is bound to it again, since the
-    /// stored form keeps only the key's thumbprint, if that thumbprint is
-    /// this key's. Without it, or for a token bound to another key, a stored
-    /// `DPoP` token is a miss (this instance fetches its own), never sent
-    /// unbound or as `Bearer`; so is a first-format value, which did not
-    /// record whether it was a `DPoP` token. Defaults to none.
-    ///
-    /// ```
-    /// use tower_alf::{dpop::DPoPKey, store::{CacheKey, MemoryStore, StoreGrant}};
-    /// # let grant = tower::service_fn(|_: tower_alf::grant::FetchToken| async {
-    /// #     tower_alf::Token::bearer("t")
-    /// # });
-    /// let key = DPoPKey::generate()?;
-    /// let cache_key = CacheKey::builder("https://idp.example/token", "client_credentials")
-    ///     .param("dpop_jkt", key.thumbprint())
-    ///     .build();
-    /// let grant = StoreGrant::new(grant, MemoryStore::new(), cache_key).dpop(key);
-    /// # Ok::<_, tower_alf::Error>(())
-    /// ```
-    #[cfg(feature = "dpop")]
-    pub fn dpop(mut self, key: crate::dpop::DPoPKey) -> Self {
-        self.shared_mut(|s| s.dpop = Some(key));
+    /// Binds constrained tokens read back from the store to `key` again
+    /// (see `StoreGrant::dpop`, its one caller today).
+    #[allow(
+        dead_code,
+        reason = "called by the features that constrain tokens (dpop)"
+    )]
+    pub(crate) fn rebind_with(mut self, key: Arc<dyn BindingKey>) -> Self {
+        self.shared_mut(|s| s.rebind = Some(key));
         self
     }
 
@@ -273,8 +262,7 @@ impl<G> StoreGrant<G> {
                     poll_interval: self.shared.poll_interval,
                     max_wait: self.shared.max_wait,
                     counters: Arc::clone(&self.shared.counters),
-                    #[cfg(feature = "dpop")]
-                    dpop: self.shared.dpop.clone(),
+                    rebind: self.shared.rebind.clone(),
                 };
                 f(&mut shared);
                 self.shared = Arc::new(shared);
@@ -421,26 +409,25 @@ impl Shared {
         }
     }
 
-    /// `stored` as this instance may send it: a `DPoP` token bound again to
-    /// this instance's key, if it is the key the token was bound to.
-    /// `Ok(None)` (a miss) when its binding cannot be restored.
+    /// `stored` as this instance may send it: a constrained (`DPoP`) token
+    /// bound again to this instance's key, if it is the key the token was
+    /// bound to. `Ok(None)` (a miss) when its binding cannot be restored.
     fn restore(&self, stored: &StoredToken) -> Result<Option<Token>, Error> {
-        #[cfg(feature = "dpop")]
-        if let Some(key) = &self.dpop {
+        if let Some(key) = &self.rebind {
             if !stored.type_recorded() {
-                tracing::debug!(key = %self.key, "a stored token of unrecorded type and a DPoP key: a miss");
+                tracing::debug!(key = %self.key, "a stored token of unrecorded type and a binding key: a miss");
                 return Ok(None);
             }
-            if stored.token_type() == crate::TokenType::DPoP
+            if stored.token_type() == key.token_type()
                 && stored.dpop_thumbprint() != Some(key.thumbprint())
             {
-                tracing::debug!(key = %self.key, "a stored DPoP token bound to another key: a miss");
+                tracing::debug!(key = %self.key, "a stored constrained token bound to another key: a miss");
                 return Ok(None);
             }
-            return stored.to_dpop_token(key).map(Some);
+            return stored.to_bound_token(key.as_ref()).map(Some);
         }
-        if stored.token_type() == crate::TokenType::DPoP {
-            tracing::debug!(key = %self.key, "a stored DPoP token and no DPoP key: a miss");
+        if stored.token_type() != TokenType::Bearer {
+            tracing::debug!(key = %self.key, "a stored constrained token and no binding key: a miss");
             return Ok(None);
         }
         stored.to_token().map(Some)

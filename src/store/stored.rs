@@ -11,8 +11,9 @@ use tokio::time::Instant;
 
 use super::StoreError;
 use crate::{
+    error::Error,
     secret::{AccessToken, RefreshToken},
-    Error, Token, TokenType,
+    token::{BindingKey, Token, TokenType},
 };
 
 /// The version of [`StoredToken::to_bytes`]'s format. Version 2 records the
@@ -135,15 +136,15 @@ impl StoredToken {
         self.build_token()
     }
 
-    /// A [`Token`] again, bound to `key` when it is a `DPoP` token (feature
-    /// `dpop`); a `Bearer` token comes back as [`StoredToken::to_token`]
-    /// gives it.
+    /// A [`Token`] again, bound to `key` when it has `key`'s token type
+    /// (`DPoP`); another token comes back as [`StoredToken::to_token`]
+    /// gives it. Behind `StoredToken::to_dpop_token` and `StoreGrant`'s
+    /// restore.
     ///
     /// Fails when the token is bound to another key (its thumbprint is not
     /// `key`'s), or records no thumbprint.
-    #[cfg(feature = "dpop")]
-    pub fn to_dpop_token(&self, key: &crate::dpop::DPoPKey) -> Result<Token, Error> {
-        if self.token_type != TokenType::DPoP {
+    pub(crate) fn to_bound_token(&self, key: &dyn BindingKey) -> Result<Token, Error> {
+        if self.token_type != key.token_type() {
             return self.build_token();
         }
         if self.jkt.as_deref() != Some(key.thumbprint()) {
@@ -151,7 +152,7 @@ impl StoredToken {
                 "the stored DPoP token is bound to another key",
             ));
         }
-        Ok(self.build_token()?.with_dpop(key.clone()))
+        Ok(key.bind(self.build_token()?))
     }
 
     fn build_token(&self) -> Result<Token, Error> {
@@ -210,7 +211,6 @@ impl StoredToken {
 
     /// Whether the value recorded the token type: `false` for a value in
     /// the first format, which reads as `Bearer` whatever it was.
-    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
     pub(crate) fn type_recorded(&self) -> bool {
         self.type_recorded
     }
@@ -332,15 +332,10 @@ impl StoredToken {
 }
 
 /// The thumbprint of the key `token` is bound to.
-#[cfg(feature = "dpop")]
 fn thumbprint_of(token: &Token) -> Option<String> {
-    token.dpop_thumbprint().map(str::to_owned)
-}
-
-/// Without the `dpop` feature no token is bound.
-#[cfg(not(feature = "dpop"))]
-fn thumbprint_of(_: &Token) -> Option<String> {
-    None
+    token
+        .sender_constraint()
+        .map(|constraint| constraint.thumbprint().to_owned())
 }
 
 impl fmt::Debug for StoredToken {
