@@ -792,3 +792,175 @@ mod tests {
         assert!(!debug.contains("\"x\""));
     }
 }
+
+/// The DPoP binding through every store: the stored form, the memory
+/// store, and `StoreGrant`'s restore (tests moved here from `store/` with
+/// the seam).
+#[cfg(test)]
+mod store_tests {
+    use std::{
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+        time::Duration,
+    };
+
+    use tokio::time::Instant;
+    use tower::service_fn;
+
+    use super::*;
+    use crate::{
+        grant::FetchToken,
+        source::TokenSource,
+        store::{CacheKey, MemoryStore, StoreGrant, StoredToken, TokenStore},
+    };
+
+    fn key() -> CacheKey {
+        CacheKey::builder("https://idp/token", "client_credentials").build()
+    }
+
+    #[tokio::test]
+    async fn dpop_tokens_from_the_store_are_bound_again_or_missed() {
+        let dpop = crate::dpop::DPoPKey::generate().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (counter, bound_to) = (calls.clone(), dpop.clone());
+        let grant = tower::util::BoxCloneSyncService::new(service_fn(move |_: FetchToken| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let key = bound_to.clone();
+            async move {
+                let token = Token::new(
+                    format!("tok-{n}").into(),
+                    crate::TokenType::DPoP,
+                    tokio::time::Instant::now(),
+                )?;
+                Ok(token
+                    .with_expires_in(Duration::from_secs(3600))
+                    .with_dpop(key))
+            }
+        }));
+        let store = MemoryStore::new();
+        let a = TokenSource::new(StoreGrant::new(grant.clone(), store.clone(), key()));
+        let b = TokenSource::new(
+            StoreGrant::new(grant.clone(), store.clone(), key()).dpop(dpop.clone()),
+        );
+        let c = TokenSource::new(StoreGrant::new(grant, store, key()));
+        let ta = a.token().await.unwrap();
+        let tb = b.token().await.unwrap();
+        assert_eq!(
+            ta.access_token(),
+            tb.access_token(),
+            "b takes the stored token"
+        );
+        assert_eq!(tb.dpop_thumbprint(), Some(dpop.thumbprint()));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let tc = c.token().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "c has no key: it fetches");
+        assert!(tc.dpop_thumbprint().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_dpop_token_comes_back_dpop_with_its_thumbprint() {
+        let store = MemoryStore::new();
+        let key = CacheKey::builder("https://idp/token", "client_credentials").build();
+        let dpop = crate::dpop::DPoPKey::generate().unwrap();
+        let token = Token::new("d".into(), crate::TokenType::DPoP, Instant::now())
+            .unwrap()
+            .with_dpop(dpop.clone());
+        store
+            .put(&key, &StoredToken::from_token(&token))
+            .await
+            .unwrap();
+        let back = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(back.token_type(), crate::TokenType::DPoP);
+        assert_eq!(back.dpop_thumbprint(), Some(dpop.thumbprint()));
+        assert!(back.to_token().is_err(), "never unbound");
+        let bound = back.to_dpop_token(&dpop).unwrap();
+        assert_eq!(bound.header_value(), "DPoP d");
+        assert!(bound.binding().is_some());
+    }
+
+    mod stored {
+        use std::sync::LazyLock;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        static KEYS: LazyLock<[DPoPKey; 2]> =
+            LazyLock::new(|| [DPoPKey::generate().unwrap(), DPoPKey::generate().unwrap()]);
+
+        /// A token as a grant returns it: Bearer, or DPoP bound to `KEYS[0]`.
+        fn token(
+            dpop: bool,
+            access: &str,
+            lifetime: Option<u64>,
+            scope: Option<String>,
+            refresh: Option<String>,
+            extra: Vec<(String, i64)>,
+        ) -> Token {
+            let kind = if dpop {
+                TokenType::DPoP
+            } else {
+                TokenType::Bearer
+            };
+            let mut token = Token::new(access.into(), kind, Instant::now())
+                .unwrap()
+                .with_extra(extra.into_iter().map(|(k, v)| (k, v.into())).collect());
+            if let Some(secs) = lifetime {
+                token = token.with_expires_in(Duration::from_secs(secs));
+            }
+            if let Some(scope) = scope {
+                token = token.with_scope(scope);
+            }
+            if let Some(refresh) = refresh {
+                token = token.with_refresh_token(refresh);
+            }
+            if dpop {
+                token = token.with_dpop(KEYS[0].clone());
+            }
+            token
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Every field that changes how a token is sent survives the
+            /// bytes, and a DPoP token comes back only bound to its key.
+            #[test]
+            fn how_a_token_is_sent_survives_the_bytes(
+                dpop in any::<bool>(),
+                access in "[A-Za-z0-9._~+/-]{1,64}",
+                lifetime in proptest::option::of(1u64..100_000_000),
+                scope in proptest::option::of("[a-z:]{1,8}( [a-z:]{1,8}){0,3}"),
+                refresh in proptest::option::of("[A-Za-z0-9]{1,32}"),
+                extra in proptest::collection::vec(("[a-z_]{1,8}", any::<i64>()), 0..4),
+            ) {
+                let original = token(dpop, &access, lifetime, scope, refresh, extra);
+                let stored = StoredToken::from_token(&original);
+                let back = StoredToken::from_bytes(&stored.to_bytes()).unwrap();
+                prop_assert_eq!(&back, &stored);
+                prop_assert_eq!(back.token_type(), original.token_type());
+                prop_assert_eq!(back.dpop_thumbprint(), original.dpop_thumbprint());
+
+                let restored = back.to_dpop_token(&KEYS[0]).unwrap();
+                prop_assert_eq!(restored.header_value(), original.header_value());
+                prop_assert_eq!(restored.token_type(), original.token_type());
+                prop_assert_eq!(restored.dpop_thumbprint(), original.dpop_thumbprint());
+                prop_assert_eq!(restored.binding().is_some(), dpop);
+                prop_assert_eq!(restored.scope(), original.scope());
+                prop_assert_eq!(
+                    restored.refresh_token().map(|t| t.secret().to_owned()),
+                    original.refresh_token().map(|t| t.secret().to_owned())
+                );
+                prop_assert_eq!(restored.extra(), original.extra());
+                prop_assert_eq!(restored.lifetime().is_some(), lifetime.is_some());
+
+                // Never an unbound DPoP token: not without a key, not with
+                // another key.
+                prop_assert_eq!(back.to_token().is_ok(), !dpop);
+                prop_assert_eq!(back.to_dpop_token(&KEYS[1]).is_ok(), !dpop);
+            }
+        }
+    }
+}

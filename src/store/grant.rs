@@ -649,46 +649,6 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
-    #[cfg(feature = "dpop")]
-    #[tokio::test]
-    async fn dpop_tokens_from_the_store_are_bound_again_or_missed() {
-        let dpop = crate::dpop::DPoPKey::generate().unwrap();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let (counter, bound_to) = (calls.clone(), dpop.clone());
-        let grant = tower::util::BoxCloneSyncService::new(service_fn(move |_: FetchToken| {
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            let key = bound_to.clone();
-            async move {
-                let token = Token::new(
-                    format!("tok-{n}").into(),
-                    crate::TokenType::DPoP,
-                    tokio::time::Instant::now(),
-                )?;
-                Ok(token
-                    .with_expires_in(Duration::from_secs(3600))
-                    .with_dpop(key))
-            }
-        }));
-        let store = MemoryStore::new();
-        let a = TokenSource::new(StoreGrant::new(grant.clone(), store.clone(), key()));
-        let b = TokenSource::new(
-            StoreGrant::new(grant.clone(), store.clone(), key()).dpop(dpop.clone()),
-        );
-        let c = TokenSource::new(StoreGrant::new(grant, store, key()));
-        let ta = a.token().await.unwrap();
-        let tb = b.token().await.unwrap();
-        assert_eq!(
-            ta.access_token(),
-            tb.access_token(),
-            "b takes the stored token"
-        );
-        assert_eq!(tb.dpop_thumbprint(), Some(dpop.thumbprint()));
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        let tc = c.token().await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "c has no key: it fetches");
-        assert!(tc.dpop_thumbprint().is_some());
-    }
-
     #[tokio::test]
     async fn a_rejected_token_is_never_taken_back_from_the_store() {
         let (grant, calls) = counted(3600);
