@@ -497,5 +497,4 @@ mod tests {
         let stored = StoredToken::from_bytes(&StoredToken::from_token(&huge).to_bytes()).unwrap();
         assert!(stored.to_token().is_ok());
     }
-
 }
