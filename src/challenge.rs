@@ -35,10 +35,6 @@ pub(crate) enum SchemeChallenge {
     Challenge(Option<String>),
 }
 
-/// The name `future.rs` still uses for [`SchemeChallenge`]: the enum answers
-/// for DPoP challenges too, so `Bearer` was a misnomer.
-pub(crate) type Bearer = SchemeChallenge;
-
 /// Reads the `Bearer` challenge of a response's `WWW-Authenticate`.
 pub(crate) fn bearer(headers: &HeaderMap) -> SchemeChallenge {
     of(headers, "bearer")

@@ -32,6 +32,7 @@
 //! ```
 
 use std::{
+    any::Any,
     collections::HashMap,
     fmt,
     sync::{Arc, Mutex},
@@ -43,7 +44,14 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use sha2::{Digest, Sha256};
 
-use crate::{jwt::PrivateKey, Error};
+use crate::{
+    challenge::SchemeChallenge,
+    error::Error,
+    http::{normalise_percent, NotAnOrigin, Origin},
+    jwt::PrivateKey,
+    store::{StoreGrant, StoredToken},
+    token::{Binding, BindingKey, SenderConstraint, Token, TokenType},
+};
 
 /// The `DPoP` request header (RFC 9449 §4.1).
 pub const DPOP: HeaderName = HeaderName::from_static("dpop");
@@ -78,7 +86,7 @@ struct Inner {
     /// `{"alg":…,"jwk":{…},"typ":"dpop+jwt"}`, base64url: the same for every proof.
     header: String,
     thumbprint: String,
-    nonces: Mutex<HashMap<String, HeaderValue>>,
+    nonces: Mutex<HashMap<Origin, HeaderValue>>,
 }
 
 impl DPoPKey {
@@ -214,7 +222,7 @@ impl DPoPKey {
         self.nonce_for(&Target::of(uri).ok()?.origin)
     }
 
-    fn nonce_for(&self, origin: &str) -> Option<HeaderValue> {
+    fn nonce_for(&self, origin: &Origin) -> Option<HeaderValue> {
         let nonces = self.inner.nonces.lock().unwrap_or_else(|e| e.into_inner());
         nonces.get(origin).cloned()
     }
@@ -261,32 +269,132 @@ impl fmt::Debug for DPoPKey {
     }
 }
 
-/// What a DPoP-bound token carries: its key and its `ath`.
+/// What a DPoP-bound token carries: its key and its `ath`; the
+/// [`SenderConstraint`] a DPoP token authorizes requests through.
 #[derive(Clone)]
-pub(crate) struct Binding {
+pub(crate) struct DPoPBinding {
     pub(crate) key: DPoPKey,
     pub(crate) ath: String,
 }
 
-impl Binding {
+impl DPoPBinding {
     pub(crate) fn new(key: DPoPKey, access_token: &str) -> Self {
         Self {
             key,
             ath: ath(access_token),
         }
     }
+}
 
-    /// A proof for a resource request with this token.
-    pub(crate) fn proof(&self, method: &Method, uri: &Uri) -> Result<HeaderValue, Error> {
-        self.key.proof_with(method, uri, Some(&self.ath))
+impl SenderConstraint for DPoPBinding {
+    fn challenge_scheme(&self) -> Option<&'static str> {
+        Some("dpop")
+    }
+
+    fn thumbprint(&self) -> &str {
+        self.key.thumbprint()
+    }
+
+    /// A fresh proof for a resource request with this token (RFC 9449 §7.1).
+    fn authorize(&self, method: &Method, uri: &Uri, headers: &mut HeaderMap) -> Result<(), Error> {
+        let proof = self.key.proof_with(method, uri, Some(&self.ath))?;
+        headers.insert(DPOP, proof);
+        Ok(())
+    }
+
+    fn unauthorize(&self, headers: &mut HeaderMap) {
+        headers.remove(DPOP);
+    }
+
+    fn on_response(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        self.key.remember_nonce(uri, headers)
+    }
+
+    fn needs_replay_without_refresh(&self, challenge: &SchemeChallenge) -> bool {
+        matches!(challenge, SchemeChallenge::Challenge(Some(error)) if error == "use_dpop_nonce")
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
-impl fmt::Debug for Binding {
+impl fmt::Debug for DPoPBinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Binding")
+        f.debug_struct("DPoPBinding")
             .field("thumbprint", &self.key.thumbprint())
             .finish_non_exhaustive()
+    }
+}
+
+/// A stored `DPoP` token comes back bound to the key again.
+impl BindingKey for DPoPKey {
+    fn token_type(&self) -> TokenType {
+        TokenType::DPoP
+    }
+
+    fn thumbprint(&self) -> &str {
+        DPoPKey::thumbprint(self)
+    }
+
+    fn bind(&self, token: Token) -> Token {
+        token.with_dpop(self.clone())
+    }
+}
+
+impl Token {
+    /// Binds the token to `key`: it is sent with a DPoP proof of it.
+    pub(crate) fn with_dpop(self, key: DPoPKey) -> Self {
+        let binding = DPoPBinding::new(key, self.access_token().secret());
+        self.bound(Binding::new(binding))
+    }
+
+    /// The thumbprint of the DPoP key the token is bound to (feature
+    /// `dpop`); `None` for a Bearer token.
+    pub fn dpop_thumbprint(&self) -> Option<&str> {
+        let binding = self
+            .sender_constraint()?
+            .as_any()
+            .downcast_ref::<DPoPBinding>()?;
+        Some(binding.key.thumbprint())
+    }
+}
+
+impl StoredToken {
+    /// A [`Token`] again, bound to `key` when it is a `DPoP` token (feature
+    /// `dpop`); a `Bearer` token comes back as [`StoredToken::to_token`]
+    /// gives it.
+    ///
+    /// Fails when the token is bound to another key (its thumbprint is not
+    /// `key`'s), or records no thumbprint.
+    pub fn to_dpop_token(&self, key: &DPoPKey) -> Result<Token, Error> {
+        self.to_bound_token(key)
+    }
+}
+
+impl<G> StoreGrant<G> {
+    /// The DPoP key of the grant's token endpoint (feature `dpop`): a
+    /// `DPoP` token read from the store is bound to it again, since the
+    /// stored form keeps only the key's thumbprint, if that thumbprint is
+    /// this key's. Without it, or for a token bound to another key, a stored
+    /// `DPoP` token is a miss (this instance fetches its own), never sent
+    /// unbound or as `Bearer`; so is a first-format value, which did not
+    /// record whether it was a `DPoP` token. Defaults to none.
+    ///
+    /// ```
+    /// use tower_alf::{dpop::DPoPKey, store::{CacheKey, MemoryStore, StoreGrant}};
+    /// # let grant = tower::service_fn(|_: tower_alf::grant::FetchToken| async {
+    /// #     tower_alf::Token::bearer("t")
+    /// # });
+    /// let key = DPoPKey::generate()?;
+    /// let cache_key = CacheKey::builder("https://idp.example/token", "client_credentials")
+    ///     .param("dpop_jkt", key.thumbprint())
+    ///     .build();
+    /// let grant = StoreGrant::new(grant, MemoryStore::new(), cache_key).dpop(key);
+    /// # Ok::<_, tower_alf::Error>(())
+    /// ```
+    pub fn dpop(self, key: DPoPKey) -> Self {
+        self.rebind_with(Arc::new(key))
     }
 }
 
@@ -308,79 +416,37 @@ fn jwk_json(members: &[(&'static str, String)]) -> String {
     out
 }
 
-/// Where a request goes, as DPoP signs it and keys nonces by it: an
-/// absolute `http`/`https` URI normalised per RFC 3986 §6.2.2 (scheme and
-/// host in lower case, percent-encodings in upper case and unreserved ones
-/// decoded, dot segments removed) and §6.2.3 (the default port and an empty
-/// port elided, an empty path is `/`), without userinfo (a password in a
-/// URI must not go into every proof), query and fragment.
+/// Where a proof goes: the request URI's [`Origin`] and its path,
+/// normalised by RFC 3986 §6.2.2–6.2.3 (percent-encodings in upper case
+/// and unreserved ones decoded, dot segments removed, an empty path is `/`), without
+/// userinfo (a password in a URI must not go into every proof), query and
+/// fragment.
 ///
 /// The one normaliser shared by `htu` and the nonce cache.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
-    /// `scheme://host[:port]`, the port only when it is not the default.
-    origin: String,
+    origin: Origin,
     /// The normalised path, never empty.
     path: String,
 }
 
 impl Target {
     fn of(uri: &Uri) -> Result<Self, Error> {
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(Error::config(
+        let origin = Origin::of(uri).map_err(|problem| match problem {
+            NotAnOrigin::Relative => Error::config(
                 "a DPoP proof needs an absolute request URI (scheme and host); \
                  this request has a relative one",
+            ),
+            NotAnOrigin::Host => Error::config("the request URI's host is not valid"),
+            NotAnOrigin::Port => {
+                Error::config("the request URI's port is not a number from 0 to 65535")
+            }
+        })?;
+        if !matches!(origin.scheme(), "https" | "http") {
+            return Err(Error::config(
+                "a DPoP proof is for an http or https request URI",
             ));
-        };
-        let scheme = scheme.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "https" => 443,
-            "http" => 80,
-            _ => {
-                return Err(Error::config(
-                    "a DPoP proof is for an http or https request URI",
-                ))
-            }
-        };
-        // `userinfo@` is dropped: it is neither signed nor keyed.
-        let host_port = authority
-            .as_str()
-            .rsplit_once('@')
-            .map_or(authority.as_str(), |(_, rest)| rest);
-        let (host, port) = match host_port.strip_prefix('[') {
-            Some(v6) => {
-                let (inside, rest) = v6.split_once(']').ok_or_else(bad_authority)?;
-                let port = match rest {
-                    "" => None,
-                    rest => Some(rest.strip_prefix(':').ok_or_else(bad_authority)?),
-                };
-                (format!("[{}]", inside.to_ascii_lowercase()), port)
-            }
-            None => match host_port.rsplit_once(':') {
-                Some((host, port)) => (normalise_host(host), Some(port)),
-                None => (normalise_host(host_port), None),
-            },
-        };
-        if host.is_empty() || host == "[]" {
-            return Err(bad_authority());
         }
-        let port = match port {
-            None | Some("") => None,
-            Some(port) => {
-                let port: u16 = port
-                    .parse()
-                    .ok()
-                    .filter(|_| port.bytes().all(|b| b.is_ascii_digit()))
-                    .ok_or_else(|| {
-                        Error::config("the request URI's port is not a number from 0 to 65535")
-                    })?;
-                (port != default_port).then_some(port)
-            }
-        };
-        let origin = match port {
-            Some(port) => format!("{scheme}://{host}:{port}"),
-            None => format!("{scheme}://{host}"),
-        };
         let mut path = remove_dot_segments(&normalise_percent(uri.path(), false));
         if path.is_empty() {
             path.push('/');
@@ -392,56 +458,6 @@ impl Target {
     fn htu(&self) -> String {
         format!("{}{}", self.origin, self.path)
     }
-}
-
-fn bad_authority() -> Error {
-    Error::config("the request URI's host is not valid")
-}
-
-/// A reg-name or IPv4 host: percent-encodings normalised, the rest in lower
-/// case.
-fn normalise_host(host: &str) -> String {
-    normalise_percent(host, true)
-}
-
-/// RFC 3986 §6.2.2.1–6.2.2.2: `%xx` of an unreserved character decoded,
-/// other `%xx` in upper case; with `lower`, every other character in lower
-/// case (a host is case-insensitive).
-fn normalise_percent(text: &str, lower: bool) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    }
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            if let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                let decoded = h * 16 + l;
-                if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
-                    let c = char::from(decoded);
-                    out.push(if lower { c.to_ascii_lowercase() } else { c });
-                } else {
-                    out.push('%');
-                    out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
-                    out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
-                }
-                i += 3;
-                continue;
-            }
-        }
-        // `http::Uri` holds ASCII only.
-        let c = char::from(b);
-        out.push(if lower { c.to_ascii_lowercase() } else { c });
-        i += 1;
-    }
-    out
 }
 
 /// RFC 3986 §5.2.4.
@@ -774,5 +790,177 @@ mod tests {
         let debug = format!("{key:?}");
         assert!(debug.contains(key.thumbprint()));
         assert!(!debug.contains("\"x\""));
+    }
+}
+
+/// The DPoP binding through every store: the stored form, the memory
+/// store, and `StoreGrant`'s restore (tests moved here from `store/` with
+/// the seam).
+#[cfg(test)]
+mod store_tests {
+    use std::{
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+        time::Duration,
+    };
+
+    use tokio::time::Instant;
+    use tower::service_fn;
+
+    use super::*;
+    use crate::{
+        grant::FetchToken,
+        source::TokenSource,
+        store::{CacheKey, MemoryStore, StoreGrant, StoredToken, TokenStore},
+    };
+
+    fn key() -> CacheKey {
+        CacheKey::builder("https://idp/token", "client_credentials").build()
+    }
+
+    #[tokio::test]
+    async fn dpop_tokens_from_the_store_are_bound_again_or_missed() {
+        let dpop = crate::dpop::DPoPKey::generate().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (counter, bound_to) = (calls.clone(), dpop.clone());
+        let grant = tower::util::BoxCloneSyncService::new(service_fn(move |_: FetchToken| {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let key = bound_to.clone();
+            async move {
+                let token = Token::new(
+                    format!("tok-{n}").into(),
+                    crate::TokenType::DPoP,
+                    tokio::time::Instant::now(),
+                )?;
+                Ok(token
+                    .with_expires_in(Duration::from_secs(3600))
+                    .with_dpop(key))
+            }
+        }));
+        let store = MemoryStore::new();
+        let a = TokenSource::new(StoreGrant::new(grant.clone(), store.clone(), key()));
+        let b = TokenSource::new(
+            StoreGrant::new(grant.clone(), store.clone(), key()).dpop(dpop.clone()),
+        );
+        let c = TokenSource::new(StoreGrant::new(grant, store, key()));
+        let ta = a.token().await.unwrap();
+        let tb = b.token().await.unwrap();
+        assert_eq!(
+            ta.access_token(),
+            tb.access_token(),
+            "b takes the stored token"
+        );
+        assert_eq!(tb.dpop_thumbprint(), Some(dpop.thumbprint()));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let tc = c.token().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "c has no key: it fetches");
+        assert!(tc.dpop_thumbprint().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_dpop_token_comes_back_dpop_with_its_thumbprint() {
+        let store = MemoryStore::new();
+        let key = CacheKey::builder("https://idp/token", "client_credentials").build();
+        let dpop = crate::dpop::DPoPKey::generate().unwrap();
+        let token = Token::new("d".into(), crate::TokenType::DPoP, Instant::now())
+            .unwrap()
+            .with_dpop(dpop.clone());
+        store
+            .put(&key, &StoredToken::from_token(&token))
+            .await
+            .unwrap();
+        let back = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(back.token_type(), crate::TokenType::DPoP);
+        assert_eq!(back.dpop_thumbprint(), Some(dpop.thumbprint()));
+        assert!(back.to_token().is_err(), "never unbound");
+        let bound = back.to_dpop_token(&dpop).unwrap();
+        assert_eq!(bound.header_value(), "DPoP d");
+        assert!(bound.binding().is_some());
+    }
+
+    mod stored {
+        use std::sync::LazyLock;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        static KEYS: LazyLock<[DPoPKey; 2]> =
+            LazyLock::new(|| [DPoPKey::generate().unwrap(), DPoPKey::generate().unwrap()]);
+
+        /// A token as a grant returns it: Bearer, or DPoP bound to `KEYS[0]`.
+        fn token(
+            dpop: bool,
+            access: &str,
+            lifetime: Option<u64>,
+            scope: Option<String>,
+            refresh: Option<String>,
+            extra: Vec<(String, i64)>,
+        ) -> Token {
+            let kind = if dpop {
+                TokenType::DPoP
+            } else {
+                TokenType::Bearer
+            };
+            let mut token = Token::new(access.into(), kind, Instant::now())
+                .unwrap()
+                .with_extra(extra.into_iter().map(|(k, v)| (k, v.into())).collect());
+            if let Some(secs) = lifetime {
+                token = token.with_expires_in(Duration::from_secs(secs));
+            }
+            if let Some(scope) = scope {
+                token = token.with_scope(scope);
+            }
+            if let Some(refresh) = refresh {
+                token = token.with_refresh_token(refresh);
+            }
+            if dpop {
+                token = token.with_dpop(KEYS[0].clone());
+            }
+            token
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Every field that changes how a token is sent survives the
+            /// bytes, and a DPoP token comes back only bound to its key.
+            #[test]
+            fn how_a_token_is_sent_survives_the_bytes(
+                dpop in any::<bool>(),
+                access in "[A-Za-z0-9._~+/-]{1,64}",
+                lifetime in proptest::option::of(1u64..100_000_000),
+                scope in proptest::option::of("[a-z:]{1,8}( [a-z:]{1,8}){0,3}"),
+                refresh in proptest::option::of("[A-Za-z0-9]{1,32}"),
+                extra in proptest::collection::vec(("[a-z_]{1,8}", any::<i64>()), 0..4),
+            ) {
+                let original = token(dpop, &access, lifetime, scope, refresh, extra);
+                let stored = StoredToken::from_token(&original);
+                let back = StoredToken::from_bytes(&stored.to_bytes()).unwrap();
+                prop_assert_eq!(&back, &stored);
+                prop_assert_eq!(back.token_type(), original.token_type());
+                prop_assert_eq!(back.dpop_thumbprint(), original.dpop_thumbprint());
+
+                let restored = back.to_dpop_token(&KEYS[0]).unwrap();
+                prop_assert_eq!(restored.header_value(), original.header_value());
+                prop_assert_eq!(restored.token_type(), original.token_type());
+                prop_assert_eq!(restored.dpop_thumbprint(), original.dpop_thumbprint());
+                prop_assert_eq!(restored.binding().is_some(), dpop);
+                prop_assert_eq!(restored.scope(), original.scope());
+                prop_assert_eq!(
+                    restored.refresh_token().map(|t| t.secret().to_owned()),
+                    original.refresh_token().map(|t| t.secret().to_owned())
+                );
+                prop_assert_eq!(restored.extra(), original.extra());
+                prop_assert_eq!(restored.lifetime().is_some(), lifetime.is_some());
+
+                // Never an unbound DPoP token: not without a key, not with
+                // another key.
+                prop_assert_eq!(back.to_token().is_ok(), !dpop);
+                prop_assert_eq!(back.to_dpop_token(&KEYS[1]).is_ok(), !dpop);
+            }
+        }
     }
 }

@@ -1,22 +1,29 @@
 //! The response future: token → call → (401 → refresh → replay).
+//!
+//! The shape of tower's `retry/future.rs`: a private state enum polled in a
+//! loop, the decision on an answer a pure function ([`verdict`]), the
+//! replay sent through [`Oneshot`] (ready, then call). The token's sender
+//! constraint, if any, is a value ([`Sent`]) the future carries: it files
+//! what answers tell it and authorizes the replay; no feature is named here.
 
 use std::{
+    fmt,
     future::Future,
     pin::Pin,
     task::{ready, Context, Poll},
 };
 
-use http::{header::AUTHORIZATION, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
-use tower::BoxError;
+use tower::{util::Oneshot, BoxError};
 use tower_service::Service;
 
 use crate::{
-    challenge,
+    challenge::{self, SchemeChallenge},
+    error::Error,
     replay::SavedRequest,
-    source::{Replacement, TokenFuture},
-    token::Binding,
-    Error, TokenId, TokenSource,
+    source::{Replacement, TokenFuture, TokenSource},
+    token::{SenderConstraint, Sent, TokenId},
 };
 
 pin_project! {
@@ -27,88 +34,80 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future, S, B>,
+        state: State<S, B>,
         // The token the request was sent with.
         token: Option<TokenId>,
         // Where it came from: told when a server rejects it.
         source: Option<TokenSource>,
         // Present while a replay is still possible.
         replay: Option<Replay<S, B>>,
-        // The DPoP binding of the token sent, and where it was sent.
-        dpop: Option<DPoP>,
+        // What the token's sender constraint needs for the answers and a
+        // replay; `None` for a Bearer token.
+        sent: Option<Sent>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, S, B> {
+    enum State<S, B>
+    where
+        S: Service<Request<B>>,
+    {
         // No usable token was cached: waiting for one, holding the service
-        // that was readied for this request.
+        // that was readied for this request, and the request.
         Token {
             #[pin]
             token: TokenFuture,
-            service: Option<S>,
-            request: Option<Request<B>>,
+            ready: Option<(S, Request<B>)>,
         },
-        // Sent with our token.
+        // Sent with our token (or passed through).
         Called {
             #[pin]
-            future: F,
+            future: S::Future,
         },
         // Answered 401: waiting for the token that replaces the rejected one.
         Refresh {
             #[pin]
             token: TokenFuture,
         },
-        // Readying the replay's service.
-        Readying,
-        // The copy is sent; its answer is final.
-        Replayed {
+        // The copy: readying a clone of the service, then sending; its
+        // answer is final.
+        Replaying {
             #[pin]
-            future: F,
+            future: Oneshot<S, Request<B>>,
         },
-        // Failed before sending (a DPoP proof could not be made).
+        // Failed before sending (the sender constraint could not authorize).
         Failed {
             error: Option<BoxError>,
         },
     }
 }
 
-/// A DPoP-bound token's key and `ath`, and the request's method and URI,
-/// to sign the proof of a replay and to file the nonces of the answers.
-#[cfg(feature = "dpop")]
-pub(crate) struct DPoP {
-    binding: Binding,
-    method: http::Method,
-    uri: http::Uri,
-}
-
-/// Without the `dpop` feature no request carries a proof.
-#[cfg(not(feature = "dpop"))]
-pub(crate) type DPoP = std::convert::Infallible;
-
-/// Adds a fresh `DPoP` proof of `binding` to `request` (RFC 9449 §7.1).
-#[cfg(feature = "dpop")]
-pub(crate) fn attach_proof<B>(binding: Binding, request: &mut Request<B>) -> Result<DPoP, Error> {
-    let proof = binding.proof(request.method(), request.uri())?;
-    request.headers_mut().insert(crate::dpop::DPOP, proof);
-    Ok(DPoP {
-        binding,
-        method: request.method().clone(),
-        uri: request.uri().clone(),
-    })
-}
-
-/// Without the `dpop` feature there is no binding to prove.
-#[cfg(not(feature = "dpop"))]
-pub(crate) fn attach_proof<B>(binding: Binding, _: &mut Request<B>) -> Result<DPoP, Error> {
-    match binding {}
+impl<S, B> State<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Token { .. } => "Token",
+            Self::Called { .. } => "Called",
+            Self::Refresh { .. } => "Refresh",
+            Self::Replaying { .. } => "Replaying",
+            Self::Failed { .. } => "Failed",
+        }
+    }
 }
 
 /// What a replay needs: the copy, and a service to send it through.
 struct Replay<S, B> {
     request: SavedRequest<B>,
     service: S,
+}
+
+impl<S, B> From<(SavedRequest<B>, S)> for Replay<S, B> {
+    fn from((request, service): (SavedRequest<B>, S)) -> Self {
+        Self { request, service }
+    }
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -120,14 +119,14 @@ where
         token: TokenId,
         source: TokenSource,
         replay: Option<(SavedRequest<B>, S)>,
-        dpop: Option<DPoP>,
+        sent: Option<Sent>,
     ) -> Self {
         Self {
             state: State::Called { future },
             token: Some(token),
             source: Some(source),
             replay: replay.map(Replay::from),
-            dpop,
+            sent,
         }
     }
 
@@ -137,7 +136,7 @@ where
             token: None,
             source: None,
             replay: None,
-            dpop: None,
+            sent: None,
         }
     }
 
@@ -149,7 +148,7 @@ where
             token: None,
             source: None,
             replay: None,
-            dpop: None,
+            sent: None,
         }
     }
 
@@ -163,21 +162,28 @@ where
         Self {
             state: State::Token {
                 token,
-                service: Some(service),
-                request: Some(request),
+                ready: Some((service, request)),
             },
             // The id is filled in when the token arrives.
             token: None,
             source: Some(source),
             replay: replay.map(Replay::from),
-            dpop: None,
+            sent: None,
         }
     }
 }
 
-impl<S, B> From<(SavedRequest<B>, S)> for Replay<S, B> {
-    fn from((request, service): (SavedRequest<B>, S)) -> Self {
-        Self { request, service }
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("state", &self.state.name())
+            .field("token", &self.token)
+            .field("replayable", &self.replay.is_some())
+            .field("constrained", &self.sent.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,24 +198,17 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Token {
-                    token,
-                    service,
-                    request,
-                } => {
+                StateProj::Token { token, ready } => {
                     let token = ready!(token.poll(cx))?;
-                    let (Some(mut service), Some(mut request)) = (service.take(), request.take())
-                    else {
+                    let Some((mut service, mut request)) = ready.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let value = token.header_value().clone();
                     if let Some(replay) = this.replay.as_mut() {
-                        replay.request.set_authorization(value.clone());
+                        replay
+                            .request
+                            .set_authorization(token.header_value().clone());
                     }
-                    request.headers_mut().insert(AUTHORIZATION, value);
-                    if let Some(binding) = token.binding() {
-                        *this.dpop = Some(attach_proof(binding, &mut request)?);
-                    }
+                    *this.sent = token.authorize(&mut request)?;
                     *this.token = Some(token.id());
                     let future = service.call(request);
                     this.state.set(State::Called { future });
@@ -219,120 +218,87 @@ where
                     let (Some(rejected), Some(source)) = (*this.token, this.source.as_ref()) else {
                         return Poll::Ready(Ok(response));
                     };
-                    #[cfg(feature = "dpop")]
-                    if let Some(dpop) = this.dpop.as_ref() {
-                        let nonce = dpop
-                            .binding
-                            .key
-                            .remember_nonce(&dpop.uri, response.headers());
-                        if nonce
-                            && response.status() == StatusCode::UNAUTHORIZED
-                            && challenge::of(response.headers(), "dpop")
-                                == challenge::Bearer::Challenge(Some("use_dpop_nonce".into()))
-                        {
-                            // RFC 9449 §9: the same token, a proof with the new nonce.
-                            let Some(replay) = this
-                                .replay
-                                .as_mut()
-                                .filter(|replay| replay.request.is_replayable())
-                            else {
+                    let sent = this.sent.as_ref();
+                    let news = sent.is_some_and(|sent| sent.on_response(response.headers()));
+                    let replayable = || {
+                        this.replay
+                            .as_ref()
+                            .is_some_and(|replay| replay.request.is_replayable())
+                    };
+                    let constraint = sent.map(|sent| (sent.constraint(), news));
+                    match verdict(
+                        response.status(),
+                        response.headers(),
+                        constraint,
+                        replayable,
+                    ) {
+                        Verdict::Served => {
+                            // NOTE: one relaxed load once the token is known
+                            // to have served: the throttle spares a revoked
+                            // token.
+                            source.served(rejected);
+                            return Poll::Ready(Ok(response));
+                        }
+                        Verdict::AsIs => return Poll::Ready(Ok(response)),
+                        Verdict::ReplaySameToken => {
+                            let (Some(sent), Some(mut replay)) = (sent, this.replay.take()) else {
                                 return Poll::Ready(Ok(response));
                             };
-                            let Ok(proof) = dpop.binding.proof(&dpop.method, &dpop.uri) else {
+                            if sent.authorize_again(replay.request.headers_mut()).is_err() {
+                                return Poll::Ready(Ok(response));
+                            }
+                            tracing::debug!(
+                                "sender constraint challenge (a new DPoP nonce): replaying with the same token"
+                            );
+                            this.state.set(replaying(source, replay));
+                        }
+                        Verdict::Rejected { replay } => {
+                            // NOTE: invalidate even when this request cannot
+                            // be replayed, or later requests would keep
+                            // sending the rejected token until it expires.
+                            let Replacement::Coming(token) = source.replace(rejected) else {
+                                // Throttled: the 401 as it is.
                                 return Poll::Ready(Ok(response));
                             };
-                            replay
-                                .request
-                                .headers_mut()
-                                .insert(crate::dpop::DPOP, proof);
-                            tracing::debug!("DPoP nonce challenge: replaying with the new nonce");
-                            this.state.set(State::Readying);
-                            continue;
+                            if !replay {
+                                return Poll::Ready(Ok(response));
+                            }
+                            tracing::debug!(
+                                "request answered 401: refreshing the token to replay it"
+                            );
+                            this.state.set(State::Refresh { token });
                         }
                     }
-                    if response.status() != StatusCode::UNAUTHORIZED
-                        || !wants_a_new_token(response.headers(), this.dpop.is_some())
-                    {
-                        // NOTE: one relaxed load once the token is known to
-                        // have served: the throttle spares a revoked token.
-                        source.served(rejected);
-                        return Poll::Ready(Ok(response));
-                    }
-                    // NOTE: invalidate even when this request cannot be
-                    // replayed, or later requests would keep sending the
-                    // rejected token until it expires.
-                    let Replacement::Coming(token) = source.replace(rejected) else {
-                        // Throttled: the 401 as it is.
-                        return Poll::Ready(Ok(response));
-                    };
-                    let replayable = this
-                        .replay
-                        .as_ref()
-                        .is_some_and(|replay| replay.request.is_replayable());
-                    if !replayable {
-                        return Poll::Ready(Ok(response));
-                    }
-                    tracing::debug!("request answered 401: refreshing the token to replay it");
-                    this.state.set(State::Refresh { token });
                 }
                 StateProj::Refresh { token } => {
                     let token = ready!(token.poll(cx))?;
-                    if let Some(replay) = this.replay.as_mut() {
-                        replay
-                            .request
-                            .set_authorization(token.header_value().clone());
-                        #[cfg(feature = "dpop")]
-                        {
-                            let request = &mut replay.request;
-                            *this.dpop = None;
-                            request.headers_mut().remove(crate::dpop::DPOP);
-                            if let Some(binding) = token.binding() {
-                                let (method, uri) =
-                                    (request.method().clone(), request.uri().clone());
-                                let proof = binding.proof(&method, &uri)?;
-                                request.headers_mut().insert(crate::dpop::DPOP, proof);
-                                *this.dpop = Some(DPoP {
-                                    binding,
-                                    method,
-                                    uri,
-                                });
-                            }
-                        }
-                    }
-                    *this.token = Some(token.id());
-                    this.state.set(State::Readying);
-                }
-                StateProj::Readying => {
-                    let Some(replay) = this.replay.as_mut() else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
-                    ready!(replay.service.poll_ready(cx)).map_err(Into::into)?;
-                    let Some(Replay {
-                        request,
-                        mut service,
-                    }) = this.replay.take()
+                    let (Some(mut replay), Some(source)) =
+                        (this.replay.take(), this.source.as_ref())
                     else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    if let Some(source) = this.source.as_ref() {
-                        source.count_replay();
+                    let request = &mut replay.request;
+                    request.set_authorization(token.header_value().clone());
+                    if let Some(old) = this.sent.take() {
+                        old.unauthorize(request.headers_mut());
                     }
+                    if let Some(binding) = token.binding() {
+                        let (method, uri) = (request.method().clone(), request.uri().clone());
+                        *this.sent = Some(binding.authorize(method, uri, request.headers_mut())?);
+                    }
+                    *this.token = Some(token.id());
                     tracing::debug!("replaying the request with a fresh token");
-                    let future = service.call(request.into_request());
-                    this.state.set(State::Replayed { future });
+                    this.state.set(replaying(source, replay));
                 }
-                StateProj::Replayed { future } => {
+                StateProj::Replaying { future } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     if let (Some(token), Some(source)) = (*this.token, this.source.as_ref()) {
                         if response.status() != StatusCode::UNAUTHORIZED {
                             source.served(token);
                         }
                     }
-                    #[cfg(feature = "dpop")]
-                    if let Some(dpop) = this.dpop.as_ref() {
-                        dpop.binding
-                            .key
-                            .remember_nonce(&dpop.uri, response.headers());
+                    if let Some(sent) = this.sent.as_ref() {
+                        sent.on_response(response.headers());
                     }
                     return Poll::Ready(Ok(response));
                 }
@@ -344,24 +310,234 @@ where
     }
 }
 
-/// Whether a 401 with these headers asks for another bearer token: not when
-/// it challenges another scheme only (say `Basic`), nor when it says
-/// `insufficient_scope` (RFC 6750 §3.1: a new token would not help).
+/// The replay's state: `replay`'s copy, through its clone of the service,
+/// readied first (see the `Clone` section of [`BearerAuth`](crate::BearerAuth)).
+fn replaying<S, B>(source: &TokenSource, replay: Replay<S, B>) -> State<S, B>
+where
+    S: Service<Request<B>>,
+{
+    source.count_replay();
+    State::Replaying {
+        future: Oneshot::new(replay.service, replay.request.into_request()),
+    }
+}
+
+/// What the answer to a request sent with our token calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Final; the token served (any answer but a 401 that a new token
+    /// would cure).
+    Served,
+    /// Final as it is; the token neither served nor was rejected (the
+    /// sender constraint asked for a replay that cannot be made).
+    AsIs,
+    /// The same token again, authorized anew: the sender constraint asked
+    /// (RFC 9449 §9 `use_dpop_nonce`).
+    ReplaySameToken,
+    /// The token was rejected: invalidate it, and replay with a new one
+    /// when `replay` (and the source is not throttling).
+    Rejected { replay: bool },
+}
+
+/// Decides on an answer: its status and headers, the sender constraint of
+/// the token sent with whether the answer told it something new
+/// ([`Sent::on_response`]), and whether the copy can be sent (asked only
+/// on a 401).
 ///
-/// For a DPoP-bound token the `DPoP` challenge decides, else the `Bearer` one.
-fn wants_a_new_token(headers: &http::HeaderMap, dpop: bool) -> bool {
-    if dpop {
-        if let challenge::Bearer::Challenge(error) = challenge::of(headers, "dpop") {
-            return error.as_deref() != Some("insufficient_scope");
+/// A 401 asks for a new token unless it challenges another scheme only
+/// (say `Basic`) or says `insufficient_scope` (RFC 6750 §3.1: a new token
+/// would not help). For a constrained token its scheme's challenge decides
+/// (`DPoP`), else the `Bearer` one.
+fn verdict(
+    status: StatusCode,
+    headers: &HeaderMap,
+    constraint: Option<(&dyn SenderConstraint, bool)>,
+    replayable: impl FnOnce() -> bool,
+) -> Verdict {
+    if status != StatusCode::UNAUTHORIZED {
+        return Verdict::Served;
+    }
+    let own = constraint.and_then(|(constraint, news)| {
+        let scheme = constraint.challenge_scheme()?;
+        Some((constraint, news, challenge::of(headers, scheme)))
+    });
+    if let Some((constraint, true, challenge)) = &own {
+        if constraint.needs_replay_without_refresh(challenge) {
+            return if replayable() {
+                Verdict::ReplaySameToken
+            } else {
+                Verdict::AsIs
+            };
         }
     }
-    match challenge::bearer(headers) {
-        challenge::Bearer::Absent => true,
-        challenge::Bearer::Other => false,
-        challenge::Bearer::Challenge(error) => error.as_deref() != Some("insufficient_scope"),
+    let challenge = match own {
+        Some((_, _, challenge @ SchemeChallenge::Challenge(_))) => challenge,
+        _ => challenge::bearer(headers),
+    };
+    let wants_a_new_token = match challenge {
+        SchemeChallenge::Absent => true,
+        SchemeChallenge::Other => false,
+        SchemeChallenge::Challenge(error) => error.as_deref() != Some("insufficient_scope"),
+    };
+    if wants_a_new_token {
+        Verdict::Rejected {
+            replay: replayable(),
+        }
+    } else {
+        Verdict::Served
     }
 }
 
 fn polled_after_completion() -> BoxError {
     "ResponseFuture polled after completion".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+
+    use http::{header::WWW_AUTHENTICATE, HeaderValue, Method, Uri};
+
+    use super::*;
+
+    /// A sender constraint with its own challenge scheme, as DPoP has.
+    #[derive(Debug)]
+    struct Bound;
+
+    impl SenderConstraint for Bound {
+        fn challenge_scheme(&self) -> Option<&'static str> {
+            Some("dpop")
+        }
+        fn thumbprint(&self) -> &str {
+            "t"
+        }
+        fn authorize(&self, _: &Method, _: &Uri, _: &mut HeaderMap) -> Result<(), Error> {
+            Ok(())
+        }
+        fn unauthorize(&self, _: &mut HeaderMap) {}
+        fn on_response(&self, _: &Uri, _: &HeaderMap) -> bool {
+            false
+        }
+        fn needs_replay_without_refresh(&self, challenge: &SchemeChallenge) -> bool {
+            *challenge == SchemeChallenge::Challenge(Some("use_dpop_nonce".into()))
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn headers(challenges: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for challenge in challenges {
+            headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        headers
+    }
+
+    fn bearer(status: StatusCode, challenges: &[&'static str], replayable: bool) -> Verdict {
+        verdict(status, &headers(challenges), None, || replayable)
+    }
+
+    fn bound(challenges: &[&'static str], news: bool, replayable: bool) -> Verdict {
+        let constraint: &dyn SenderConstraint = &Bound;
+        let headers = headers(challenges);
+        verdict(
+            StatusCode::UNAUTHORIZED,
+            &headers,
+            Some((constraint, news)),
+            || replayable,
+        )
+    }
+
+    const UNAUTHORIZED: StatusCode = StatusCode::UNAUTHORIZED;
+
+    #[test]
+    fn any_answer_but_401_means_the_token_served() {
+        for status in [
+            StatusCode::OK,
+            StatusCode::FORBIDDEN,
+            StatusCode::BAD_GATEWAY,
+        ] {
+            assert_eq!(
+                bearer(status, &[r#"Bearer error="invalid_token""#], true),
+                Verdict::Served
+            );
+        }
+    }
+
+    #[test]
+    fn a_401_without_challenge_or_with_invalid_token_rejects_the_token() {
+        for challenges in [&[][..], &[r#"Bearer error="invalid_token""#], &["Bearer"]] {
+            assert_eq!(
+                bearer(UNAUTHORIZED, challenges, true),
+                Verdict::Rejected { replay: true },
+                "{challenges:?}"
+            );
+            assert_eq!(
+                bearer(UNAUTHORIZED, challenges, false),
+                Verdict::Rejected { replay: false },
+                "{challenges:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_401_for_another_scheme_or_insufficient_scope_keeps_the_token() {
+        assert_eq!(
+            bearer(UNAUTHORIZED, &[r#"Basic realm="x""#], true),
+            Verdict::Served
+        );
+        assert_eq!(
+            bearer(
+                UNAUTHORIZED,
+                &[r#"Bearer error="insufficient_scope""#],
+                true
+            ),
+            Verdict::Served
+        );
+    }
+
+    #[test]
+    fn replayability_is_asked_only_on_a_401_that_calls_for_a_replay() {
+        let asked = std::cell::Cell::new(false);
+        let ask = || {
+            asked.set(true);
+            true
+        };
+        verdict(StatusCode::OK, &HeaderMap::new(), None, ask);
+        assert!(!asked.get());
+    }
+
+    #[test]
+    fn a_constraint_challenge_with_news_replays_the_same_token() {
+        let nonce = r#"DPoP error="use_dpop_nonce""#;
+        assert_eq!(bound(&[nonce], true, true), Verdict::ReplaySameToken);
+        assert_eq!(bound(&[nonce], true, false), Verdict::AsIs);
+        // Nothing new filed (no nonce, or the same one): a new token.
+        assert_eq!(
+            bound(&[nonce], false, true),
+            Verdict::Rejected { replay: true }
+        );
+    }
+
+    #[test]
+    fn the_constraint_scheme_challenge_speaks_for_a_bound_token() {
+        let scope = r#"DPoP error="insufficient_scope""#;
+        let invalid = r#"Bearer error="invalid_token""#;
+        assert_eq!(bound(&[invalid, scope], false, true), Verdict::Served);
+        // No challenge of its own scheme: the Bearer one decides.
+        assert_eq!(
+            bound(&[r#"Bearer error="insufficient_scope""#], true, true),
+            Verdict::Served
+        );
+        assert_eq!(
+            bound(&[invalid], true, true),
+            Verdict::Rejected { replay: true }
+        );
+        assert_eq!(
+            bearer(UNAUTHORIZED, &[scope], true),
+            Verdict::Served,
+            "a Bearer token reads only the Bearer challenge: DPoP alone is another scheme"
+        );
+    }
 }

@@ -320,7 +320,7 @@ pub(crate) fn url_problem(url: &str, what: &str, plain_http: PlainHttp) -> Resul
     match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("https") => {}
         Some(s) if s.eq_ignore_ascii_case("http") => {
-            if plain_http == PlainHttp::LoopbackOnly && !is_loopback(host) {
+            if !plain_http.allows(host) {
                 return Err(refuse(
                     "must use https (plain http is allowed only to loopback hosts, \
                      or with allow_insecure_http)",
@@ -427,5 +427,250 @@ mod tests {
         }
         assert!(checked_url("http://idp.example/t", "token URL", PlainHttp::Allowed).is_ok());
         assert!(check("HTTPS://IDP.example/token").is_ok());
+    }
+}
+
+impl PlainHttp {
+    /// Whether plain `http` may go to `host`: the https-unless-loopback
+    /// rule, for the URLs the crate is configured with ([`checked_url`])
+    /// and for the requests a token is attached to.
+    pub(crate) fn allows(self, host: &str) -> bool {
+        self == Self::Allowed || is_loopback(host)
+    }
+}
+
+/// An origin (RFC 6454 §4): scheme, host and port, normalised as RFC 3986
+/// §6.2.2–6.2.3 says (scheme and host in lower case, percent-encodings of
+/// unreserved characters decoded, the default port dropped), userinfo left
+/// out. The one origin rule: [`only_origins`](crate::BearerAuthLayer::only_origins)
+/// matches with it, and DPoP keys its nonce cache and `htu` by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Origin {
+    scheme: String,
+    host: String,
+    /// `None` for the scheme's default port.
+    port: Option<u16>,
+}
+
+/// Why a URI has no [`Origin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotAnOrigin {
+    /// No scheme or no host: a relative URI.
+    Relative,
+    /// An empty or malformed host.
+    Host,
+    /// A port that is not a number from 0 to 65535.
+    Port,
+}
+
+impl Origin {
+    /// The origin of an absolute `uri`.
+    pub(crate) fn of(uri: &Uri) -> Result<Self, NotAnOrigin> {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(NotAnOrigin::Relative);
+        };
+        let (host, port) = split_authority(authority.as_str())?;
+        let host = normalise_host(host);
+        if host.is_empty() || host == "[]" {
+            return Err(NotAnOrigin::Host);
+        }
+        Ok(Self {
+            scheme: scheme.to_ascii_lowercase(),
+            port: parse_port(port, scheme)?,
+            host,
+        })
+    }
+
+    /// Whether `uri` is for this origin. Allocates nothing unless its host
+    /// has a percent-encoding: it runs on every request under
+    /// `only_origins`.
+    pub(crate) fn matches(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return false;
+        };
+        let Ok((host, port)) = split_authority(authority.as_str()) else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case(&self.scheme)
+            && parse_port(port, scheme) == Ok(self.port)
+            && if host.contains('%') {
+                normalise_host(host) == self.host
+            } else {
+                host.eq_ignore_ascii_case(&self.host)
+            }
+    }
+
+    /// The scheme, in lower case.
+    pub(crate) fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// Whether a token may go to this origin: `https`, a loopback host, or
+    /// any host when `plain_http` allows it; the rule [`checked_url`]
+    /// applies to the URLs the crate is configured with.
+    pub(crate) fn allows_token(&self, plain_http: PlainHttp) -> bool {
+        self.scheme() != "http" || plain_http.allows(&self.host)
+    }
+}
+
+impl std::fmt::Display for Origin {
+    /// `scheme://host[:port]`, the port only when it is not the default.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An authority's host and port text, userinfo dropped (it is no part of
+/// an origin).
+fn split_authority(authority: &str) -> Result<(&str, Option<&str>), NotAnOrigin> {
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, rest)| rest);
+    match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (inside, rest) = v6.split_once(']').ok_or(NotAnOrigin::Host)?;
+            let host = &host_port[..inside.len() + 2];
+            match rest {
+                "" => Ok((host, None)),
+                rest => Ok((host, Some(rest.strip_prefix(':').ok_or(NotAnOrigin::Host)?))),
+            }
+        }
+        None => Ok(match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }),
+    }
+}
+
+/// A port as an origin keeps it: `None` when absent, empty (RFC 3986
+/// §3.2.3) or the scheme's default.
+fn parse_port(port: Option<&str>, scheme: &str) -> Result<Option<u16>, NotAnOrigin> {
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else {
+        None
+    };
+    match port {
+        None | Some("") => Ok(None),
+        Some(text) => {
+            let port: u16 = text
+                .parse()
+                .ok()
+                .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or(NotAnOrigin::Port)?;
+            Ok((Some(port) != default).then_some(port))
+        }
+    }
+}
+
+/// A reg-name, IPv4 or IPv6 host: percent-encodings normalised, the rest in
+/// lower case.
+fn normalise_host(host: &str) -> String {
+    normalise_percent(host, true)
+}
+
+/// RFC 3986 §6.2.2.1–6.2.2.2: `%xx` of an unreserved character decoded,
+/// other `%xx` in upper case; with `lower`, every other character in lower
+/// case (a host is case-insensitive).
+pub(crate) fn normalise_percent(text: &str, lower: bool) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            if let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                let decoded = h * 16 + l;
+                if decoded.is_ascii_alphanumeric() || b"-._~".contains(&decoded) {
+                    let c = char::from(decoded);
+                    out.push(if lower { c.to_ascii_lowercase() } else { c });
+                } else {
+                    out.push('%');
+                    out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+                    out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+                }
+                i += 3;
+                continue;
+            }
+        }
+        // `http::Uri` holds ASCII only.
+        let c = char::from(b);
+        out.push(if lower { c.to_ascii_lowercase() } else { c });
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::*;
+
+    fn origin(uri: &str) -> Result<Origin, NotAnOrigin> {
+        Origin::of(&uri.parse().unwrap())
+    }
+
+    #[test]
+    fn origins_drop_default_ports_userinfo_and_case() {
+        let a = origin("HTTPS://user:pw@API.example:443/x?q").unwrap();
+        assert_eq!(a.to_string(), "https://api.example");
+        for same in [
+            "https://api.example",
+            "https://api.example:/y",
+            "https://Api.Example:443",
+        ] {
+            assert_eq!(origin(same).unwrap(), a, "{same}");
+            assert!(a.matches(&same.parse().unwrap()), "{same}");
+        }
+        for other in [
+            "http://api.example",
+            "https://api.example:8443",
+            "https://b.example",
+        ] {
+            assert!(!a.matches(&other.parse().unwrap()), "{other}");
+        }
+        assert_eq!(
+            origin("http://[::1]:80/").unwrap().to_string(),
+            "http://[::1]"
+        );
+        assert_eq!(
+            origin("http://[::1]:8080").unwrap().to_string(),
+            "http://[::1]:8080"
+        );
+    }
+
+    #[test]
+    fn relative_uris_and_bad_ports_have_no_origin() {
+        assert_eq!(origin("/x"), Err(NotAnOrigin::Relative));
+        assert_eq!(origin("https://api.example:99999/"), Err(NotAnOrigin::Port));
+        assert!(!origin("https://a.example")
+            .unwrap()
+            .matches(&"https://a.example:99999/".parse().unwrap()));
+    }
+
+    #[test]
+    fn plain_http_origins_take_a_token_only_on_loopback_or_when_allowed() {
+        let remote = origin("http://api.example").unwrap();
+        assert!(!remote.allows_token(PlainHttp::LoopbackOnly));
+        assert!(remote.allows_token(PlainHttp::Allowed));
+        assert!(origin("http://127.0.0.1:50051")
+            .unwrap()
+            .allows_token(PlainHttp::LoopbackOnly));
+        assert!(origin("https://api.example")
+            .unwrap()
+            .allows_token(PlainHttp::LoopbackOnly));
     }
 }

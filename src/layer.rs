@@ -7,9 +7,10 @@ use http::{header::AUTHORIZATION, uri::Scheme, Request, Uri};
 use tower_layer::Layer;
 
 use crate::{
-    endpoint::is_loopback,
+    http::{Origin, PlainHttp},
     replay::{CheapClone, ReplayOn},
-    BearerAuth, TokenSource,
+    service::BearerAuth,
+    source::TokenSource,
 };
 
 /// Applies [`BearerAuth`] to a service: adds `Authorization: Bearer …` from a
@@ -75,7 +76,8 @@ pub(crate) struct Options {
     relative_origin: Option<Origin>,
     /// Whether the relative-URI-without-origin warning was logged.
     warned_relative: Arc<AtomicBool>,
-    allow_insecure_http: bool,
+    /// Whether tokens go over plain `http` to hosts that are not loopback.
+    plain_http: PlainHttp,
     keep_existing_authorization: bool,
 }
 
@@ -86,7 +88,7 @@ impl Default for Options {
             origins: None,
             relative_origin: None,
             warned_relative: Arc::new(AtomicBool::new(false)),
-            allow_insecure_http: false,
+            plain_http: PlainHttp::LoopbackOnly,
             keep_existing_authorization: true,
         }
     }
@@ -104,8 +106,7 @@ impl Options {
             return self.attaches_to_relative();
         }
         if uri.scheme() == Some(&Scheme::HTTP)
-            && !self.allow_insecure_http
-            && !uri.host().is_some_and(is_loopback)
+            && !uri.host().is_some_and(|host| self.plain_http.allows(host))
         {
             tracing::debug!("not sending a token over plain http");
             return false;
@@ -134,10 +135,7 @@ impl Options {
                 false
             }
             (Some(origin), origins) => {
-                if origin.scheme == "http"
-                    && !self.allow_insecure_http
-                    && !is_loopback(&origin.host)
-                {
+                if !origin.allows_token(self.plain_http) {
                     tracing::debug!("not sending a token over plain http");
                     return false;
                 }
@@ -147,41 +145,6 @@ impl Options {
             }
         }
     }
-}
-
-/// Scheme, host and port, compared case-insensitively, default ports filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Origin {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-}
-
-impl Origin {
-    fn of(uri: &Uri) -> Option<Self> {
-        Some(Self {
-            scheme: uri.scheme_str()?.to_ascii_lowercase(),
-            host: uri.host()?.to_ascii_lowercase(),
-            port: port(uri),
-        })
-    }
-
-    fn matches(&self, uri: &Uri) -> bool {
-        uri.scheme_str()
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(&self.scheme))
-            && uri
-                .host()
-                .is_some_and(|host| host.eq_ignore_ascii_case(&self.host))
-            && port(uri) == self.port
-    }
-}
-
-fn port(uri: &Uri) -> Option<u16> {
-    uri.port_u16().or(match uri.scheme_str() {
-        Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
-        Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
-        _ => None,
-    })
 }
 
 impl BearerAuthLayer {
@@ -237,7 +200,7 @@ impl<C> BearerAuthLayer<C> {
             origins
                 .into_iter()
                 .filter_map(|uri| {
-                    let origin = Origin::of(&uri);
+                    let origin = Origin::of(&uri).ok();
                     if origin.is_none() {
                         tracing::warn!(%uri, "only_origins: not an origin (no scheme or host); left out");
                     }
@@ -256,7 +219,7 @@ impl<C> BearerAuthLayer<C> {
     /// Defaults to none: relative URIs get a token unless `only_origins` is
     /// set. A URI without a scheme or host is ignored, with a `warn` event.
     pub fn relative_uri_origin(mut self, origin: Uri) -> Self {
-        self.options.relative_origin = Origin::of(&origin);
+        self.options.relative_origin = Origin::of(&origin).ok();
         if self.options.relative_origin.is_none() {
             tracing::warn!(uri = %origin, "relative_uri_origin: not an origin (no scheme or host); ignored");
         }
@@ -266,7 +229,11 @@ impl<C> BearerAuthLayer<C> {
     /// Sets whether tokens go on plain `http` requests for hosts that are
     /// not loopback too. Defaults to `false`.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.options.allow_insecure_http = allow;
+        self.options.plain_http = if allow {
+            PlainHttp::Allowed
+        } else {
+            PlainHttp::LoopbackOnly
+        };
         self
     }
 
@@ -301,7 +268,7 @@ mod tests {
 
     fn source() -> TokenSource {
         TokenSource::new(tower::service_fn(|_: crate::grant::FetchToken| async {
-            crate::Token::bearer("t")
+            crate::token::Token::bearer("t")
         }))
     }
 

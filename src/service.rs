@@ -1,15 +1,15 @@
 use std::task::{Context, Poll};
 
-use http::{header::AUTHORIZATION, Request, Response};
+use http::{Request, Response};
 use tower::BoxError;
 use tower_service::Service;
 
 use crate::{
     future::ResponseFuture,
-    layer::Options,
+    layer::{BearerAuthLayer, Options},
     replay::{CheapClone, CloneBody, SavedRequest},
-    source::LocalCache,
-    BearerAuthLayer, TokenSource,
+    source::{LocalCache, TokenSource},
+    token,
 };
 
 /// Middleware that authorizes requests with tokens from a [`TokenSource`].
@@ -116,19 +116,15 @@ where
         }
         match self.tokens.cached_header() {
             Some((value, id, binding)) => {
-                // Insert first: the copy then has room for the header, and a
-                // replay only overwrites its value.
-                request.headers_mut().insert(AUTHORIZATION, value);
-                let dpop = match binding {
-                    None => None,
-                    Some(binding) => match crate::future::attach_proof(binding, &mut request) {
-                        Ok(dpop) => Some(dpop),
-                        Err(error) => return ResponseFuture::failed(error),
-                    },
+                // Authorize first: the copy then has room for the header, and
+                // a replay only overwrites its value.
+                let sent = match token::authorize(value, binding, &mut request) {
+                    Ok(sent) => sent,
+                    Err(error) => return ResponseFuture::failed(error),
                 };
                 let (request, saved) = self.keep(request);
                 let future = self.inner.call(request);
-                ResponseFuture::called(future, id, self.tokens.source().clone(), saved, dpop)
+                ResponseFuture::called(future, id, self.tokens.source().clone(), saved, sent)
             }
             None => {
                 // NOTE: `self.inner` was readied for this request; it goes into

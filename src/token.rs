@@ -1,18 +1,32 @@
-//! [`Token`]: an access token with its expiry and the header that carries it.
+//! [`Token`]: an access token with its expiry and the header that carries
+//! it, and the seam by which a token authorizes a request.
+//!
+//! A token sets `Authorization`; a sender-constrained token also sets what
+//! its constraint needs. The constraint is a value the token carries (a
+//! [`Binding`] over a [`SenderConstraint`]), so the middleware, the source
+//! and the store handle every kind alike: DPoP (RFC 9449, `dpop.rs`) is the
+//! first implementation; a certificate binding (RFC 8705) plugs in the same
+//! way, its `authorize` setting nothing per request (the connection carries
+//! the certificate) and its thumbprint being the `x5t#S256`.
 
 use std::{
+    any::Any,
     fmt,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{header::AUTHORIZATION, HeaderMap, HeaderValue, Method, Request, Uri};
 use tokio::time::Instant;
 
 use crate::{
+    challenge::SchemeChallenge,
+    error::Error,
     secret::{AccessToken, RefreshToken},
-    Error,
 };
 
 /// The kind of token, from the `token_type` of the token response.
@@ -53,12 +67,142 @@ impl TokenType {
     }
 }
 
-/// What a DPoP-bound token carries to the layer: its key and `ath`.
-#[cfg(feature = "dpop")]
-pub(crate) type Binding = std::sync::Arc<crate::dpop::Binding>;
-/// Without the `dpop` feature no token is bound.
-#[cfg(not(feature = "dpop"))]
-pub(crate) type Binding = std::convert::Infallible;
+/// How a token is bound to its sender, beyond its `Authorization` header:
+/// DPoP's key and `ath` today, a client certificate's thumbprint next.
+///
+/// Every method but [`authorize`](Self::authorize) runs on an answer or a
+/// store read, never on a request with a Bearer token.
+pub(crate) trait SenderConstraint: fmt::Debug + Send + Sync + 'static {
+    /// The `WWW-Authenticate` scheme whose challenge speaks for a token so
+    /// bound (`dpop`); `None` when the `Bearer` one does.
+    fn challenge_scheme(&self) -> Option<&'static str>;
+
+    /// What a stored token records of its binding (`jkt`, RFC 9449 §6.1).
+    fn thumbprint(&self) -> &str;
+
+    /// Sets on a request for `method` and `uri` what the constraint needs
+    /// beside `Authorization` (a fresh DPoP proof).
+    fn authorize(&self, method: &Method, uri: &Uri, headers: &mut HeaderMap) -> Result<(), Error>;
+
+    /// Removes what [`authorize`](Self::authorize) set, before the request
+    /// goes out with another token.
+    fn unauthorize(&self, headers: &mut HeaderMap);
+
+    /// Files what an answer from `uri` tells the constraint (a DPoP nonce);
+    /// whether the next [`authorize`](Self::authorize) now sends something
+    /// new.
+    fn on_response(&self, uri: &Uri, headers: &HeaderMap) -> bool;
+
+    /// Whether `challenge` (of [`challenge_scheme`](Self::challenge_scheme))
+    /// asks for the same token again, authorized anew, once
+    /// [`on_response`](Self::on_response) filed something new (RFC 9449 §9
+    /// `use_dpop_nonce`).
+    fn needs_replay_without_refresh(&self, challenge: &SchemeChallenge) -> bool;
+
+    /// The implementation, for its own feature's accessors.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The sender constraint a token carries: a reference count to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Binding(Arc<dyn SenderConstraint>);
+
+impl Binding {
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn new(constraint: impl SenderConstraint) -> Self {
+        Self(Arc::new(constraint))
+    }
+
+    /// The constraint.
+    pub(crate) fn constraint(&self) -> &dyn SenderConstraint {
+        &*self.0
+    }
+
+    /// Sets what the constraint needs on a request for `method` and `uri`;
+    /// what its answers and a replay need.
+    pub(crate) fn authorize(
+        self,
+        method: Method,
+        uri: Uri,
+        headers: &mut HeaderMap,
+    ) -> Result<Sent, Error> {
+        self.0.authorize(&method, &uri, headers)?;
+        Ok(Sent {
+            binding: self,
+            method,
+            uri,
+        })
+    }
+}
+
+/// A request sent with a constrained token: the binding, with the method
+/// and URI it was authorized for, to file the answers and authorize a
+/// replay of the same request.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    binding: Binding,
+    method: Method,
+    uri: Uri,
+}
+
+impl Sent {
+    /// The constraint the request was sent under.
+    pub(crate) fn constraint(&self) -> &dyn SenderConstraint {
+        self.binding.constraint()
+    }
+
+    /// Files what `headers` of an answer tell; whether it is news (see
+    /// [`SenderConstraint::on_response`]).
+    pub(crate) fn on_response(&self, headers: &HeaderMap) -> bool {
+        self.binding.0.on_response(&self.uri, headers)
+    }
+
+    /// Authorizes the copy of the request anew, for the same token.
+    pub(crate) fn authorize_again(&self, headers: &mut HeaderMap) -> Result<(), Error> {
+        self.binding.0.authorize(&self.method, &self.uri, headers)
+    }
+
+    /// Removes what was set for this token from the copy of the request.
+    pub(crate) fn unauthorize(&self, headers: &mut HeaderMap) {
+        self.binding.0.unauthorize(headers);
+    }
+}
+
+/// A key that tokens read back from a store are bound to again (the DPoP
+/// key of the grant): a stored token keeps its binding's thumbprint, not
+/// the key.
+pub(crate) trait BindingKey: fmt::Debug + Send + Sync + 'static {
+    /// The token type tokens bound to it have.
+    fn token_type(&self) -> TokenType;
+
+    /// The thumbprint its tokens record ([`SenderConstraint::thumbprint`]).
+    fn thumbprint(&self) -> &str;
+
+    /// `token`, bound to this key.
+    fn bind(&self, token: Token) -> Token;
+}
+
+/// Sets `Authorization: header` on `request`, and what `binding` needs; for
+/// a constrained token, what its answers and a replay need. The hot path:
+/// a Bearer token costs one header insert.
+#[inline]
+pub(crate) fn authorize<B>(
+    header: HeaderValue,
+    binding: Option<Binding>,
+    request: &mut Request<B>,
+) -> Result<Option<Sent>, Error> {
+    request.headers_mut().insert(AUTHORIZATION, header);
+    match binding {
+        None => Ok(None),
+        Some(binding) => {
+            let (method, uri) = (request.method().clone(), request.uri().clone());
+            binding
+                .authorize(method, uri, request.headers_mut())
+                .map(Some)
+        }
+    }
+}
 
 /// Identifies one token a [`TokenSource`](crate::TokenSource) handed out, so
 /// that a rejection can name exactly that token (compare and invalidate).
@@ -111,9 +255,8 @@ pub struct Token {
     pub(crate) refresh_at: Option<Instant>,
     /// From here on the token is expired: callers wait for a fetch.
     pub(crate) usable_until: Option<Instant>,
-    /// The DPoP key the token is bound to.
-    #[cfg(feature = "dpop")]
-    dpop: Option<std::sync::Arc<crate::dpop::Binding>>,
+    /// The sender constraint the token is bound to; `None` for Bearer.
+    binding: Option<Binding>,
 }
 
 impl Token {
@@ -154,36 +297,32 @@ impl Token {
             id: TokenId::next(),
             refresh_at: None,
             usable_until: None,
-            #[cfg(feature = "dpop")]
-            dpop: None,
+            binding: None,
         })
     }
 
-    /// Binds the token to `key`: it is sent with a DPoP proof of it.
-    #[cfg(feature = "dpop")]
-    pub(crate) fn with_dpop(mut self, key: crate::dpop::DPoPKey) -> Self {
-        let binding = crate::dpop::Binding::new(key, self.access_token.secret());
-        self.dpop = Some(std::sync::Arc::new(binding));
+    /// Binds the token to a sender constraint.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn bound(mut self, binding: Binding) -> Self {
+        self.binding = Some(binding);
         self
     }
 
-    /// The DPoP key and `ath` of a DPoP-bound token.
-    #[cfg(feature = "dpop")]
+    /// The sender constraint the token is bound to (a reference count);
+    /// `None` for a Bearer token.
     pub(crate) fn binding(&self) -> Option<Binding> {
-        self.dpop.clone()
+        self.binding.clone()
     }
 
-    /// Without the `dpop` feature no token is bound.
-    #[cfg(not(feature = "dpop"))]
-    pub(crate) fn binding(&self) -> Option<Binding> {
-        None
+    /// The sender constraint the token is bound to, borrowed.
+    pub(crate) fn sender_constraint(&self) -> Option<&dyn SenderConstraint> {
+        self.binding.as_ref().map(Binding::constraint)
     }
 
-    /// The thumbprint of the DPoP key the token is bound to (feature
-    /// `dpop`); `None` for a Bearer token.
-    #[cfg(feature = "dpop")]
-    pub fn dpop_thumbprint(&self) -> Option<&str> {
-        self.dpop.as_ref().map(|b| b.key.thumbprint())
+    /// Sets `Authorization` on `request`, and what the token's sender
+    /// constraint needs (see [`authorize`]).
+    pub(crate) fn authorize<B>(&self, request: &mut Request<B>) -> Result<Option<Sent>, Error> {
+        authorize(self.header.clone(), self.binding(), request)
     }
 
     /// Sets the lifetime, counted from [`issued_at`](Self::issued_at): when
@@ -338,7 +477,7 @@ impl Token {
         let (Some(expires_at), Some(lifetime)) = (self.expires_at, self.lifetime()) else {
             return;
         };
-        let least = crate::TokenSourceBuilder::MIN_LIFETIME;
+        let least = crate::source::TokenSourceBuilder::MIN_LIFETIME;
         let (expires_at, lifetime) = match self.issued_at.checked_add(least) {
             Some(floor) if lifetime < least => (floor, least),
             _ => (expires_at, lifetime),

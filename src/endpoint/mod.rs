@@ -10,10 +10,6 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use http::Uri;
 
-// The one URL rule lives in `crate::http`; the layer still imports
-// `is_loopback` from here.
-pub(crate) use crate::http::is_loopback;
-
 use self::{
     client_auth::ClientAuth,
     request::{AttemptParams, EndpointInner, Proof},

@@ -373,17 +373,14 @@ impl<B> SavedRequest<B> {
         self.headers.insert(AUTHORIZATION, value);
     }
 
-    #[cfg(feature = "dpop")]
     pub(crate) fn headers_mut(&mut self) -> &mut http::HeaderMap {
         &mut self.headers
     }
 
-    #[cfg(feature = "dpop")]
     pub(crate) fn method(&self) -> &http::Method {
         &self.method
     }
 
-    #[cfg(feature = "dpop")]
     pub(crate) fn uri(&self) -> &http::Uri {
         &self.uri
     }

@@ -247,26 +247,4 @@ mod tests {
         tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
         assert!(!store.try_lock(&key, "a", lease).await.unwrap());
     }
-
-    #[cfg(feature = "dpop")]
-    #[tokio::test]
-    async fn a_dpop_token_comes_back_dpop_with_its_thumbprint() {
-        let store = MemoryStore::new();
-        let key = CacheKey::builder("https://idp/token", "client_credentials").build();
-        let dpop = crate::dpop::DPoPKey::generate().unwrap();
-        let token = Token::new("d".into(), crate::TokenType::DPoP, Instant::now())
-            .unwrap()
-            .with_dpop(dpop.clone());
-        store
-            .put(&key, &StoredToken::from_token(&token))
-            .await
-            .unwrap();
-        let back = store.get(&key).await.unwrap().unwrap();
-        assert_eq!(back.token_type(), crate::TokenType::DPoP);
-        assert_eq!(back.dpop_thumbprint(), Some(dpop.thumbprint()));
-        assert!(back.to_token().is_err(), "never unbound");
-        let bound = back.to_dpop_token(&dpop).unwrap();
-        assert_eq!(bound.header_value(), "DPoP d");
-        assert!(bound.binding().is_some());
-    }
 }

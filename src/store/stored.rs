@@ -11,8 +11,9 @@ use tokio::time::Instant;
 
 use super::StoreError;
 use crate::{
+    error::Error,
     secret::{AccessToken, RefreshToken},
-    Error, Token, TokenType,
+    token::{BindingKey, Token, TokenType},
 };
 
 /// The version of [`StoredToken::to_bytes`]'s format. Version 2 records the
@@ -135,15 +136,15 @@ impl StoredToken {
         self.build_token()
     }
 
-    /// A [`Token`] again, bound to `key` when it is a `DPoP` token (feature
-    /// `dpop`); a `Bearer` token comes back as [`StoredToken::to_token`]
-    /// gives it.
+    /// A [`Token`] again, bound to `key` when it has `key`'s token type
+    /// (`DPoP`); another token comes back as [`StoredToken::to_token`]
+    /// gives it. Behind `StoredToken::to_dpop_token` and `StoreGrant`'s
+    /// restore.
     ///
     /// Fails when the token is bound to another key (its thumbprint is not
     /// `key`'s), or records no thumbprint.
-    #[cfg(feature = "dpop")]
-    pub fn to_dpop_token(&self, key: &crate::dpop::DPoPKey) -> Result<Token, Error> {
-        if self.token_type != TokenType::DPoP {
+    pub(crate) fn to_bound_token(&self, key: &dyn BindingKey) -> Result<Token, Error> {
+        if self.token_type != key.token_type() {
             return self.build_token();
         }
         if self.jkt.as_deref() != Some(key.thumbprint()) {
@@ -151,7 +152,7 @@ impl StoredToken {
                 "the stored DPoP token is bound to another key",
             ));
         }
-        Ok(self.build_token()?.with_dpop(key.clone()))
+        Ok(key.bind(self.build_token()?))
     }
 
     fn build_token(&self) -> Result<Token, Error> {
@@ -210,7 +211,6 @@ impl StoredToken {
 
     /// Whether the value recorded the token type: `false` for a value in
     /// the first format, which reads as `Bearer` whatever it was.
-    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
     pub(crate) fn type_recorded(&self) -> bool {
         self.type_recorded
     }
@@ -332,15 +332,10 @@ impl StoredToken {
 }
 
 /// The thumbprint of the key `token` is bound to.
-#[cfg(feature = "dpop")]
 fn thumbprint_of(token: &Token) -> Option<String> {
-    token.dpop_thumbprint().map(str::to_owned)
-}
-
-/// Without the `dpop` feature no token is bound.
-#[cfg(not(feature = "dpop"))]
-fn thumbprint_of(_: &Token) -> Option<String> {
-    None
+    token
+        .sender_constraint()
+        .map(|constraint| constraint.thumbprint().to_owned())
 }
 
 impl fmt::Debug for StoredToken {
@@ -501,91 +496,5 @@ mod tests {
         let huge = Token::bearer("t").unwrap().with_expires_in(Duration::MAX);
         let stored = StoredToken::from_bytes(&StoredToken::from_token(&huge).to_bytes()).unwrap();
         assert!(stored.to_token().is_ok());
-    }
-
-    #[cfg(feature = "dpop")]
-    mod dpop {
-        use std::sync::LazyLock;
-
-        use proptest::prelude::*;
-
-        use super::*;
-        use crate::dpop::DPoPKey;
-
-        static KEYS: LazyLock<[DPoPKey; 2]> =
-            LazyLock::new(|| [DPoPKey::generate().unwrap(), DPoPKey::generate().unwrap()]);
-
-        /// A token as a grant returns it: Bearer, or DPoP bound to `KEYS[0]`.
-        fn token(
-            dpop: bool,
-            access: &str,
-            lifetime: Option<u64>,
-            scope: Option<String>,
-            refresh: Option<String>,
-            extra: Vec<(String, i64)>,
-        ) -> Token {
-            let kind = if dpop {
-                TokenType::DPoP
-            } else {
-                TokenType::Bearer
-            };
-            let mut token = Token::new(access.into(), kind, Instant::now())
-                .unwrap()
-                .with_extra(extra.into_iter().map(|(k, v)| (k, v.into())).collect());
-            if let Some(secs) = lifetime {
-                token = token.with_expires_in(Duration::from_secs(secs));
-            }
-            if let Some(scope) = scope {
-                token = token.with_scope(scope);
-            }
-            if let Some(refresh) = refresh {
-                token = token.with_refresh_token(refresh);
-            }
-            if dpop {
-                token = token.with_dpop(KEYS[0].clone());
-            }
-            token
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
-
-            /// Every field that changes how a token is sent survives the
-            /// bytes, and a DPoP token comes back only bound to its key.
-            #[test]
-            fn how_a_token_is_sent_survives_the_bytes(
-                dpop in any::<bool>(),
-                access in "[A-Za-z0-9._~+/-]{1,64}",
-                lifetime in proptest::option::of(1u64..100_000_000),
-                scope in proptest::option::of("[a-z:]{1,8}( [a-z:]{1,8}){0,3}"),
-                refresh in proptest::option::of("[A-Za-z0-9]{1,32}"),
-                extra in proptest::collection::vec(("[a-z_]{1,8}", any::<i64>()), 0..4),
-            ) {
-                let original = token(dpop, &access, lifetime, scope, refresh, extra);
-                let stored = StoredToken::from_token(&original);
-                let back = StoredToken::from_bytes(&stored.to_bytes()).unwrap();
-                prop_assert_eq!(&back, &stored);
-                prop_assert_eq!(back.token_type(), original.token_type());
-                prop_assert_eq!(back.dpop_thumbprint(), original.dpop_thumbprint());
-
-                let restored = back.to_dpop_token(&KEYS[0]).unwrap();
-                prop_assert_eq!(restored.header_value(), original.header_value());
-                prop_assert_eq!(restored.token_type(), original.token_type());
-                prop_assert_eq!(restored.dpop_thumbprint(), original.dpop_thumbprint());
-                prop_assert_eq!(restored.binding().is_some(), dpop);
-                prop_assert_eq!(restored.scope(), original.scope());
-                prop_assert_eq!(
-                    restored.refresh_token().map(|t| t.secret().to_owned()),
-                    original.refresh_token().map(|t| t.secret().to_owned())
-                );
-                prop_assert_eq!(restored.extra(), original.extra());
-                prop_assert_eq!(restored.lifetime().is_some(), lifetime.is_some());
-
-                // Never an unbound DPoP token: not without a key, not with
-                // another key.
-                prop_assert_eq!(back.to_token().is_ok(), !dpop);
-                prop_assert_eq!(back.to_dpop_token(&KEYS[1]).is_ok(), !dpop);
-            }
-        }
     }
 }
