@@ -472,7 +472,7 @@ impl TokenSource {
         guard: Option<BackgroundGuard>,
     ) -> Result<watch::Receiver<Option<Outcome>>, Error> {
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::config("fetching a token needs a Tokio runtime"))?;
+            .map_err(|_| Error::runtime("fetching a token needs a Tokio runtime"))?;
         let (sender, receiver) = watch::channel(None);
         flight.current = Some(receiver.clone());
         let request = FetchToken::new(reason, flight.last.clone());
@@ -1321,7 +1321,7 @@ mod tests {
         let Poll::Ready(outcome) = future.as_mut().poll(&mut cx) else {
             panic!("without a runtime the answer is at once");
         };
-        assert!(outcome.unwrap_err().is_config());
+        assert!(outcome.unwrap_err().is_runtime());
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }
