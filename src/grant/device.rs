@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::{
-    error::{ErrorCode, OAuthError},
     http::{checked_url, PlainHttp},
+    error::{ErrorCode, OAuthError},
     response::retry_after,
     Error, HttpClient, Token, TokenEndpoint,
 };
@@ -209,11 +209,7 @@ impl DeviceAuthorization {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        auth.apply(
-            &self.device_authorization_endpoint,
-            request.headers_mut(),
-            &mut form,
-        )?;
+        auth.apply(&self.device_authorization_endpoint, request.headers_mut(), &mut form)?;
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(&form)
             .finish();
