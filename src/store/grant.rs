@@ -97,14 +97,14 @@ struct Shared {
     lock_ttl: Duration,
     poll_interval: Duration,
     max_wait: Duration,
-    counters: Arc<Counters>,
+    counters: Arc<StoreCounters>,
     /// The key DPoP-bound tokens read back are bound to again.
     #[cfg(feature = "dpop")]
     dpop: Option<crate::dpop::DPoPKey>,
 }
 
 #[derive(Default)]
-struct Counters {
+struct StoreCounters {
     hits: AtomicU64,
     fetches: AtomicU64,
     lock_waits: AtomicU64,
@@ -115,7 +115,7 @@ struct Counters {
 /// [`StoreGrant::stats`] or [`StoreStats::snapshot`].
 #[derive(Clone, Default)]
 pub struct StoreStats {
-    counters: Option<Arc<Counters>>,
+    counters: Option<Arc<StoreCounters>>,
     /// Fetches answered by a token from the store.
     pub hits: u64,
     /// Fetches that called the inner grant.
