@@ -155,7 +155,10 @@ fn outputs(e: &Error) -> Vec<(&'static str, String)> {
     vec![
         ("Debug", format!("{e:?}")),
         ("Display", e.to_string()),
-        ("body_excerpt", e.body_excerpt().unwrap_or_default().to_owned()),
+        (
+            "body_excerpt",
+            e.body_excerpt().unwrap_or_default().to_owned(),
+        ),
         ("problem", e.problem().unwrap_or_default().to_owned()),
     ]
 }
