@@ -202,6 +202,7 @@ impl Error {
 
     /// A signature or proof could not be made; see [`Error::is_signing`].
     /// The message may quote server text (a nonce): it is escaped.
+    #[cfg_attr(not(any(feature = "jwt", feature = "dpop")), allow(dead_code))]
     pub(crate) fn signing(message: impl Into<String>) -> Self {
         let message = message.into();
         let message = redact::escape_controls(&message).into_owned();
