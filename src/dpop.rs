@@ -95,7 +95,7 @@ impl DPoPKey {
         let mut bytes = [0u8; 32];
         loop {
             getrandom::getrandom(&mut bytes)
-                .map_err(|_| Error::config("the operating system's random source failed"))?;
+                .map_err(|_| Error::runtime("the operating system's random source failed"))?;
             // A scalar outside 1..n is refused; the odds are about 2^-32.
             if let Ok(secret) = p256::SecretKey::from_slice(&bytes) {
                 let mut key = Self::new(PrivateKey::p256(&secret)?)?;
@@ -178,7 +178,7 @@ impl DPoPKey {
         let nonce = self.nonce_for(&target.origin);
         let iat = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_err(|_| Error::config("the system clock is before 1970"))?
+            .map_err(|_| Error::runtime("the system clock is before 1970"))?
             .as_secs();
         let mut claims = serde_json::Map::new();
         claims.insert("jti".into(), crate::jwt::random_id()?.into());
@@ -192,11 +192,11 @@ impl DPoPKey {
             // Only RFC 9449 §8 nonces (visible ASCII) are cached.
             let nonce = nonce
                 .to_str()
-                .map_err(|_| Error::config("the cached DPoP nonce is not ASCII"))?;
+                .map_err(|_| Error::signing("the cached DPoP nonce is not ASCII"))?;
             claims.insert("nonce".into(), nonce.into());
         }
         let claims = serde_json::to_vec(&claims)
-            .map_err(|_| Error::config("cannot encode the DPoP proof claims"))?;
+            .map_err(|_| Error::signing("cannot encode the DPoP proof claims"))?;
         let mut jws = String::with_capacity(self.inner.header.len() + claims.len() * 4 / 3 + 100);
         jws.push_str(&self.inner.header);
         jws.push('.');
@@ -212,7 +212,7 @@ impl DPoPKey {
         jws.push('.');
         jws.push_str(&signature);
         HeaderValue::from_maybe_shared(Bytes::from(jws))
-            .map_err(|_| Error::config("the DPoP proof is not a valid header value"))
+            .map_err(|_| Error::signing("the DPoP proof is not a valid header value"))
     }
 
     /// The nonce cached for `uri`'s origin (its scheme, host and port,

@@ -49,9 +49,13 @@ struct Inner {
 /// Who answered, or failed to: named in `Display` so that an error says
 /// what actually failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
+#[cfg_attr(not(feature = "oauth1"), allow(dead_code))]
+pub(crate) enum Origin {
     TokenEndpoint,
     Metadata,
+    /// An OAuth 1.0a provider, or the OAuth 1 signer: the errors of
+    /// [`crate::oauth1::Error`], which wraps this type.
+    OAuth1Provider,
 }
 
 impl Origin {
@@ -59,6 +63,7 @@ impl Origin {
         match self {
             Self::TokenEndpoint => "token endpoint",
             Self::Metadata => "authorization server metadata endpoint",
+            Self::OAuth1Provider => "OAuth 1 provider",
         }
     }
 
@@ -66,13 +71,37 @@ impl Origin {
         match self {
             Self::TokenEndpoint => "token request",
             Self::Metadata => "metadata request",
+            Self::OAuth1Provider => "OAuth 1 provider request",
+        }
+    }
+
+    fn configuration(self) -> &'static str {
+        match self {
+            Self::TokenEndpoint | Self::Metadata => "token source configuration",
+            Self::OAuth1Provider => "OAuth 1 configuration",
+        }
+    }
+
+    /// The excerpt rule for this origin's answers: OAuth 1 providers answer
+    /// in forms, whose credential members are masked by name.
+    fn excerpt(self, body: &[u8], sent: &SentSecrets) -> Option<String> {
+        match self {
+            Self::TokenEndpoint | Self::Metadata => redact::excerpt(body, sent),
+            Self::OAuth1Provider => redact::form_excerpt(body, sent),
         }
     }
 }
 
 #[derive(Debug, Clone)]
-enum Kind {
+#[cfg_attr(not(feature = "oauth1"), allow(dead_code))]
+pub(crate) enum Kind {
     Config(String),
+    /// The environment the crate runs in failed: no Tokio runtime, the
+    /// operating system's random source, a clock before 1970.
+    Runtime(String),
+    /// A signature or proof could not be made for one request (a DPoP
+    /// proof, a JWT assertion, an OAuth 1 RSA signature).
+    Signing(String),
     Transport,
     Timeout,
     Status {
@@ -97,6 +126,15 @@ enum Kind {
         reason: &'static str,
         oauth: Option<OAuthError>,
     },
+    // ----- OAuth 1 only (see `crate::oauth1::Error`) -----
+    /// A request body the OAuth 1 signer cannot sign.
+    Body(String),
+    /// `oauth_callback_confirmed` missing or not `true`.
+    CallbackNotConfirmed,
+    /// An unusable callback URL.
+    Callback(String),
+    /// The callback's `oauth_token` is not the flow's.
+    TokenMismatch,
 }
 
 // ===== impl Error =====
@@ -112,12 +150,63 @@ impl Error {
         }
     }
 
-    /// A configuration error; control characters in the message (which may
-    /// quote server text, such as the methods a server lists) are escaped.
+    /// The kind, for the OAuth 1 wrapper's predicates.
+    #[cfg_attr(not(feature = "oauth1"), allow(dead_code))]
+    pub(crate) fn kind(&self) -> &Kind {
+        &self.inner.kind
+    }
+
+    /// An error of the OAuth 1 family: `kind`, said of the OAuth 1
+    /// provider, its texts escaped and an excerpt of `body` made by the
+    /// form rule (see [`crate::redact::form_excerpt`]).
+    #[cfg(feature = "oauth1")]
+    pub(crate) fn oauth1(kind: Kind, source: Option<Source>, body: &[u8]) -> Self {
+        let text = |text: &mut String| *text = redact::escape_controls(text).into_owned();
+        let mut kind = kind;
+        match &mut kind {
+            Kind::Config(message)
+            | Kind::Runtime(message)
+            | Kind::Signing(message)
+            | Kind::Body(message)
+            | Kind::Callback(message)
+            | Kind::InvalidResponse {
+                reason: message, ..
+            } => text(message),
+            _ => {}
+        }
+        if let Kind::Status { excerpt, .. } | Kind::InvalidResponse { excerpt, .. } = &mut kind {
+            *excerpt = Origin::OAuth1Provider.excerpt(body, &SentSecrets::default());
+        }
+        Self {
+            inner: Arc::new(Inner {
+                kind,
+                origin: Origin::OAuth1Provider,
+                source,
+            }),
+        }
+    }
+
+    /// A configuration error: what the user configured is unusable.
+    /// Control characters in the message (which may quote server text, such
+    /// as the methods a server lists) are escaped.
     pub(crate) fn config(message: impl Into<String>) -> Self {
         let message = message.into();
         let message = redact::escape_controls(&message).into_owned();
         Self::new(Kind::Config(message), None)
+    }
+
+    /// The environment failed; see [`Error::is_runtime`].
+    pub(crate) fn runtime(message: impl Into<String>) -> Self {
+        Self::new(Kind::Runtime(message.into()), None)
+    }
+
+    /// A signature or proof could not be made; see [`Error::is_signing`].
+    /// The message may quote server text (a nonce): it is escaped.
+    #[cfg_attr(not(any(feature = "jwt", feature = "dpop")), allow(dead_code))]
+    pub(crate) fn signing(message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message = redact::escape_controls(&message).into_owned();
+        Self::new(Kind::Signing(message), None)
     }
 
     pub(crate) fn transport(source: Box<dyn StdError + Send + Sync>) -> Self {
@@ -205,25 +294,53 @@ impl Error {
     /// that cannot be sent becomes an invalid response with the answer's
     /// status.
     pub(crate) fn answered(self, status: StatusCode, body: &[u8], sent: &SentSecrets) -> Self {
+        self.map(|inner| {
+            let origin = inner.origin;
+            match &mut inner.kind {
+                Kind::Status { oauth, excerpt, .. } => {
+                    if let Some(oauth) = oauth {
+                        oauth.scrub(sent);
+                    }
+                    *excerpt = origin.excerpt(body, sent);
+                }
+                Kind::InvalidResponse {
+                    reason, excerpt, ..
+                } => {
+                    *reason = sent.scrub(reason).into_owned();
+                    *excerpt = origin.excerpt(body, sent);
+                }
+                Kind::InvalidToken(reason) => {
+                    inner.kind = Kind::InvalidResponse {
+                        status: Some(status),
+                        reason: (*reason).to_owned(),
+                        excerpt: origin.excerpt(body, sent),
+                    };
+                }
+                _ => {}
+            }
+        })
+    }
+
+    /// The same error with every secret `sent` removed by value from its
+    /// texts that can quote a server (messages, reasons, the OAuth error):
+    /// for errors with no answer body, such as an OAuth 1 callback.
+    #[cfg_attr(not(feature = "oauth1"), allow(dead_code))]
+    pub(crate) fn scrubbed(self, sent: &SentSecrets) -> Self {
         self.map(|inner| match &mut inner.kind {
+            Kind::Config(text)
+            | Kind::Signing(text)
+            | Kind::Body(text)
+            | Kind::Callback(text)
+            | Kind::InvalidResponse { reason: text, .. } => {
+                *text = sent.scrub(text).into_owned();
+            }
             Kind::Status { oauth, excerpt, .. } => {
                 if let Some(oauth) = oauth {
                     oauth.scrub(sent);
                 }
-                *excerpt = redact::excerpt(body, sent);
-            }
-            Kind::InvalidResponse {
-                reason, excerpt, ..
-            } => {
-                *reason = sent.scrub(reason).into_owned();
-                *excerpt = redact::excerpt(body, sent);
-            }
-            Kind::InvalidToken(reason) => {
-                inner.kind = Kind::InvalidResponse {
-                    status: Some(status),
-                    reason: (*reason).to_owned(),
-                    excerpt: redact::excerpt(body, sent),
-                };
+                if let Some(excerpt) = excerpt {
+                    *excerpt = sent.scrub(excerpt).into_owned();
+                }
             }
             _ => {}
         })
@@ -259,9 +376,31 @@ impl Error {
     }
 
     /// The configuration is unusable: a bad token URL, plain `http` to a
-    /// host that is not loopback, a missing client id.
+    /// host that is not loopback, a missing client id, a private key that
+    /// cannot be read. Only what the user configured: it will fail the same
+    /// way until the configuration changes ([`Error::is_permanent`]).
     pub fn is_config(&self) -> bool {
         matches!(self.inner.kind, Kind::Config(_))
+    }
+
+    /// The environment the crate runs in failed, not its configuration: a
+    /// token was asked for outside a Tokio runtime, the operating system's
+    /// random source failed, or the system clock is before 1970. Neither
+    /// retryable nor permanent: fix the host or call from a runtime; the
+    /// source does not remember it.
+    pub fn is_runtime(&self) -> bool {
+        matches!(self.inner.kind, Kind::Runtime(_))
+    }
+
+    /// A signature or proof could not be made for one request, though its
+    /// key was read: a DPoP proof (the server's nonce cannot go in a proof,
+    /// the proof cannot be encoded) or a JWT the key failed to sign. Nothing
+    /// was sent. Neither retryable nor permanent: another request, or a new
+    /// nonce, may succeed. (A request URI no proof can name, relative or
+    /// with a bad port, is [`Error::is_config`], as for every URL the
+    /// crate takes.)
+    pub fn is_signing(&self) -> bool {
+        matches!(self.inner.kind, Kind::Signing(_))
     }
 
     /// The token endpoint could not be reached, or the connection failed
@@ -334,7 +473,8 @@ impl Error {
     }
 
     /// Whether the failure will repeat until someone changes something: a
-    /// bad configuration, or the OAuth errors `invalid_client`,
+    /// bad configuration ([`Error::is_config`], never
+    /// [`Error::is_runtime`] or [`Error::is_signing`]), or the OAuth errors `invalid_client`,
     /// `invalid_grant`, `unauthorized_client`, `unsupported_grant_type` and
     /// `invalid_scope`. Never retried, and remembered briefly by the source
     /// so that a misconfiguration cannot hammer the issuer.
@@ -462,7 +602,12 @@ impl fmt::Display for Error {
         let origin = self.inner.origin;
         let name = origin.name();
         match &self.inner.kind {
-            Kind::Config(message) => write!(f, "invalid token source configuration: {message}"),
+            Kind::Config(message) => write!(f, "invalid {}: {message}", origin.configuration()),
+            Kind::Runtime(message) => write!(f, "cannot run: {message}"),
+            Kind::Signing(message) if origin == Origin::OAuth1Provider => {
+                write!(f, "cannot sign the request: {message}")
+            }
+            Kind::Signing(message) => write!(f, "cannot sign: {message}"),
             Kind::Transport => write!(f, "could not reach the {name}"),
             Kind::Timeout => write!(f, "{} timed out", origin.request()),
             Kind::Status {
@@ -489,6 +634,15 @@ impl fmt::Display for Error {
                 oauth: Some(oauth),
             } => write!(f, "authorization failed: {reason}: {oauth}"),
             Kind::Authorization { reason, .. } => write!(f, "authorization failed: {reason}"),
+            Kind::Body(message) => write!(f, "cannot sign the request body: {message}"),
+            Kind::CallbackNotConfirmed => f.write_str(
+                "the provider did not confirm the callback (oauth_callback_confirmed is not \
+                 \"true\"): it may not implement OAuth 1.0a",
+            ),
+            Kind::Callback(reason) => write!(f, "unusable callback: {reason}"),
+            Kind::TokenMismatch => f.write_str(
+                "the callback's oauth_token is not the temporary credential of this flow",
+            ),
         }
     }
 }
@@ -619,22 +773,10 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-// ===== body excerpts =====
-
-// The rules live in `crate::redact`; the OAuth 1 errors share them.
-#[cfg_attr(not(feature = "oauth1"), allow(unused_imports))]
-pub(crate) use crate::redact::{truncate, EXCERPT_LIMIT};
-
-/// A bounded, credential-free excerpt of a response body to a request that
-/// sent no secret of its own (see [`crate::redact::excerpt`]).
-#[cfg_attr(not(feature = "oauth1"), allow(dead_code))]
-pub(crate) fn excerpt(body: &[u8]) -> Option<String> {
-    redact::excerpt(body, &SentSecrets::default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::EXCERPT_LIMIT;
 
     #[test]
     fn excerpt_masks_tokens_in_json() {
@@ -699,6 +841,23 @@ mod tests {
         let e = Error::status(StatusCode::BAD_REQUEST, oauth("slow_down"), b"");
         assert!(!e.is_permanent() && !e.is_retryable());
         assert!(Error::timeout().is_retryable() && Error::config("x").is_permanent());
+    }
+
+    #[test]
+    fn runtime_and_signing_failures_are_neither_config_nor_permanent() {
+        for e in [
+            Error::runtime("fetching a token needs a Tokio runtime"),
+            Error::signing("the DPoP proof is not a valid header value"),
+        ] {
+            assert!(!e.is_config(), "{e}");
+            assert!(!e.is_permanent() && !e.is_retryable(), "{e}");
+        }
+        assert!(Error::runtime("x").is_runtime() && !Error::runtime("x").is_signing());
+        assert!(Error::signing("x").is_signing() && !Error::signing("x").is_runtime());
+        assert_eq!(
+            Error::signing("nonce \u{1b}[2J").to_string(),
+            "cannot sign: nonce \\u{1b}[2J"
+        );
     }
 
     #[test]

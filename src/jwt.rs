@@ -505,7 +505,7 @@ impl PrivateKey {
     #[cfg(feature = "dpop")]
     pub(crate) fn sign_input(&self, message: &[u8]) -> Result<String, Error> {
         jsonwebtoken::crypto::sign(message, &self.inner, self.algorithm.to_jsonwebtoken())
-            .map_err(|_| Error::config(format!("could not sign a JWT with {}", self.algorithm)))
+            .map_err(|_| Error::signing(format!("could not sign a JWT with {}", self.algorithm)))
     }
 
     /// Signs with `alg` instead of the key's default
@@ -548,7 +548,7 @@ impl PrivateKey {
         let mut header = Header::new(self.algorithm.to_jsonwebtoken());
         header.kid.clone_from(&self.key_id);
         jsonwebtoken::encode(&header, claims, &self.inner)
-            .map_err(|_| Error::config(format!("could not sign a JWT with {}", self.algorithm)))
+            .map_err(|_| Error::signing(format!("could not sign a JWT with {}", self.algorithm)))
     }
 }
 
@@ -566,7 +566,7 @@ impl fmt::Debug for PrivateKey {
 pub(crate) fn sign_hs256(secret: &[u8], claims: &Map<String, Value>) -> Result<String, Error> {
     let header = Header::new(jsonwebtoken::Algorithm::HS256);
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret))
-        .map_err(|_| Error::config("could not sign a JWT with HS256"))
+        .map_err(|_| Error::signing("could not sign a JWT with HS256"))
 }
 
 /// 128 random bits from the operating system, hex-encoded: a `jti`, a
@@ -574,7 +574,7 @@ pub(crate) fn sign_hs256(secret: &[u8], claims: &Map<String, Value>) -> Result<S
 pub(crate) fn random_id() -> Result<String, Error> {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes)
-        .map_err(|_| Error::config("the operating system's random source failed"))?;
+        .map_err(|_| Error::runtime("the operating system's random source failed"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -588,7 +588,7 @@ pub(crate) fn assertion_claims(
 ) -> Result<Map<String, Value>, Error> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_err(|_| Error::config("the system clock is before 1970"))?
+        .map_err(|_| Error::runtime("the system clock is before 1970"))?
         .as_secs();
     let mut claims = Map::new();
     claims.insert("iss".into(), issuer.into());

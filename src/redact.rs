@@ -56,6 +56,10 @@ pub(crate) const SENSITIVE_KEYS: &[&str] = &[
     "token",
     "authorization",
     "proxy-authorization",
+    "oauth_token",
+    "oauth_token_secret",
+    "oauth_verifier",
+    "oauth_signature",
 ];
 
 /// Form parameters of a token request whose values are secrets: what a
@@ -318,6 +322,59 @@ pub(crate) fn excerpt(body: &[u8], sent: &SentSecrets) -> Option<String> {
         }
     };
     let text = mask_schemes(&mask_jwts(&mask_pairs(&text)));
+    Some(truncate(escape_controls(&text).into_owned(), EXCERPT_LIMIT))
+}
+
+/// The body as form pairs, if it looks like a form: UTF-8, no whitespace,
+/// and an `=` in every member (how OAuth 1 providers answer, RFC 5849
+/// §2.1).
+#[cfg_attr(not(feature = "oauth1"), allow(dead_code))]
+pub(crate) fn form_pairs(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    if text.is_empty()
+        || text.chars().any(char::is_whitespace)
+        || text.split('&').any(|member| !member.contains('='))
+    {
+        return None;
+    }
+    Some(
+        form_urlencoded::parse(text.as_bytes())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect(),
+    )
+}
+
+/// Like [`excerpt`], for a server that answers in forms (an OAuth 1
+/// provider): a form body is kept as a form, every member whose name is a
+/// credential's ([`SENSITIVE_KEYS`], or any name with `secret` in it)
+/// masked, every secret `sent` scrubbed by value from names and values
+/// (decoded and re-encoded); any other body gets [`excerpt`]'s treatment.
+#[cfg_attr(not(feature = "oauth1"), allow(dead_code))]
+pub(crate) fn form_excerpt(body: &[u8], sent: &SentSecrets) -> Option<String> {
+    let Some(pairs) = form_pairs(body) else {
+        return excerpt(body, sent);
+    };
+    let patterns = sent.patterns();
+    let encode = |text: &str| -> String {
+        let text = scrub_with(text, &patterns);
+        let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
+        // `[redacted]` stays readable.
+        encoded.replace("%5Bredacted%5D", REDACTED)
+    };
+    let members: Vec<String> = pairs
+        .iter()
+        .map(|(name, value)| {
+            let sensitive = is_sensitive_key(name) || name.to_ascii_lowercase().contains("secret");
+            let value = if sensitive {
+                REDACTED.to_owned()
+            } else {
+                encode(value)
+            };
+            format!("{}={value}", encode(name))
+        })
+        .collect();
+    let text = scrub_with(&members.join("&"), &patterns).into_owned();
+    let text = mask_schemes(&mask_jwts(&text));
     Some(truncate(escape_controls(&text).into_owned(), EXCERPT_LIMIT))
 }
 
@@ -593,6 +650,23 @@ mod tests {
         assert!(matches!(escape_controls("plain é"), Cow::Borrowed(_)));
         let excerpt = excerpt(b"<p>\x1b[2J</p>", &SentSecrets::default()).unwrap();
         assert_eq!(excerpt, "<p>\\u{1b}[2J</p>");
+    }
+
+    #[test]
+    fn form_excerpts_mask_credentials_by_name_and_by_value() {
+        let body = b"oauth_token=tok-1&oauth_token_secret=sec-2&My_Secret=m&oauth_problem=token_rejected&echo=c%20s%26x&b64=YyBzJng%3D";
+        let excerpt = form_excerpt(body, &sent(&["c s&x"])).unwrap();
+        for gone in ["tok-1", "sec-2", "=m", "c%20s", "c s&x", "YyBzJng"] {
+            assert!(!excerpt.contains(gone), "{gone:?} in {excerpt}");
+        }
+        assert!(
+            excerpt.contains("oauth_problem=token_rejected"),
+            "{excerpt}"
+        );
+        assert!(excerpt.contains("echo=[redacted]"), "{excerpt}");
+        // Not a form: the generic rule.
+        let excerpt = form_excerpt(b"Invalid signature.", &SentSecrets::default());
+        assert_eq!(excerpt.as_deref(), Some("Invalid signature."));
     }
 
     #[test]

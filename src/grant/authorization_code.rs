@@ -213,7 +213,7 @@ impl PendingAuthorization {
 fn random_urlsafe(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
     getrandom::getrandom(&mut buf)
-        .map_err(|_| Error::config("the operating system's random source failed"))?;
+        .map_err(|_| Error::runtime("the operating system's random source failed"))?;
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 

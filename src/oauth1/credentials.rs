@@ -13,6 +13,12 @@ use super::Error;
 /// The client credentials: the consumer key, and the consumer secret or
 /// the RSA private key the client signs with (RFC 5849 §1.1, §3.4).
 ///
+/// The name is RFC 5849's ("client credentials", formerly "consumer key
+/// and secret"). Not to be confused with the OAuth 2 grant
+/// [`grant::ClientCredentials`](crate::grant::ClientCredentials)
+/// (RFC 6749 §4.4), which fetches tokens: this one only holds the key
+/// requests are signed with.
+///
 /// `Debug` shows the key and hides the secret:
 ///
 /// ```
@@ -22,6 +28,8 @@ use super::Error;
 /// assert_eq!(client.key(), "dpf43f3p2l4k3l03");
 /// assert!(!format!("{client:?}").contains("kd94hf93k423kf44"));
 /// ```
+#[doc(alias = "ConsumerCredentials")]
+#[doc(alias = "consumer_key")]
 #[derive(Clone)]
 pub struct ClientCredentials {
     key: String,

@@ -1,8 +1,15 @@
-//! Errors of the OAuth 1.0a signer and the three-legged flow.
+//! Errors of the OAuth 1.0a signer and the three-legged flow: the crate's
+//! [`Error`](crate::Error) core (kind, source, the excerpt, masking and
+//! escaping rules of `crate::redact`) with OAuth 1 predicates.
 
 use std::{error::Error as StdError, fmt};
 
 use http::StatusCode;
+
+use crate::{
+    error::{Error as Core, Kind},
+    redact::SentSecrets,
+};
 
 type Source = Box<dyn StdError + Send + Sync>;
 
@@ -10,9 +17,14 @@ type Source = Box<dyn StdError + Send + Sync>;
 /// failed.
 ///
 /// Opaque on purpose: ask it with the `is_*` predicates and accessors. It
-/// never contains a secret: consumer and token secrets, tokens and verifiers
-/// are left out of `Debug`, `Display` and the body excerpt, whose
-/// credential-bearing fields are masked.
+/// shares its core with the crate's [`Error`](crate::Error): the same kinds
+/// for what both can say (configuration, transport, timeout, status,
+/// invalid response), the same rules for what may leave the crate. It never
+/// contains a secret: every secret the request sent (the consumer secret,
+/// the token or temporary token secret, the verifier, the signature, which
+/// `PLAINTEXT` makes of the two secrets) is removed by value, in any
+/// encoding, from `Debug`, `Display`, [`Error::problem`] and the body
+/// excerpt, whose credential-bearing members are masked by name too.
 ///
 /// [`OAuth1`](super::OAuth1) returns [`tower::BoxError`]; a request that
 /// could not be signed shows up as this type, which you can downcast to.
@@ -23,73 +35,52 @@ type Source = Box<dyn StdError + Send + Sync>;
 /// let e = "HMAC-MD5".parse::<SignatureMethod>().unwrap_err();
 /// assert!(e.is_config());
 /// ```
-pub struct Error {
-    inner: Box<Inner>,
-}
-
-struct Inner {
-    kind: Kind,
-    source: Option<Source>,
-}
-
-#[derive(Debug)]
-enum Kind {
-    Config(String),
-    Body(String),
-    Transport,
-    Timeout,
-    Status {
-        status: StatusCode,
-        problem: Option<String>,
-        excerpt: Option<String>,
-    },
-    InvalidResponse {
-        status: StatusCode,
-        reason: String,
-        excerpt: Option<String>,
-    },
-    CallbackNotConfirmed,
-    Callback(String),
-    TokenMismatch,
-}
+#[derive(Clone)]
+pub struct Error(Core);
 
 // ===== impl Error =====
 
 impl Error {
-    fn new(kind: Kind, source: Option<Source>) -> Self {
-        Self {
-            inner: Box::new(Inner { kind, source }),
-        }
+    fn new(kind: Kind, source: Option<Source>, body: &[u8]) -> Self {
+        Self(Core::oauth1(kind, source.map(Into::into), body))
     }
 
     pub(crate) fn config(message: impl Into<String>) -> Self {
-        Self::new(Kind::Config(message.into()), None)
+        Self::new(Kind::Config(message.into()), None, &[])
     }
 
-    pub(crate) fn config_with(message: impl Into<String>, source: Source) -> Self {
-        Self::new(Kind::Config(message.into()), Some(source))
+    /// A signature the key failed to make (see [`Error::is_signing`]).
+    pub(crate) fn signing_with(message: impl Into<String>, source: Source) -> Self {
+        Self::new(Kind::Signing(message.into()), Some(source), &[])
     }
 
     pub(crate) fn body(message: impl Into<String>) -> Self {
-        Self::new(Kind::Body(message.into()), None)
+        Self::new(Kind::Body(message.into()), None, &[])
     }
 
     pub(crate) fn transport(source: Source) -> Self {
-        Self::new(Kind::Transport, Some(source))
+        Self::new(Kind::Transport, Some(source), &[])
     }
 
     pub(crate) fn timeout() -> Self {
-        Self::new(Kind::Timeout, None)
+        Self::new(Kind::Timeout, None, &[])
     }
 
+    /// `problem` (an `oauth_problem`) is kept as the OAuth error code of
+    /// the shared core, so the core's scrubbing and escaping apply to it.
     pub(crate) fn status(status: StatusCode, problem: Option<String>, body: &[u8]) -> Self {
+        let oauth = problem.map(|problem| {
+            crate::error::OAuthError::new(crate::error::ErrorCode::Other(problem), None, None)
+        });
         Self::new(
             Kind::Status {
                 status,
-                problem: problem.map(|problem| escape_controls(&problem)),
-                excerpt: excerpt(body),
+                oauth,
+                excerpt: None,
+                retry_after: None,
             },
             None,
+            body,
         )
     }
 
@@ -100,26 +91,43 @@ impl Error {
     ) -> Self {
         Self::new(
             Kind::InvalidResponse {
-                status,
+                status: Some(status),
                 reason: reason.into(),
-                excerpt: excerpt(body),
+                excerpt: None,
             },
             None,
+            body,
         )
     }
 
     pub(crate) fn callback_not_confirmed() -> Self {
-        Self::new(Kind::CallbackNotConfirmed, None)
+        Self::new(Kind::CallbackNotConfirmed, None, &[])
     }
 
     /// `reason` may quote the provider (its `oauth_problem`): control
     /// characters are escaped.
     pub(crate) fn callback(reason: impl Into<String>) -> Self {
-        Self::new(Kind::Callback(escape_controls(&reason.into())), None)
+        Self::new(Kind::Callback(reason.into()), None, &[])
     }
 
     pub(crate) fn token_mismatch() -> Self {
-        Self::new(Kind::TokenMismatch, None)
+        Self::new(Kind::TokenMismatch, None, &[])
+    }
+
+    /// The same error for an answer to a request that sent `sent`: every
+    /// secret removed by value from the excerpt (made again from the whole
+    /// `body`), the problem and the reason.
+    pub(crate) fn answered(self, status: StatusCode, body: &[u8], sent: &SentSecrets) -> Self {
+        Self(self.0.answered(status, body, sent))
+    }
+
+    /// The same error with every secret `sent` removed from its texts.
+    pub(crate) fn scrubbed(self, sent: &SentSecrets) -> Self {
+        Self(self.0.scrubbed(sent))
+    }
+
+    fn kind(&self) -> &Kind {
+        self.0.kind()
     }
 
     /// The configuration is unusable: an unknown signature method or
@@ -127,7 +135,14 @@ impl Error {
     /// a valid RSA private key, a request URI that is not absolute, a
     /// `realm` that cannot go in a header, a flow URL that is not `https`.
     pub fn is_config(&self) -> bool {
-        matches!(self.inner.kind, Kind::Config(_))
+        self.0.is_config()
+    }
+
+    /// The RSA key failed to make a signature (RSA-SHA1, RSA-SHA256):
+    /// nothing was sent. The key was read, so this is not a configuration
+    /// error; [`std::error::Error::source`] says why.
+    pub fn is_signing(&self) -> bool {
+        self.0.is_signing()
     }
 
     /// The request body could not be signed: a form body that is not
@@ -135,58 +150,55 @@ impl Error {
     /// [`SignableBody`](super::SignableBody)), or body placement on a body
     /// that is not a form.
     pub fn is_body(&self) -> bool {
-        matches!(self.inner.kind, Kind::Body(_))
+        matches!(self.kind(), Kind::Body(_))
     }
 
     /// The provider could not be reached, or the connection failed.
     pub fn is_transport(&self) -> bool {
-        matches!(self.inner.kind, Kind::Transport)
+        self.0.is_transport()
     }
 
     /// A flow request took longer than its timeout.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.inner.kind, Kind::Timeout)
+        self.0.is_timeout()
     }
 
     /// The provider answered with an error: a non-success status, or an
     /// `oauth_problem` (see [`Error::problem`]).
     pub fn is_status(&self) -> bool {
-        matches!(self.inner.kind, Kind::Status { .. })
+        self.0.is_status()
     }
 
     /// The provider answered success but the body is not a usable
     /// credentials response: not a form, not UTF-8, too large, or without
     /// `oauth_token` or `oauth_token_secret`.
     pub fn is_invalid_response(&self) -> bool {
-        matches!(self.inner.kind, Kind::InvalidResponse { .. })
+        self.0.is_invalid_response()
     }
 
     /// The temporary credentials response did not carry
     /// `oauth_callback_confirmed=true` (RFC 5849 §2.1): the provider may not
     /// implement OAuth 1.0a, and the callback may be ignored.
     pub fn is_callback_not_confirmed(&self) -> bool {
-        matches!(self.inner.kind, Kind::CallbackNotConfirmed)
+        matches!(self.kind(), Kind::CallbackNotConfirmed)
     }
 
     /// The callback URL is unusable: no `oauth_token` or `oauth_verifier`
     /// in it, or the user denied access.
     pub fn is_callback(&self) -> bool {
-        matches!(self.inner.kind, Kind::Callback(_))
+        matches!(self.kind(), Kind::Callback(_))
     }
 
     /// The callback's `oauth_token` is not the temporary credential this
     /// flow asked for: the redirect belongs to another authorization, or
     /// was forged.
     pub fn is_token_mismatch(&self) -> bool {
-        matches!(self.inner.kind, Kind::TokenMismatch)
+        matches!(self.kind(), Kind::TokenMismatch)
     }
 
     /// The HTTP status the provider answered with, if it answered.
     pub fn status_code(&self) -> Option<StatusCode> {
-        match &self.inner.kind {
-            Kind::Status { status, .. } | Kind::InvalidResponse { status, .. } => Some(*status),
-            _ => None,
-        }
+        self.0.status_code()
     }
 
     /// The `oauth_problem` the provider reported, if any (from the OAuth
@@ -196,137 +208,33 @@ impl Error {
     /// comes from the provider: printed to a terminal or a log line, it
     /// cannot move the cursor or fake a line of its own.
     pub fn problem(&self) -> Option<&str> {
-        match &self.inner.kind {
-            Kind::Status { problem, .. } => problem.as_deref(),
-            _ => None,
-        }
+        self.0.oauth_error().map(|problem| problem.code().as_str())
     }
 
     /// A bounded excerpt of the provider's response body, with tokens,
-    /// secrets and verifiers masked and control characters escaped.
+    /// secrets and verifiers masked, every secret the request sent removed
+    /// by value, and control characters escaped.
     pub fn body_excerpt(&self) -> Option<&str> {
-        match &self.inner.kind {
-            Kind::Status { excerpt, .. } | Kind::InvalidResponse { excerpt, .. } => {
-                excerpt.as_deref()
-            }
-            _ => None,
-        }
+        self.0.body_excerpt()
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Error");
-        d.field("kind", &self.inner.kind);
-        if let Some(source) = &self.inner.source {
-            d.field("source", source);
-        }
-        d.finish()
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.inner.kind {
-            Kind::Config(message) => write!(f, "invalid OAuth 1 configuration: {message}"),
-            Kind::Body(message) => write!(f, "cannot sign the request body: {message}"),
-            Kind::Transport => f.write_str("could not reach the OAuth 1 provider"),
-            Kind::Timeout => f.write_str("OAuth 1 provider request timed out"),
-            Kind::Status {
-                status,
-                problem: Some(problem),
-                ..
-            } => write!(f, "OAuth 1 provider answered {status}: {problem}"),
-            Kind::Status { status, .. } => write!(f, "OAuth 1 provider answered {status}"),
-            Kind::InvalidResponse { reason, .. } => {
-                write!(f, "invalid OAuth 1 provider response: {reason}")
-            }
-            Kind::CallbackNotConfirmed => f.write_str(
-                "the provider did not confirm the callback (oauth_callback_confirmed is not \
-                 \"true\"): it may not implement OAuth 1.0a",
-            ),
-            Kind::Callback(reason) => write!(f, "unusable callback: {reason}"),
-            Kind::TokenMismatch => f.write_str(
-                "the callback's oauth_token is not the temporary credential of this flow",
-            ),
-        }
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner
-            .source
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static))
+        self.0.source()
     }
-}
-
-// ===== body excerpts =====
-
-/// Form members whose values are credentials.
-fn is_sensitive(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name.contains("secret") || name == "oauth_token" || name == "oauth_verifier"
-}
-
-/// A bounded, credential-free excerpt of a provider's answer. OAuth 1
-/// providers answer in `application/x-www-form-urlencoded`; other bodies
-/// (JSON, HTML, text) get the crate's generic treatment.
-fn excerpt(body: &[u8]) -> Option<String> {
-    if let Some(pairs) = form_pairs(body) {
-        let masked = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs.iter().map(|(name, value)| {
-                let value = if is_sensitive(name) {
-                    "[redacted]"
-                } else {
-                    value.as_str()
-                };
-                (name.as_str(), value)
-            }))
-            .finish();
-        return Some(crate::error::truncate(masked, crate::error::EXCERPT_LIMIT));
-    }
-    crate::error::excerpt(body).map(|text| escape_controls(&text))
-}
-
-/// `text` with every control character (C0, DEL, C1) and every bidi
-/// override or isolate escaped as Rust writes it (`\n`, `\u{1b}`), so that
-/// server text cannot drive a terminal (ESC, BEL), fake a line (CR, LF)
-/// or reorder what is shown (U+202E).
-pub(crate) fn escape_controls(text: &str) -> String {
-    let unsafe_char =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if !text.chars().any(unsafe_char) {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The body as form pairs, if it looks like a form: UTF-8, no whitespace,
-/// and an `=` in every member.
-pub(crate) fn form_pairs(body: &[u8]) -> Option<Vec<(String, String)>> {
-    let text = std::str::from_utf8(body).ok()?;
-    let text = text.trim();
-    if text.is_empty()
-        || text.chars().any(char::is_whitespace)
-        || text.split('&').any(|member| !member.contains('='))
-    {
-        return None;
-    }
-    Some(
-        form_urlencoded::parse(text.as_bytes())
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect(),
-    )
 }
 
 #[cfg(test)]

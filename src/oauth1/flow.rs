@@ -8,10 +8,13 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 
 use super::{
-    error::form_pairs, ClientCredentials, Error, OAuth1Layer, Placement, SignatureMethod, Signer,
+    ClientCredentials, Error, OAuth1Layer, Placement, SignatureMethod, Signer,
     TemporaryCredentials, TokenCredentials, Verifier,
 };
-use crate::http::{default_client, url_problem, HttpClient, PlainHttp};
+use crate::{
+    http::{default_client, url_problem, HttpClient, PlainHttp},
+    redact::form_pairs,
+};
 
 /// The three-legged flow of RFC 5849 §2, the way Authlib's `OAuth1Client`
 /// runs it, over any HTTP service ([`HttpClient`]).
@@ -200,6 +203,23 @@ impl Flow {
             None => callback,
         };
         let query = query.split('#').next().unwrap_or_default();
+        // A provider's `oauth_problem` could quote what it was sent.
+        let mut sent = self.signer.secrets();
+        sent.add(temporary.secret());
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if name == "oauth_verifier" {
+                sent.add(value);
+            }
+        }
+        self.read_callback(query, temporary)
+            .map_err(|e| e.scrubbed(&sent))
+    }
+
+    fn read_callback(
+        &self,
+        query: &str,
+        temporary: &TemporaryCredentials,
+    ) -> Result<Verifier, Error> {
         let mut token = None;
         let mut verifier = None;
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -269,7 +289,7 @@ impl Flow {
             .uri(uri)
             .body(Full::<Bytes>::default())
             .map_err(|_| Error::config("cannot build the provider request"))?;
-        let request = signer.sign(request)?;
+        let (request, sent) = signer.sign_naming_secrets(request)?;
         let limit = self.max_response_size;
         let answer = tokio::time::timeout(self.timeout, http.fetch(request, limit))
             .await
@@ -285,7 +305,7 @@ impl Flow {
             bytes = body.len(),
             "OAuth 1 provider answered"
         );
-        parse_answer(status, &body)
+        parse_answer(status, &body).map_err(|e| e.answered(status, &body, &sent))
     }
 }
 
@@ -559,7 +579,7 @@ mod tests {
             .access_token(
                 "https://p.example/access_token",
                 &temporary(),
-                &Verifier::new("v"),
+                &Verifier::new("hfdp7dh39dks9884"),
             )
             .await
             .unwrap_err();

@@ -477,7 +477,7 @@ impl SignatureMethod {
                 } else {
                     rsa_key.sha256().try_sign(message).map(|s| s.to_bytes())
                 }
-                .map_err(|e| Error::config_with("RSA signing failed", Box::new(e)))?;
+                .map_err(|e| Error::signing_with("RSA signing failed", Box::new(e)))?;
                 Ok(BASE64.encode(signature))
             }
         }

@@ -13,6 +13,7 @@ use super::{
     signature::{self, encode},
     ClientCredentials, Error, Placement, SignableBody, SignatureMethod, TokenCredentials, Verifier,
 };
+use crate::redact::SentSecrets;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -202,6 +203,45 @@ impl Signer {
         nonce: &str,
         timestamp: u64,
     ) -> Result<(Request<B>, String), Error> {
+        self.sign_all(request, nonce, timestamp)
+            .map(|(request, base_string, _)| (request, base_string))
+    }
+
+    /// Signs `request` like [`Signer::sign`], and names every secret the
+    /// signed request carries or was made from, to scrub by value from
+    /// whatever the provider answers: the consumer and token secrets (which
+    /// `PLAINTEXT` sends), the verifier, the signature.
+    pub(crate) fn sign_naming_secrets<B: SignableBody>(
+        &self,
+        request: Request<B>,
+    ) -> Result<(Request<B>, SentSecrets), Error> {
+        let (request, _, signature) = self.sign_all(request, &nonce(), timestamp())?;
+        let mut sent = self.secrets();
+        sent.add(signature);
+        Ok((request, sent))
+    }
+
+    /// The secrets this signer holds (consumer secret, token secret,
+    /// verifier), for scrubbing by value.
+    pub(crate) fn secrets(&self) -> SentSecrets {
+        let mut sent = SentSecrets::default();
+        sent.add(self.client.secret());
+        if let Some(token) = &self.token {
+            sent.add(token.secret());
+        }
+        if let Some(verifier) = &self.verifier {
+            sent.add(verifier.secret());
+        }
+        sent
+    }
+
+    /// The request signed, its base string, and the signature.
+    fn sign_all<B: SignableBody>(
+        &self,
+        request: Request<B>,
+        nonce: &str,
+        timestamp: u64,
+    ) -> Result<(Request<B>, String, String), Error> {
         let (mut parts, body) = request.into_parts();
         let mut is_form = is_form(&parts.headers);
         let needs_body = is_form || self.body_hash || self.placement == Placement::Body;
@@ -270,7 +310,7 @@ impl Signer {
             token_secret,
             self.client.rsa_key(),
         )?;
-        protocol.push(("oauth_signature", oauth_signature));
+        protocol.push(("oauth_signature", oauth_signature.clone()));
 
         let bytes = match self.placement {
             Placement::Header => {
@@ -308,7 +348,11 @@ impl Signer {
             None => B::from_bytes(bytes)
                 .ok_or_else(|| Error::body("this body type cannot hold the signed body"))?,
         };
-        Ok((Request::from_parts(parts, body), base_string))
+        Ok((
+            Request::from_parts(parts, body),
+            base_string,
+            oauth_signature,
+        ))
     }
 
     /// The protocol parameters but the signature, unencoded, in the order

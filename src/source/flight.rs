@@ -127,7 +127,7 @@ impl TokenSource {
         guard: Option<BackgroundGuard>,
     ) -> Result<watch::Receiver<Option<Outcome>>, Error> {
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::config("fetching a token needs a Tokio runtime"))?;
+            .map_err(|_| Error::runtime("fetching a token needs a Tokio runtime"))?;
         let (sender, receiver) = watch::channel(None);
         flight.current = Some(receiver.clone());
         let request = FetchToken::new(reason, flight.last.clone());

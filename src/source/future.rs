@@ -101,7 +101,7 @@ mod tests {
         let Poll::Ready(outcome) = future.as_mut().poll(&mut cx) else {
             panic!("without a runtime the answer is at once");
         };
-        assert!(outcome.unwrap_err().is_config());
+        assert!(outcome.unwrap_err().is_runtime());
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 }

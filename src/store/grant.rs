@@ -101,14 +101,14 @@ struct Shared {
     lock_ttl: Duration,
     poll_interval: Duration,
     max_wait: Duration,
-    counters: Arc<Counters>,
+    counters: Arc<StoreCounters>,
     /// The key constrained tokens read back are bound to again (the DPoP
     /// key, set by `StoreGrant::dpop`).
     rebind: Option<Arc<dyn BindingKey>>,
 }
 
 #[derive(Default)]
-struct Counters {
+struct StoreCounters {
     hits: AtomicU64,
     fetches: AtomicU64,
     lock_waits: AtomicU64,
@@ -119,7 +119,7 @@ struct Counters {
 /// [`StoreGrant::stats`] or [`StoreStats::snapshot`].
 #[derive(Clone, Default)]
 pub struct StoreStats {
-    counters: Option<Arc<Counters>>,
+    counters: Option<Arc<StoreCounters>>,
     /// Fetches answered by a token from the store.
     pub hits: u64,
     /// Fetches that called the inner grant.
