@@ -18,7 +18,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Map, Value};
 
-use crate::Error;
+use crate::error::Error;
 
 /// A JWS signing algorithm (RFC 7518 §3.1, RFC 8037).
 ///

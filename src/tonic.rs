@@ -105,8 +105,8 @@ use ::tonic::{Code, Status};
 use tower::BoxError;
 
 use crate::{
+    error::Error,
     replay::{CheapClone, CloneBody},
-    Error,
 };
 
 /// The `tonic::Status` for a token that could not be obtained.
