@@ -41,11 +41,12 @@ use std::{
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use sha2::{Digest, Sha256};
 
 use crate::{
     challenge::SchemeChallenge,
+    endpoint::request::Proof,
     error::Error,
     http::{normalise_percent, NotAnOrigin, Origin},
     jwt::PrivateKey,
@@ -339,6 +340,42 @@ impl BindingKey for DPoPKey {
 
     fn bind(&self, token: Token) -> Token {
         token.with_dpop(self.clone())
+    }
+}
+
+/// DPoP as the token endpoint's [`Proof`]: a fresh proof per attempt, the
+/// server's nonce remembered, one `use_dpop_nonce` retry, and
+/// `token_type: DPoP` answers bound to the key.
+impl Proof for DPoPKey {
+    fn attach(&self, method: &Method, url: &Uri, headers: &mut HeaderMap) -> Result<(), Error> {
+        headers.insert(DPOP, self.proof(method, url, None)?);
+        Ok(())
+    }
+
+    fn answered(&self, url: &Uri, headers: &HeaderMap) {
+        self.remember_nonce(url, headers);
+    }
+
+    fn wants_retry(&self, error: &Error) -> bool {
+        error.status_code() == Some(StatusCode::BAD_REQUEST)
+            && error
+                .oauth_error()
+                .is_some_and(|e| e.code().as_str() == "use_dpop_nonce")
+    }
+
+    fn accept(&self, token: Token, _status: StatusCode) -> Result<Token, Error> {
+        if token.token_type() == TokenType::DPoP {
+            return Ok(token.with_dpop(self.clone()));
+        }
+        Ok(token)
+    }
+
+    fn key_param(&self) -> (&'static str, String) {
+        ("dpop_jkt", self.thumbprint().to_owned())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

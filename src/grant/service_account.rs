@@ -50,15 +50,36 @@ pub struct ServiceAccount {
 }
 
 impl ServiceAccount {
-    /// Reads a service-account key file.
+    /// The largest key file read: real ones are about 2.3 KiB.
+    pub const MAX_FILE_SIZE: u64 = 64 * 1024;
+
+    /// Reads a service-account key file: a regular file of at most
+    /// [`MAX_FILE_SIZE`](Self::MAX_FILE_SIZE) bytes (a device or a FIFO is
+    /// refused before it is read, so `/dev/zero` cannot fill memory).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        use std::io::Read as _;
+
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let refuse = |why: String| {
             Error::config(format!(
-                "cannot read the service account file {}: {e}",
+                "cannot read the service account file {}: {why}",
                 path.display()
             ))
-        })?;
+        };
+        let metadata = std::fs::metadata(path).map_err(|e| refuse(e.to_string()))?;
+        if !metadata.is_file() {
+            return Err(refuse("not a regular file".into()));
+        }
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(Self::MAX_FILE_SIZE + 1).read_to_string(&mut text))
+            .map_err(|e| refuse(e.to_string()))?;
+        if text.len() as u64 > Self::MAX_FILE_SIZE {
+            return Err(refuse(format!(
+                "larger than {} KiB",
+                Self::MAX_FILE_SIZE / 1024
+            )));
+        }
         Self::from_json(&text)
     }
 
@@ -163,6 +184,20 @@ mod tests {
     use super::*;
 
     const KEY: &str = include_str!("../../tests/fixtures/rsa_pkcs8.pem");
+
+    #[test]
+    fn a_device_or_an_oversized_key_file_is_refused_before_it_fills_memory() {
+        let e = ServiceAccount::from_file("/dev/zero").unwrap_err();
+        assert!(
+            e.is_config() && e.to_string().contains("not a regular file"),
+            "{e}"
+        );
+        let path = std::env::temp_dir().join(format!("alf-sa-big-{}.json", std::process::id()));
+        std::fs::write(&path, vec![b' '; 64 * 1024 + 1]).unwrap();
+        let e = ServiceAccount::from_file(&path).unwrap_err();
+        std::fs::remove_file(&path).ok();
+        assert!(e.to_string().contains("larger than 64 KiB"), "{e}");
+    }
 
     fn file(mutate: impl FnOnce(&mut Map<String, Value>)) -> String {
         let mut map = serde_json::json!({
