@@ -213,6 +213,26 @@ impl RedisStore {
         format!("{key}:lock")
     }
 
+    /// Runs a lease script (take or renew) for `owner`: whether it holds
+    /// the lease for `ttl` from now.
+    async fn lease(
+        &self,
+        script: &Script,
+        key: &CacheKey,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection();
+        let held: i64 = script
+            .key(Self::lock_key(key))
+            .arg(owner)
+            .arg(lease_millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(failed)?;
+        Ok(held == 1)
+    }
+
     /// The value stored for `token` under `key`.
     fn encode(&self, key: &CacheKey, token: &StoredToken) -> Result<Vec<u8>, StoreError> {
         let json = token.to_bytes();
@@ -410,19 +430,7 @@ impl TokenStore for RedisStore {
         owner: &'a str,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut connection = self.connection();
-            let taken: i64 = self
-                .inner
-                .try_lock
-                .key(Self::lock_key(key))
-                .arg(owner)
-                .arg(lease_millis(ttl))
-                .invoke_async(&mut connection)
-                .await
-                .map_err(failed)?;
-            Ok(taken == 1)
-        })
+        Box::pin(self.lease(&self.inner.try_lock, key, owner, ttl))
     }
 
     fn renew_lock<'a>(
@@ -431,19 +439,7 @@ impl TokenStore for RedisStore {
         owner: &'a str,
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut connection = self.connection();
-            let renewed: i64 = self
-                .inner
-                .renew_lock
-                .key(Self::lock_key(key))
-                .arg(owner)
-                .arg(lease_millis(ttl))
-                .invoke_async(&mut connection)
-                .await
-                .map_err(failed)?;
-            Ok(renewed == 1)
-        })
+        Box::pin(self.lease(&self.inner.renew_lock, key, owner, ttl))
     }
 
     fn unlock<'a>(&'a self, key: &'a CacheKey, owner: &'a str) -> StoreFuture<'a, bool> {
