@@ -56,7 +56,7 @@ use crate::{
 /// # Tokens that must stay bound
 ///
 /// A stored `DPoP` token is taken only when it can be bound again to this
-/// instance's key ([`dpop`](Self::dpop)) and the thumbprint it was stored
+/// instance's key (`StoreGrant::dpop`, feature `dpop`) and the thumbprint it was stored
 /// with is that key's; otherwise it is a miss and this instance fetches
 /// its own. It is never sent as a `Bearer` token, nor unbound.
 ///

@@ -35,7 +35,7 @@ const FORMAT_VERSION_1: u32 = 1;
 /// its type (`Bearer` or `DPoP`) and, for a DPoP-bound token, the
 /// thumbprint of the key it is bound to (RFC 9449 §6 `jkt`). The key itself
 /// is never stored: a DPoP token comes back only through
-/// [`StoredToken::to_dpop_token`] with a key of that thumbprint, never as an
+/// `StoredToken::to_dpop_token` (feature `dpop`) with a key of that thumbprint, never as an
 /// unbound token.
 ///
 /// `Debug` never prints the access or refresh token.
@@ -126,7 +126,7 @@ impl StoredToken {
     ///
     /// Fails when the access token cannot go in a header, and for a `DPoP`
     /// token: it is sent only with a proof of its key, so it comes back
-    /// only through [`StoredToken::to_dpop_token`].
+    /// only through `StoredToken::to_dpop_token` (feature `dpop`).
     pub fn to_token(&self) -> Result<Token, Error> {
         if self.token_type == TokenType::DPoP {
             return Err(Error::config(
