@@ -3,12 +3,14 @@
 //! A grant is a tower [`Service`](tower::Service) that takes a [`FetchToken`]
 //! and answers a [`Token`]. The source calls it at most once at
 //! a time, so a grant needs no locking of its own. Any service of that shape
-//! is a grant, which is how you plug in one this crate does not ship.
+//! is a grant, which is how you plug in one this crate does not ship;
+//! [`from_fn`] makes one from an async closure.
 
 #[cfg(feature = "authorization-code")]
 mod authorization_code;
 mod client_credentials;
 mod device;
+mod from_fn;
 #[cfg(feature = "jwt")]
 mod jwt_bearer;
 mod params;
@@ -25,6 +27,7 @@ use tokio::time::Instant;
 pub use authorization_code::{AuthorizationCode, PendingAuthorization};
 pub use client_credentials::ClientCredentials;
 pub use device::{DeviceAuthorization, DeviceCode, PendingDeviceAuthorization};
+pub use from_fn::{from_fn, FromFn};
 #[cfg(feature = "jwt")]
 pub use jwt_bearer::JwtBearer;
 pub use refresh_token::RefreshTokenGrant;
