@@ -10,6 +10,7 @@
 mod authorization_code;
 mod client_credentials;
 mod device;
+mod file;
 mod from_fn;
 #[cfg(feature = "jwt")]
 mod jwt_bearer;
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 pub use authorization_code::{AuthorizationCode, PendingAuthorization};
 pub use client_credentials::ClientCredentials;
 pub use device::{DeviceAuthorization, DeviceCode, PendingDeviceAuthorization};
+pub use file::TokenFile;
 pub use from_fn::{from_fn, FromFn};
 #[cfg(feature = "jwt")]
 pub use jwt_bearer::JwtBearer;
