@@ -9,6 +9,8 @@
 #[cfg(feature = "authorization-code")]
 mod authorization_code;
 mod client_credentials;
+#[cfg(feature = "command")]
+mod command;
 mod device;
 mod file;
 mod from_fn;
@@ -27,6 +29,8 @@ use tokio::time::Instant;
 #[cfg(feature = "authorization-code")]
 pub use authorization_code::{AuthorizationCode, PendingAuthorization};
 pub use client_credentials::ClientCredentials;
+#[cfg(feature = "command")]
+pub use command::TokenCommand;
 pub use device::{DeviceAuthorization, DeviceCode, PendingDeviceAuthorization};
 pub use file::TokenFile;
 pub use from_fn::{from_fn, FromFn};
