@@ -154,3 +154,47 @@ async fn an_assertion_the_server_echoes_is_removed_from_the_error() {
     assert!(!shown.contains("echoed-assertion-Zq9"), "{shown}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_rotated_subject_token_file_is_exchanged_at_the_next_fetch() {
+    use tower_alf::grant::{SubjectToken, TokenExchange};
+
+    let dir = temp_dir("subject");
+    let path = dir.join("token");
+    rotate(&path, "subject-one\n");
+    let server = TokenServer::start().await;
+    let endpoint = endpoint_builder_with(&server, ClientAuth::none("sts-client"))
+        .build()
+        .unwrap();
+    let grant = TokenExchange::new(endpoint, SubjectToken::file(&path, SubjectToken::JWT));
+    let source = TokenSource::builder(grant)
+        .rejection_interval(Duration::ZERO)
+        .build();
+
+    let first = source.token().await.unwrap();
+    assert_eq!(server.last().field("subject_token"), Some("subject-one"));
+    assert_eq!(
+        server.last().field("subject_token_type"),
+        Some(SubjectToken::JWT)
+    );
+    rotate(&path, "subject-two");
+    source.invalidate(first.id()).await.unwrap();
+    assert_eq!(server.last().field("subject_token"), Some("subject-two"));
+
+    std::fs::remove_file(&path).unwrap();
+    let e = TokenSource::new(TokenExchange::new(
+        endpoint_builder_with(&server, ClientAuth::none("sts-client"))
+            .build()
+            .unwrap(),
+        SubjectToken::file(&path, SubjectToken::JWT),
+    ))
+    .token()
+    .await
+    .unwrap_err();
+    assert!(
+        e.is_permanent() && e.to_string().contains("subject token file"),
+        "{e}"
+    );
+    assert_eq!(server.requests(), 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
