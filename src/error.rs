@@ -6,7 +6,7 @@
 
 use std::{error::Error as StdError, fmt, sync::Arc, time::Duration};
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 
 use crate::redact::{self, SentSecrets};
 
@@ -122,6 +122,13 @@ pub(crate) enum Kind {
     InvalidToken(&'static str),
     Closed,
     Throttled,
+    /// A custom grant's own failure, not an answer of an endpoint: a file
+    /// that is not a token, a command that failed.
+    Provider {
+        reason: String,
+        permanent: bool,
+        retry_after: Option<Duration>,
+    },
     Authorization {
         reason: &'static str,
         oauth: Option<OAuthError>,
@@ -209,12 +216,123 @@ impl Error {
         Self::new(Kind::Signing(message), None)
     }
 
-    pub(crate) fn transport(source: Box<dyn StdError + Send + Sync>) -> Self {
-        Self::new(Kind::Transport, Some(Arc::from(source)))
+    /// The endpoint could not be reached: a connection refused or reset, a
+    /// DNS failure, a TLS handshake that failed. `source` is kept as the
+    /// [`source`](StdError::source) of the error, so keep secrets out of
+    /// it. Retryable ([`Error::is_transport`], [`Error::is_retryable`]).
+    ///
+    /// For a custom grant whose own transport fails:
+    ///
+    /// ```
+    /// use tower_alf::Error;
+    ///
+    /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// let e = Error::transport(refused);
+    /// assert!(e.is_transport() && e.is_retryable());
+    /// ```
+    pub fn transport(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::new(Kind::Transport, Some(Arc::from(source.into())))
     }
 
-    pub(crate) fn timeout() -> Self {
+    /// The request took too long. Retryable ([`Error::is_timeout`]).
+    pub fn timeout() -> Self {
         Self::new(Kind::Timeout, None)
+    }
+
+    /// An endpoint's answer with a status that is not a success, as the
+    /// built-in grants make it: the OAuth error of a JSON or form body
+    /// (RFC 6749 §5.2: `invalid_grant` is then [permanent](Error::is_permanent)),
+    /// `Retry-After` from `headers`, and a bounded excerpt of `body` made by
+    /// the crate's redaction: credential members masked by name, anything
+    /// shaped like a JWT masked, every value in `sent` (the secrets your
+    /// request carried: a client secret, an assertion) removed in any
+    /// encoding before the cut, control characters escaped.
+    ///
+    /// Retryable for 408, 429, 500, 502, 503 and 504, unless the OAuth error
+    /// is permanent. A success status is not an error: it makes an
+    /// [invalid response](Error::is_invalid_response).
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use tower_alf::Error;
+    ///
+    /// let body = br#"{"error":"invalid_grant","error_description":"bad s3cr3t"}"#;
+    /// let e = Error::from_response(StatusCode::BAD_REQUEST, &HeaderMap::new(), body, &["s3cr3t"]);
+    /// assert!(e.is_permanent() && e.is_reauthorization_required());
+    /// assert!(!e.to_string().contains("s3cr3t"));
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("retry-after", "7".parse().unwrap());
+    /// let e = Error::from_response(StatusCode::SERVICE_UNAVAILABLE, &headers, b"busy", &[]);
+    /// assert!(e.is_retryable());
+    /// assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(7)));
+    /// ```
+    pub fn from_response(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        sent: &[&str],
+    ) -> Self {
+        let mut secrets = SentSecrets::default();
+        for secret in sent {
+            secrets.add(*secret);
+        }
+        let error = if status.is_success() {
+            Self::invalid_response(status, "the answer is a success, not an error", body)
+        } else {
+            match crate::endpoint::response::parse_response(
+                status,
+                headers,
+                body,
+                tokio::time::Instant::now(),
+            ) {
+                Err(error) => error,
+                Ok(_) => Self::invalid_response(status, "unexpected answer", body),
+            }
+        };
+        error.answered(status, body, &secrets)
+    }
+
+    /// A custom grant's failure that trying again could cure (a command
+    /// that timed out, a file not written yet): [retryable](Error::is_retryable),
+    /// with the wait `retry_after` asks for (see
+    /// [`Error::with_retry_after`]). `reason` is shown in `Display`; quote
+    /// no secret in it. Control characters and anything shaped like a JWT
+    /// in it are escaped and masked.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_alf::Error;
+    ///
+    /// let e = Error::retryable("the vault agent is not ready")
+    ///     .with_retry_after(Some(Duration::from_secs(2)));
+    /// assert!(e.is_retryable() && !e.is_permanent());
+    /// assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        Self::provider(reason.into(), false)
+    }
+
+    /// A custom grant's failure that will repeat until someone changes
+    /// something (a credential file missing, a command that is not
+    /// executable): [permanent](Error::is_permanent), so the source
+    /// remembers it briefly instead of asking again on every call
+    /// ([`TokenSourceBuilder::permanent_error_memory`](crate::TokenSourceBuilder::permanent_error_memory)).
+    /// `reason` is treated as [`Error::retryable`]'s.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self::provider(reason.into(), true)
+    }
+
+    fn provider(reason: String, permanent: bool) -> Self {
+        let reason = redact::mask_schemes(&redact::mask_jwts(&redact::escape_controls(&reason)));
+        Self::new(
+            Kind::Provider {
+                reason,
+                permanent,
+                retry_after: None,
+            },
+            None,
+        )
     }
 
     pub(crate) fn status(status: StatusCode, oauth: Option<OAuthError>, body: &[u8]) -> Self {
@@ -230,24 +348,41 @@ impl Error {
         )
     }
 
-    /// Records the `Retry-After` the endpoint sent with a status error.
-    pub(crate) fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
-        if let Some(Inner {
-            kind: Kind::Status { retry_after, .. },
-            ..
-        }) = Arc::get_mut(&mut self.inner)
-        {
-            *retry_after = wait;
-        }
-        self
+    /// Records the wait asked for (`Retry-After`) with a status error or a
+    /// [retryable](Error::retryable) one; [`Error::retry_after`] returns
+    /// it, and a [`RetryPolicy`](crate::RetryPolicy) waits that long
+    /// (within its bounds). Other errors are returned unchanged.
+    pub fn with_retry_after(self, wait: Option<Duration>) -> Self {
+        self.map(|inner| {
+            if let Kind::Status { retry_after, .. } | Kind::Provider { retry_after, .. } =
+                &mut inner.kind
+            {
+                *retry_after = wait;
+            }
+        })
     }
 
-    pub(crate) fn invalid_response(
-        status: StatusCode,
+    /// An answer that is not a usable token response: not JSON, no
+    /// `access_token`, a command's output that is not the JSON it should
+    /// be. `status` is the answer's, if an HTTP endpoint sent it (`None`
+    /// for a file or a command). `reason` is shown in `Display` (control
+    /// characters escaped); `body` is kept as a bounded excerpt made by
+    /// the crate's redaction (see [`Error::from_response`]). Neither
+    /// retryable nor permanent.
+    ///
+    /// ```
+    /// use tower_alf::Error;
+    ///
+    /// let e = Error::invalid_response(None, "not JSON", b"<html>oops</html>");
+    /// assert!(e.is_invalid_response() && !e.is_retryable());
+    /// assert_eq!(e.body_excerpt(), Some("<html>oops</html>"));
+    /// ```
+    pub fn invalid_response(
+        status: impl Into<Option<StatusCode>>,
         reason: impl Into<String>,
         body: &[u8],
     ) -> Self {
-        Self::invalid(Some(status), reason.into(), body)
+        Self::invalid(status.into(), reason.into(), body)
     }
 
     fn invalid(status: Option<StatusCode>, reason: String, body: &[u8]) -> Self {
@@ -331,6 +466,7 @@ impl Error {
             | Kind::Signing(text)
             | Kind::Body(text)
             | Kind::Callback(text)
+            | Kind::Provider { reason: text, .. }
             | Kind::InvalidResponse { reason: text, .. } => {
                 *text = sent.scrub(text).into_owned();
             }
@@ -465,6 +601,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match &self.inner.kind {
             Kind::Transport | Kind::Timeout => true,
+            Kind::Provider { permanent, .. } => !permanent,
             Kind::Status { status, .. } => {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504) && !self.is_permanent()
             }
@@ -481,6 +618,7 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         match &self.inner.kind {
             Kind::Config(_) => true,
+            Kind::Provider { permanent, .. } => *permanent,
             Kind::Status {
                 oauth: Some(oauth), ..
             } => matches!(
@@ -498,7 +636,7 @@ impl Error {
     /// The wait the endpoint asked for with `Retry-After`, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.inner.kind {
-            Kind::Status { retry_after, .. } => *retry_after,
+            Kind::Status { retry_after, .. } | Kind::Provider { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -626,6 +764,7 @@ impl fmt::Display for Error {
             Kind::InvalidResponse { reason, .. } => write!(f, "invalid {name} response: {reason}"),
             Kind::InvalidToken(reason) => write!(f, "invalid token: {reason}"),
             Kind::Closed => f.write_str("token fetch ended without a result"),
+            Kind::Provider { reason, .. } => write!(f, "token provider failed: {reason}"),
             Kind::Throttled => f.write_str(
                 "the token was rejected again right after a refresh; not refreshing it again yet",
             ),

@@ -81,6 +81,8 @@
 //! - `redis`: `store::RedisStore`, tokens in Redis or Valkey shared by
 //!   a fleet, with a fleet-wide single flight and optional encryption at rest.
 //! - `redis-cluster`: Redis Cluster for the Redis store (enables `redis`).
+//! - `command`: `grant::TokenCommand`, a token from a program's JSON
+//!   output (an exec credential plugin), on Tokio's process support.
 //! - `cli`: the `alf` command-line client (enables `rustls`, `oauth1`,
 //!   `redis`, `jwt`, `dpop` and `authorization-code`).
 //! - `jwt`: JWT client authentication (`ClientAuth::private_key_jwt`,

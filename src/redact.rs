@@ -439,7 +439,7 @@ fn mask_pairs(text: &str) -> String {
 
 /// Replaces anything shaped like a JWT (`eyJ…` header, two dots) with
 /// `[redacted]`: an access token can hide in any member or in plain text.
-fn mask_jwts(text: &str) -> String {
+pub(crate) fn mask_jwts(text: &str) -> String {
     let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -463,7 +463,7 @@ fn mask_jwts(text: &str) -> String {
 /// Replaces the credentials after `Basic`, `Bearer` or `DPoP` with
 /// `[redacted]`: an endpoint that echoes the request (httpbin-style) would
 /// otherwise show the client secret in Base64.
-fn mask_schemes(text: &str) -> String {
+pub(crate) fn mask_schemes(text: &str) -> String {
     const SCHEMES: [&str; 3] = ["basic ", "bearer ", "dpop "];
     let is_token68 = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
     let lower = text.to_ascii_lowercase();

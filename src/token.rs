@@ -372,8 +372,51 @@ impl Token {
         self
     }
 
-    pub(crate) fn with_extra(mut self, extra: serde_json::Map<String, serde_json::Value>) -> Self {
+    /// Sets the expiry on the wall clock, for a provider that is told when
+    /// its token expires (a JWT `exp`, an RFC 3339 `expiration`) rather
+    /// than for how long. Read against the wall clock now and kept on the
+    /// monotonic one, as the other times are; an expiry already past counts
+    /// as now (the source then schedules
+    /// [`MIN_LIFETIME`](crate::TokenSourceBuilder::MIN_LIFETIME)). Call it
+    /// after [`with_issued_at`](Self::with_issued_at), which moves a
+    /// lifetime set before it.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_alf::Token;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_alf::Error> {
+    /// let at = SystemTime::now() + Duration::from_secs(600);
+    /// let token = Token::bearer("t")?.with_expires_at(at);
+    /// let left = token.lifetime().unwrap();
+    /// assert!(left > Duration::from_secs(590) && left <= Duration::from_secs(600));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_expires_at(mut self, expires_at: SystemTime) -> Self {
+        let left = expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let now = Instant::now().max(self.issued_at);
+        self.expires_at = now.checked_add(left);
+        self
+    }
+
+    /// Sets the other members of the token response, as
+    /// [`extra`](Self::extra) returns them (the values are never shown in
+    /// `Debug`).
+    pub fn with_extra(mut self, extra: serde_json::Map<String, serde_json::Value>) -> Self {
         self.extra = extra;
+        self
+    }
+
+    /// Adds one member to [`extra`](Self::extra), replacing one of the
+    /// same name.
+    pub fn with_extra_member(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.extra.insert(name.into(), value.into());
         self
     }
 

@@ -183,7 +183,7 @@ mod tests {
     fn token_failures_map_to_codes() {
         let cases = [
             (Error::timeout(), Code::DeadlineExceeded),
-            (Error::transport("refused".into()), Code::Unavailable),
+            (Error::transport("refused"), Code::Unavailable),
             (Error::closed(), Code::Unavailable),
             (Error::config("bad URL"), Code::Unauthenticated),
             (Error::throttled(), Code::Unauthenticated),

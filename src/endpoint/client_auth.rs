@@ -2,6 +2,12 @@
 
 #[cfg(feature = "jwt")]
 use std::time::Duration;
+use std::{
+    fmt,
+    io::Read as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
@@ -11,7 +17,6 @@ use crate::jwt::PrivateKey;
 use crate::{error::Error, redact::SentSecrets, secret::ClientSecret};
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
-#[cfg(feature = "jwt")]
 pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -50,6 +55,92 @@ enum Method {
     SecretJwt(ClientSecret),
     #[cfg(feature = "jwt")]
     PrivateKeyJwt(PrivateKey),
+    /// A client assertion made elsewhere (RFC 7521 §4.2).
+    Assertion(AssertionSource),
+}
+
+/// Where an assertion made elsewhere comes from, asked for each attempt.
+#[derive(Clone)]
+enum AssertionSource {
+    Callback(Arc<dyn Fn() -> Result<String, Error> + Send + Sync>),
+    File(PathBuf),
+}
+
+impl fmt::Debug for AssertionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Callback(_) => f.write_str("Callback"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+impl AssertionSource {
+    fn get(&self) -> Result<String, Error> {
+        let assertion = match self {
+            Self::Callback(callback) => callback()?,
+            Self::File(path) => read_credential_file(path, "client assertion file")?,
+        };
+        if assertion.is_empty() {
+            return Err(Error::retryable("the client assertion is empty"));
+        }
+        Ok(assertion)
+    }
+}
+
+/// The most a credential file (a client assertion, a token) may hold: 64 KiB.
+pub(crate) const MAX_CREDENTIAL_FILE: u64 = 64 * 1024;
+
+/// Reads a credential file anew (a Kubernetes projected token, rotated on
+/// disk): a regular file (symbolic links followed) of at most
+/// [`MAX_CREDENTIAL_FILE`] bytes, UTF-8, surrounding whitespace trimmed.
+/// A file that is missing, unreadable, too large, not a regular file or not
+/// UTF-8 is [permanent](Error::is_permanent) until someone fixes it; an
+/// empty one (a writer caught mid-write) and other I/O failures are
+/// retryable. `what` names the file in the error, which never quotes it.
+pub(crate) fn read_credential_file(path: &Path, what: &str) -> Result<String, Error> {
+    let shown = path.display();
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+            Error::permanent(format!("cannot read the {what} {shown}: {e}"))
+        }
+        _ => Error::retryable(format!("cannot read the {what} {shown}: {e}")),
+    };
+    let regular = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(Error::permanent(format!(
+                "the {what} {shown} is not a regular file"
+            )));
+        }
+        if meta.len() > MAX_CREDENTIAL_FILE {
+            return Err(Error::permanent(format!(
+                "the {what} {shown} is larger than {} KiB",
+                MAX_CREDENTIAL_FILE / 1024
+            )));
+        }
+        Ok(())
+    };
+    // Checked before opening too: opening a FIFO would block.
+    regular(&std::fs::metadata(path).map_err(io)?)?;
+    let file = std::fs::File::open(path).map_err(io)?;
+    regular(&file.metadata().map_err(io)?)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CREDENTIAL_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_CREDENTIAL_FILE {
+        return Err(Error::permanent(format!(
+            "the {what} {shown} is larger than {} KiB",
+            MAX_CREDENTIAL_FILE / 1024
+        )));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::permanent(format!("the {what} {shown} is not UTF-8 text")))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::retryable(format!("the {what} {shown} is empty")));
+    }
+    Ok(text.to_owned())
 }
 
 impl ClientAuth {
@@ -151,6 +242,62 @@ impl ClientAuth {
         Self::with_method(client_id, Method::PrivateKeyJwt(key))
     }
 
+    /// A client assertion made elsewhere (RFC 7521 §4.2, RFC 7523 §2.2), as
+    /// `client_assertion` with the JWT-bearer `client_assertion_type`:
+    /// `assertion` is called for every attempt, so it can hand out a new
+    /// one each time (from a SPIFFE agent, a cloud SDK, a signer you run).
+    /// `client_id` is sent too, unless empty. It is called on the task that
+    /// sends the request: keep it quick (read a cache, not the network).
+    /// Its error fails the attempt as it is: make it with
+    /// [`Error::retryable`] or [`Error::permanent`].
+    ///
+    /// The server sees `private_key_jwt`, which is what
+    /// [`method_name`](Self::method_name) says. The assertion is a secret:
+    /// it is removed by value from any error the answer makes.
+    ///
+    /// ```
+    /// use tower_alf::ClientAuth;
+    ///
+    /// let auth = ClientAuth::client_assertion("my-client", || Ok("eyJ…signed-elsewhere".into()));
+    /// assert_eq!(auth.method_name(), "private_key_jwt");
+    /// ```
+    pub fn client_assertion<F>(client_id: impl Into<String>, assertion: F) -> Self
+    where
+        F: Fn() -> Result<String, Error> + Send + Sync + 'static,
+    {
+        let source = AssertionSource::Callback(Arc::new(assertion));
+        Self::with_method(client_id, Method::Assertion(source))
+    }
+
+    /// A client assertion read from `path` for every attempt: workload
+    /// identity, where the platform writes a short-lived JWT to a file and
+    /// rotates it (a Kubernetes projected service-account token, as Azure
+    /// workload identity, GKE and EKS federation use; a SPIFFE JWT-SVID on
+    /// disk). A rotated file is picked up at the next attempt, without a
+    /// restart. Otherwise as [`client_assertion`](Self::client_assertion).
+    ///
+    /// The file must be a regular file (symbolic links, which Kubernetes
+    /// uses for atomic rotation, are followed) of at most 64 KiB; its
+    /// surrounding whitespace is trimmed. Otherwise the attempt fails with
+    /// a [permanent](Error::is_permanent) error naming the file, never its
+    /// content; an empty file (caught mid-write) is retryable.
+    ///
+    /// ```
+    /// use tower_alf::ClientAuth;
+    ///
+    /// let auth = ClientAuth::client_assertion_file(
+    ///     "00000000-aaaa-bbbb-cccc-000000000000",
+    ///     "/var/run/secrets/azure/tokens/azure-identity-token",
+    /// );
+    /// assert_eq!(auth.method_name(), "private_key_jwt");
+    /// ```
+    pub fn client_assertion_file(client_id: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self::with_method(
+            client_id,
+            Method::Assertion(AssertionSource::File(path.into())),
+        )
+    }
+
     /// Sets the `aud` of the client assertion, replacing any set before.
     /// Defaults to the token endpoint URL, as RFC 7523 §3 suggests; some
     /// servers want their issuer identifier instead. Only used by the JWT
@@ -185,6 +332,7 @@ impl ClientAuth {
             Method::SecretJwt(_) => "client_secret_jwt",
             #[cfg(feature = "jwt")]
             Method::PrivateKeyJwt(_) => "private_key_jwt",
+            Method::Assertion(_) => "private_key_jwt",
         }
     }
 
@@ -243,6 +391,10 @@ impl ClientAuth {
                 let jwt = key.sign(&self.client_claims(token_url)?)?;
                 self.push_assertion(form, jwt);
             }
+            Method::Assertion(source) => {
+                let assertion = source.get()?;
+                self.push_assertion(form, assertion);
+            }
         }
         Ok(())
     }
@@ -270,6 +422,8 @@ impl ClientAuth {
             Method::None => {}
             #[cfg(feature = "jwt")]
             Method::PrivateKeyJwt(_) => {}
+            // Sent in the form, whence the request takes it.
+            Method::Assertion(_) => {}
         }
     }
 
@@ -289,11 +443,13 @@ impl ClientAuth {
         )
     }
 
-    /// `client_id` is sent too: RFC 7521 §4.2 makes it optional, and many
-    /// servers (oidc-provider, Keycloak) look the client up by it.
-    #[cfg(feature = "jwt")]
+    /// `client_id` is sent too (unless empty): RFC 7521 §4.2 makes it
+    /// optional, and many servers (oidc-provider, Keycloak) look the client
+    /// up by it.
     fn push_assertion(&self, form: &mut Vec<(String, String)>, jwt: String) {
-        form.push(("client_id".into(), self.client_id.clone()));
+        if !self.client_id.is_empty() {
+            form.push(("client_id".into(), self.client_id.clone()));
+        }
         form.push((
             "client_assertion_type".into(),
             JWT_BEARER_ASSERTION_TYPE.into(),

@@ -141,7 +141,7 @@ pub(crate) fn seconds(value: &Value) -> Result<Duration, BadSeconds> {
 /// its refresh: `exp - iat` when both are there (the server's own clock on
 /// both sides, so skew does not matter), else `exp` less the wall clock.
 /// `None` when it is not a JWT, or the claims make no sense.
-fn jwt_lifetime(token: &str) -> Option<Duration> {
+pub(crate) fn jwt_lifetime(token: &str) -> Option<Duration> {
     let mut parts = token.split('.');
     let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
     let claims: Map<String, Value> =

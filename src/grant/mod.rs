@@ -3,12 +3,17 @@
 //! A grant is a tower [`Service`](tower::Service) that takes a [`FetchToken`]
 //! and answers a [`Token`]. The source calls it at most once at
 //! a time, so a grant needs no locking of its own. Any service of that shape
-//! is a grant, which is how you plug in one this crate does not ship.
+//! is a grant, which is how you plug in one this crate does not ship;
+//! [`from_fn`] makes one from an async closure.
 
 #[cfg(feature = "authorization-code")]
 mod authorization_code;
 mod client_credentials;
+#[cfg(feature = "command")]
+mod command;
 mod device;
+mod file;
+mod from_fn;
 #[cfg(feature = "jwt")]
 mod jwt_bearer;
 mod params;
@@ -24,7 +29,11 @@ use tokio::time::Instant;
 #[cfg(feature = "authorization-code")]
 pub use authorization_code::{AuthorizationCode, PendingAuthorization};
 pub use client_credentials::ClientCredentials;
+#[cfg(feature = "command")]
+pub use command::TokenCommand;
 pub use device::{DeviceAuthorization, DeviceCode, PendingDeviceAuthorization};
+pub use file::TokenFile;
+pub use from_fn::{from_fn, FromFn};
 #[cfg(feature = "jwt")]
 pub use jwt_bearer::JwtBearer;
 pub use refresh_token::RefreshTokenGrant;

@@ -63,6 +63,7 @@ pub struct SubjectToken {
 enum Kind {
     Fixed(AccessToken),
     Source(TokenSource),
+    File(std::sync::Arc<std::path::PathBuf>),
 }
 
 impl SubjectToken {
@@ -95,6 +96,28 @@ impl SubjectToken {
         }
     }
 
+    /// A token of the given type read from `path` for every fetch:
+    /// workload identity federation, where the platform writes a
+    /// short-lived JWT to a file and rotates it (a Kubernetes projected
+    /// service-account token, a CI job's OIDC token). A rotated file is
+    /// sent from the next fetch on, without a restart. The file is read as
+    /// [`ClientAuth::client_assertion_file`](crate::ClientAuth::client_assertion_file)
+    /// reads its own: a regular file of at most 64 KiB, trimmed, typed
+    /// errors that never quote it.
+    ///
+    /// ```
+    /// use tower_alf::grant::SubjectToken;
+    ///
+    /// let subject = SubjectToken::file("/var/run/secrets/tokens/sts-token", SubjectToken::JWT);
+    /// assert_eq!(subject.token_type(), SubjectToken::JWT);
+    /// ```
+    pub fn file(path: impl Into<std::path::PathBuf>, token_type: impl Into<String>) -> Self {
+        Self {
+            kind: Kind::File(std::sync::Arc::new(path.into())),
+            token_type: token_type.into(),
+        }
+    }
+
     /// Sets the token type sent with it (e.g. [`SubjectToken::JWT`] for a
     /// source whose access tokens are JWTs), replacing the one before.
     pub fn with_token_type(mut self, token_type: impl Into<String>) -> Self {
@@ -111,6 +134,9 @@ impl SubjectToken {
         match &self.kind {
             Kind::Fixed(token) => Ok(token.secret().to_owned()),
             Kind::Source(source) => Ok(source.token().await?.access_token().secret().to_owned()),
+            Kind::File(path) => {
+                crate::endpoint::client_auth::read_credential_file(path, "subject token file")
+            }
         }
     }
 }
@@ -242,6 +268,7 @@ impl fmt::Debug for SubjectToken {
         match &self.kind {
             Kind::Fixed(token) => d.field("token", token),
             Kind::Source(source) => d.field("source", source),
+            Kind::File(path) => d.field("file", path),
         };
         d.field("token_type", &self.token_type).finish()
     }

@@ -19,9 +19,12 @@ use super::{
     stats::Counters,
     Grant, Shared, TokenSource,
 };
-use crate::token::Timing;
 #[cfg(doc)]
-use crate::{error::Error, token::Token};
+use crate::error::Error;
+use crate::token::{Timing, Token};
+
+/// The hook [`TokenSourceBuilder::on_token`] sets.
+pub(super) type OnToken = Arc<dyn Fn(&Token) + Send + Sync>;
 
 /// Bounds on how often the issuer is asked, whatever callers do.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +41,7 @@ pub struct TokenSourceBuilder {
     grant: Grant,
     timing: Timing,
     limits: Limits,
+    on_token: Option<OnToken>,
 }
 
 impl TokenSourceBuilder {
@@ -55,6 +59,7 @@ impl TokenSourceBuilder {
                 jitter: Self::DEFAULT_JITTER,
                 default_lifetime: None,
             },
+            on_token: None,
         }
     }
 
@@ -167,6 +172,46 @@ impl TokenSourceBuilder {
         self
     }
 
+    /// Calls `hook` with every new token the grant hands back: once per
+    /// token, synchronously, on the fetch task, after the token is cached
+    /// and before any caller waiting for it wakes. So when a caller has the
+    /// token, the hook has run for it.
+    ///
+    /// The place to persist what a refresh hands back, such as a rotated
+    /// refresh token (an authorization server that rotates them refuses
+    /// the old one from now on: save the new one before anyone uses the
+    /// token). Keep it quick and non-blocking (a write to a local file,
+    /// a message to a channel); it holds up the callers waiting. A panic in
+    /// it is caught and logged; the token is served all the same.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tower_alf::{grant::RefreshTokenGrant, ClientAuth, TokenEndpoint, TokenSource};
+    ///
+    /// # fn main() -> Result<(), tower_alf::Error> {
+    /// let endpoint = TokenEndpoint::builder("https://idp.example/token")
+    ///     .client_auth(ClientAuth::none("my-cli"))
+    ///     .build()?;
+    /// let saved = Arc::new(Mutex::new(None));
+    /// let keep = Arc::clone(&saved);
+    /// let source = TokenSource::builder(RefreshTokenGrant::new(endpoint, "rt-from-login"))
+    ///     .on_token(move |token| {
+    ///         if let Some(refresh) = token.refresh_token() {
+    ///             // e.g. write it to your keychain or an owner-only file
+    ///             *keep.lock().unwrap() = Some(refresh.secret().to_owned());
+    ///         }
+    ///     })
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn on_token<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Token) + Send + Sync + 'static,
+    {
+        self.on_token = Some(Arc::new(hook));
+        self
+    }
+
     /// Builds the source. Nothing is fetched until the first token is asked for.
     pub fn build(self) -> TokenSource {
         TokenSource {
@@ -181,6 +226,7 @@ impl TokenSourceBuilder {
                 served: AtomicU64::new(0),
                 epoch: Instant::now(),
                 counters: Counters::default(),
+                on_token: self.on_token,
             }),
         }
     }
@@ -191,6 +237,7 @@ impl fmt::Debug for TokenSourceBuilder {
         f.debug_struct("TokenSourceBuilder")
             .field("timing", &self.timing)
             .field("limits", &self.limits)
+            .field("on_token", &self.on_token.is_some())
             .finish_non_exhaustive()
     }
 }

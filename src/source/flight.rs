@@ -189,6 +189,14 @@ impl Shared {
             }
             flight.current = None;
         }
+        if let (Some(hook), Ok(token)) = (&self.on_token, &outcome) {
+            // Cached, and no waiter woken yet; outside the flight lock, so
+            // the hook may ask the source for its token.
+            let hook = std::panic::AssertUnwindSafe(|| hook(token));
+            if std::panic::catch_unwind(hook).is_err() {
+                tracing::warn!("the on_token hook panicked");
+            }
+        }
         if let Some(guard) = guard.as_mut() {
             guard.succeeded = outcome.is_ok();
         }

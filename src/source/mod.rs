@@ -132,6 +132,8 @@ struct Shared {
     /// The origin of the times kept in atomics.
     epoch: Instant,
     counters: Counters,
+    /// Called with every new token (see [`TokenSourceBuilder::on_token`]).
+    on_token: Option<builder::OnToken>,
 }
 
 /// The source's answer to a rejection (see [`TokenSource::replace`]).
