@@ -10,7 +10,14 @@ after a subcommand: `alf --issuer URL token` and `alf token --issuer URL` are th
 
 The response body goes to stdout as the server sent it, control characters included, as curl \
 prints it. Everything alf prints to stderr (errors, the server's error_description, the URL to \
-open) and the headers of -i have their control characters escaped (\\x1b, \\r, \\n).";
+open) and the headers of -i have their control characters escaped (\\x1b, \\r, \\n).
+
+Exit status:
+  0  success (every response came back, none 401 or 403 after the replay)
+  1  failure: a token, transport or HTTP failure, with a one-line reason
+  2  usage error: a bad option, a flag combination that cannot work, an unreadable input
+  3  alf login --device: the user refused the sign-in (access_denied)
+  4  alf login --device: the code expired before the sign-in was approved";
 
 /// curl with automatic OAuth tokens: fetches, caches and refreshes a token,
 /// sends the request with it, and replays it once after a 401.
@@ -54,6 +61,15 @@ pub(crate) enum Command {
         /// Print the access token too.
         #[arg(long)]
         print_token: bool,
+        /// Sign in with the device authorization grant (RFC 8628) instead,
+        /// for a machine without a browser: prints a code and the URL where
+        /// to enter it (on any device), then waits for the approval.
+        #[arg(long, conflicts_with_all = ["authorization_url", "port"])]
+        device: bool,
+        /// The device authorization endpoint, for --device (with
+        /// --token-url; --issuer finds it).
+        #[arg(long, value_name = "URL", requires = "device")]
+        device_url: Option<String>,
     },
     /// OAuth 1.0a tools.
     #[command(name = "oauth1", subcommand)]

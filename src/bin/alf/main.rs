@@ -3,6 +3,7 @@
 //! `TokenSource` and a `BearerAuthLayer` over hyper-util's client.
 
 mod args;
+mod device;
 mod input;
 mod load;
 mod login;
@@ -48,10 +49,26 @@ fn main() -> ExitCode {
         match &cli.command {
             Some(Command::Token { print_token }) => token(&cli.oauth, *print_token).await,
             Some(Command::Login {
+                save,
+                print_token,
+                device: true,
+                device_url,
+                ..
+            }) => {
+                device::run(
+                    &cli.oauth,
+                    device_url.as_deref(),
+                    save.as_deref(),
+                    *print_token,
+                )
+                .await
+            }
+            Some(Command::Login {
                 authorization_url,
                 port,
                 save,
                 print_token,
+                ..
             }) => {
                 login::run(
                     &cli.oauth,
