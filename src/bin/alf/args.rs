@@ -43,6 +43,10 @@ pub(crate) enum Command {
         /// Print the access token too.
         #[arg(long)]
         print_token: bool,
+        /// Remove this token from the cache between runs instead (nothing
+        /// is fetched).
+        #[arg(long, conflicts_with = "print_token")]
+        forget: bool,
     },
     /// Sign in with the authorization-code flow and PKCE: prints the URL to
     /// open, waits for the browser on a loopback redirect
@@ -219,6 +223,11 @@ pub(crate) struct OAuthArgs {
     /// RSA or Ed25519) instead of a fresh one; implies --dpop.
     #[arg(global = true, long, value_name = "FILE")]
     pub(crate) dpop_key: Option<PathBuf>,
+    /// Do not read or write the token cache between runs (by default a
+    /// client-credentials token is kept, until it expires, in
+    /// $XDG_CACHE_HOME/alf or ~/.cache/alf, readable by its owner only).
+    #[arg(global = true, long)]
+    pub(crate) no_cache: bool,
     /// Timeout in seconds for the token request and for each request.
     #[arg(global = true, long, value_name = "SECS", value_parser = seconds)]
     pub(crate) timeout: Option<std::time::Duration>,

@@ -3,6 +3,7 @@
 //! `TokenSource` and a `BearerAuthLayer` over hyper-util's client.
 
 mod args;
+mod cache;
 mod device;
 mod input;
 mod load;
@@ -47,7 +48,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Some(Command::Token { print_token }) => token(&cli.oauth, *print_token).await,
+            Some(Command::Token { forget: true, .. }) => {
+                tokens::forget(&cli.oauth).await.map(|()| ExitCode::SUCCESS)
+            }
+            Some(Command::Token { print_token, .. }) => token(&cli.oauth, *print_token).await,
             Some(Command::Login {
                 save,
                 print_token,

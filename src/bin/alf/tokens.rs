@@ -7,14 +7,15 @@ use tower_alf::{
     dpop::DPoPKey,
     grant::{ClientCredentials, RefreshTokenGrant, ServiceAccount},
     jwt::PrivateKey,
-    store::{EncryptionKey, RedisStore, StoreGrant},
+    store::{CacheKey, EncryptionKey, RedisStore, StoreGrant},
     ClientAuth, HttpClient, TokenEndpoint, TokenEndpointBuilder, TokenSource,
 };
 
 pub(crate) use crate::input::env_secret;
 use crate::{
     args::{AuthMethod, OAuthArgs},
-    input,
+    cache::{FileCache, Problem},
+    input, terminal,
 };
 
 /// A problem with the arguments, said in one line.
@@ -75,6 +76,10 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
         return Ok(TokenSource::new(grant));
     }
 
+    stored(args, client_credentials(args, endpoint))
+}
+
+fn client_credentials(args: &OAuthArgs, endpoint: TokenEndpoint) -> ClientCredentials {
     let mut grant = ClientCredentials::new(endpoint);
     for scope in &args.scopes {
         grant = grant.scope(scope);
@@ -82,14 +87,92 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
     for (name, value) in extra_params(args) {
         grant = grant.param(name, value);
     }
-    stored(args, grant)
+    grant
+}
+
+/// Whether tokens go through the cache between runs: client-credentials
+/// Bearer tokens only (not with --redis, which shares them already, nor
+/// DPoP-bound ones), unless --no-cache.
+fn caches(args: &OAuthArgs) -> bool {
+    !args.no_cache
+        && args.redis.is_none()
+        && !args.dpop
+        && args.dpop_key.is_none()
+        && args.service_account.is_none()
+        && args.refresh_token_env.is_none()
+}
+
+/// The token cache and this grant's key in it, when the arguments use it;
+/// a cache file that is not alf's is refused here, a corrupt one warned
+/// about (it is replaced after the fetch).
+fn cache_for(
+    args: &OAuthArgs,
+    grant: &ClientCredentials,
+) -> Result<Option<(FileCache, CacheKey)>, Usage> {
+    if !caches(args) {
+        return Ok(None);
+    }
+    let Some(cache) = FileCache::open()? else {
+        return Ok(None);
+    };
+    let key = grant.cache_key().build();
+    match cache.read(&key) {
+        Ok(_) => {}
+        Err(Problem::Corrupt(reason)) => eprintln!(
+            "alf: warning: token cache {}: {}; ignored, it will be replaced",
+            terminal::escape(&cache.path(&key).display().to_string()),
+            reason
+        ),
+        Err(Problem::Insecure(reason)) => {
+            return Err(usage(format!(
+                "token cache {}: {reason}; refused, not read and not replaced (fix or remove \
+                 it, or use --no-cache)",
+                terminal::escape(&cache.path(&key).display().to_string())
+            )))
+        }
+    }
+    Ok(Some((cache, key)))
+}
+
+/// `alf token --forget`: removes this grant's token from the cache.
+pub(crate) async fn forget(args: &OAuthArgs) -> Result<(), tower::BoxError> {
+    if !caches(args) {
+        return Err(usage(
+            "--forget: these options do not use the token cache (client credentials \
+             without --no-cache, --redis or DPoP do)",
+        )
+        .into());
+    }
+    let (endpoint, _) = token_endpoint(args, AuthMethod::Basic).await?;
+    let grant = client_credentials(args, endpoint);
+    let Some(cache) = FileCache::open()? else {
+        eprintln!("alf: no cached token (no cache directory)");
+        return Ok(());
+    };
+    let key = grant.cache_key().build();
+    let shown = terminal::escape(&cache.path(&key).display().to_string());
+    match cache.remove(&key) {
+        Ok(true) => eprintln!("alf: forgot the cached token ({shown})"),
+        Ok(false) => eprintln!("alf: no cached token"),
+        Err(problem) => {
+            return Err(usage(format!(
+                "token cache {shown}: {problem}; refused, not removed"
+            ))
+            .into())
+        }
+    }
+    Ok(())
 }
 
 /// The client-credentials source, through a Redis store when `--redis` is
-/// given, so that several `alf` processes share one token.
+/// given, so that several `alf` processes share one token, else through
+/// the token cache between runs.
 fn stored(args: &OAuthArgs, grant: ClientCredentials) -> Result<TokenSource, tower::BoxError> {
     let Some(url) = &args.redis else {
-        return Ok(TokenSource::new(grant));
+        return Ok(match cache_for(args, &grant)? {
+            Some((cache, key)) => TokenSource::new(StoreGrant::new(grant, cache, key)),
+            None => TokenSource::new(grant),
+        });
     };
     let mut key = grant.cache_key();
     if let Some(prefix) = &args.store_key_prefix {
