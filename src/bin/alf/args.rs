@@ -34,6 +34,9 @@ pub(crate) struct Cli {
     pub(crate) request: RequestArgs,
     /// The URL to request.
     pub(crate) url: Option<String>,
+    /// Print no warnings on stderr (errors still are).
+    #[arg(global = true, short = 'q', long)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

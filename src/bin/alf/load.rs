@@ -18,7 +18,7 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use indicatif::ProgressBar;
 use tokio::{task::JoinSet, time::Instant};
 use tower::{timeout::TimeoutLayer, util::BoxCloneService, BoxError, ServiceBuilder, ServiceExt};
-use tower_alf::{BearerAuthLayer, TokenSource};
+use tower_alf::{store::StoreStats, BearerAuthLayer, TokenSource};
 
 use crate::{
     args::{Cli, RequestArgs},
@@ -123,12 +123,12 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
             .service(http);
         (BoxCloneService::new(signed), None)
     } else {
-        let source = tokens::source(&cli.oauth).await?;
+        let (source, store) = tokens::source_and_store(&cli.oauth).await?;
         let authorized = ServiceBuilder::new()
             .option_layer(timeout)
             .layer(BearerAuthLayer::new(source.clone()))
             .service(http);
-        (BoxCloneService::new(authorized), Some(source))
+        (BoxCloneService::new(authorized), Some((source, store)))
     };
 
     let args = &cli.request;
@@ -264,7 +264,10 @@ fn verdict(samples: &[Sample]) -> ExitCode {
 
 /// The `--stats` line: counts from the crate's own counters, latency
 /// percentiles (nearest rank) over every send.
-fn stats(samples: &[Sample], source: Option<&TokenSource>) -> serde_json::Value {
+fn stats(
+    samples: &[Sample],
+    source: Option<&(TokenSource, Option<StoreStats>)>,
+) -> serde_json::Value {
     let mut status = BTreeMap::<String, u64>::new();
     for sample in samples {
         if let Ok(code) = sample.outcome {
@@ -283,8 +286,9 @@ fn stats(samples: &[Sample], source: Option<&TokenSource>) -> serde_json::Value 
         let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
         round(latencies[rank.clamp(1, latencies.len()) - 1])
     };
-    let counters = source.map(TokenSource::stats).unwrap_or_default();
-    serde_json::json!({
+    let counters = source.map(|(source, _)| source.stats()).unwrap_or_default();
+
+    let mut line = serde_json::json!({
         "requests": samples.len(),
         "status": status,
         "errors": samples.iter().filter(|s| s.outcome.is_err()).count(),
@@ -292,11 +296,24 @@ fn stats(samples: &[Sample], source: Option<&TokenSource>) -> serde_json::Value 
         "token_refreshes": counters.refreshes,
         "token_failures": counters.failures,
         "replays": counters.replays,
+        "throttled": counters.throttled,
+        "store": null,
         "p50_ms": percentile(50.0),
         "p90_ms": percentile(90.0),
         "p99_ms": percentile(99.0),
         "max_ms": latencies.last().copied().map(round).unwrap_or(0.0),
-    })
+    });
+    // The store's counters: with --redis, or the token cache between runs.
+    if let Some(store) = source.and_then(|(_, store)| store.as_ref()) {
+        let store = store.snapshot();
+        line["store"] = serde_json::json!({
+            "hits": store.hits,
+            "fetches": store.fetches,
+            "lock_waits": store.lock_waits,
+            "errors": store.store_errors,
+        });
+    }
+    line
 }
 
 fn round(ms: f64) -> f64 {

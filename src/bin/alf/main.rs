@@ -36,6 +36,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    terminal::set_quiet(cli.quiet);
+    terminal::install_warnings();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,7 +7,7 @@ use tower_alf::{
     dpop::DPoPKey,
     grant::{ClientCredentials, RefreshTokenGrant, ServiceAccount},
     jwt::PrivateKey,
-    store::{CacheKey, EncryptionKey, RedisStore, StoreGrant},
+    store::{CacheKey, EncryptionKey, RedisStore, StoreGrant, StoreStats},
     ClientAuth, HttpClient, TokenEndpoint, TokenEndpointBuilder, TokenSource,
 };
 
@@ -35,6 +35,14 @@ pub(crate) fn usage(message: impl Into<String>) -> Usage {
 }
 
 pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
+    Ok(source_and_store(args).await?.0)
+}
+
+/// The token source, and the counters of its store (`--redis`, or the
+/// token cache between runs) when it has one.
+pub(crate) async fn source_and_store(
+    args: &OAuthArgs,
+) -> Result<(TokenSource, Option<StoreStats>), tower::BoxError> {
     if args.redis.is_some() && (args.service_account.is_some() || args.refresh_token_env.is_some())
     {
         return Err(usage("--redis shares client-credentials tokens only").into());
@@ -59,7 +67,7 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
         for (name, value) in extra_params(args) {
             grant = grant.param(name, value);
         }
-        return Ok(TokenSource::new(grant));
+        return Ok((TokenSource::new(grant), None));
     }
 
     let (endpoint, _) = token_endpoint(args, AuthMethod::Basic).await?;
@@ -73,7 +81,7 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
         for (name, value) in extra_params(args) {
             grant = grant.param(name, value);
         }
-        return Ok(TokenSource::new(grant));
+        return Ok((TokenSource::new(grant), None));
     }
 
     stored(args, client_credentials(args, endpoint))
@@ -118,11 +126,15 @@ fn cache_for(
     let key = grant.cache_key().build();
     match cache.read(&key) {
         Ok(_) => {}
-        Err(Problem::Corrupt(reason)) => eprintln!(
-            "alf: warning: token cache {}: {}; ignored, it will be replaced",
-            terminal::escape(&cache.path(&key).display().to_string()),
-            reason
-        ),
+        Err(Problem::Corrupt(reason)) => {
+            if !terminal::quiet() {
+                eprintln!(
+                    "alf: warning: token cache {}: {}; ignored, it will be replaced",
+                    terminal::escape(&cache.path(&key).display().to_string()),
+                    reason
+                );
+            }
+        }
         Err(Problem::Insecure(reason)) => {
             return Err(usage(format!(
                 "token cache {}: {reason}; refused, not read and not replaced (fix or remove \
@@ -167,11 +179,18 @@ pub(crate) async fn forget(args: &OAuthArgs) -> Result<(), tower::BoxError> {
 /// The client-credentials source, through a Redis store when `--redis` is
 /// given, so that several `alf` processes share one token, else through
 /// the token cache between runs.
-fn stored(args: &OAuthArgs, grant: ClientCredentials) -> Result<TokenSource, tower::BoxError> {
+fn stored(
+    args: &OAuthArgs,
+    grant: ClientCredentials,
+) -> Result<(TokenSource, Option<StoreStats>), tower::BoxError> {
     let Some(url) = &args.redis else {
         return Ok(match cache_for(args, &grant)? {
-            Some((cache, key)) => TokenSource::new(StoreGrant::new(grant, cache, key)),
-            None => TokenSource::new(grant),
+            Some((cache, key)) => {
+                let grant = StoreGrant::new(grant, cache, key);
+                let stats = grant.stats();
+                (TokenSource::new(grant), Some(stats))
+            }
+            None => (TokenSource::new(grant), None),
         });
     };
     let mut key = grant.cache_key();
@@ -185,7 +204,9 @@ fn stored(args: &OAuthArgs, grant: ClientCredentials) -> Result<TokenSource, tow
         store = store.encryption_key(key);
     }
     let store = store.build().map_err(|e| usage(format!("--redis: {e}")))?;
-    Ok(TokenSource::new(StoreGrant::new(grant, store, key.build())))
+    let grant = StoreGrant::new(grant, store, key.build());
+    let stats = grant.stats();
+    Ok((TokenSource::new(grant), Some(stats)))
 }
 
 /// The token endpoint from `--token-url` or `--issuer` (then with the
