@@ -2,7 +2,13 @@
 //! `--json`, `--data-urlencode`, `-d @-` and `-s`, against a token endpoint
 //! and a resource in this process.
 
-use std::process::Stdio;
+use std::{
+    process::Stdio,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use axum::{
     extract::Path,
@@ -11,6 +17,7 @@ use axum::{
     routing::{any, get, post},
     Json, Router,
 };
+use base64::Engine as _;
 use tokio::io::AsyncWriteExt;
 
 async fn token() -> Response {
@@ -291,4 +298,135 @@ async fn data_from_an_endless_stdin_stops_at_the_cap() {
         String::from_utf8_lossy(&out.stderr),
         "alf: -d @-: larger than 16 MiB, the most alf sends as a body\n"
     );
+}
+
+// ===== --cacert: a token endpoint and a resource over TLS =====
+
+/// A fresh CA (as PEM) and an HTTPS server on loopback, certified by it,
+/// that issues a token at /token and answers /api; the token requests it
+/// served.
+async fn https_server() -> (String, String, Arc<AtomicUsize>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(ca.der());
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::from(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    let app = Router::new()
+        .route("/token", post(token))
+        .route("/echo", any(echo));
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let counted = tokens.clone();
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let counted = counted.clone();
+            async move {
+                if request.uri().path() == "/token" {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                next.run(request).await
+            }
+        },
+    ));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (base, pem, tokens)
+}
+
+#[tokio::test]
+async fn cacert_trusts_a_private_ca_for_the_token_endpoint_and_the_request() {
+    let (base, pem, tokens) = https_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pem).unwrap();
+    let url = format!("{base}/echo");
+    // Without it, the built-in roots refuse the server.
+    let refused = alf(&base, &[&url]).await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("could not get a token"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(tokens.load(Ordering::SeqCst), 0);
+    let run = alf(&base, &["--cacert", ca.to_str().unwrap(), &url]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(echoed(&run)["authorization"], "Bearer at-curl");
+    assert_eq!(tokens.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_cacert_file_without_a_certificate_is_a_usage_error() {
+    let base = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let run = alf(
+        &base,
+        &["--cacert", ca.to_str().unwrap(), &format!("{base}/echo")],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no PEM certificate in it"),
+        "{}",
+        run.stderr
+    );
+    let run = alf(
+        &base,
+        &[
+            "--cacert",
+            dir.path().to_str().unwrap(),
+            &format!("{base}/echo"),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
 }

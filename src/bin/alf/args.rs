@@ -234,6 +234,11 @@ pub(crate) struct OAuthArgs {
     /// RSA or Ed25519) instead of a fresh one; implies --dpop.
     #[arg(global = true, long, value_name = "FILE")]
     pub(crate) dpop_key: Option<PathBuf>,
+    /// Trust the CA certificates in this PEM file instead of the built-in
+    /// roots, for the token endpoint, discovery and the request (as curl's
+    /// --cacert).
+    #[arg(global = true, long, value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
     /// Do not read or write the token cache between runs (by default a
     /// client-credentials token is kept, until it expires, in
     /// $XDG_CACHE_HOME/alf or ~/.cache/alf, readable by its owner only).

@@ -63,6 +63,9 @@ pub(crate) async fn run(
     if let Some(timeout) = args.timeout {
         flow = flow.timeout(timeout);
     }
+    if args.cacert.is_some() {
+        flow = flow.http_client(tokens::http_client(args)?);
+    }
     let pending = flow.start().await?;
 
     // The codes and URLs come from the server: escaped.

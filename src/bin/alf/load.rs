@@ -201,12 +201,22 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         .map(WriteOut::new)
         .transpose()?;
 
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
+    let https = match tokens::cacert_roots(&cli.oauth)? {
+        Some(roots) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        ),
+        None => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?,
+    }
+    .https_or_http()
+    .enable_http1()
+    .enable_http2()
+    .build();
     let http = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
     let timeout = cli.oauth.timeout.map(TimeoutLayer::new);
     // OAuth 1.0a signs each request; OAuth 2 takes a token from a source,

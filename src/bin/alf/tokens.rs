@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use rustls::RootCertStore;
+
 use tower_alf::{
     discovery::ServerMetadata,
     dpop::DPoPKey,
@@ -223,7 +225,7 @@ pub(crate) async fn token_endpoint(
             (builder, None)
         }
         (None, Some(issuer)) => {
-            let metadata = ServerMetadata::discover(issuer, &HttpClient::default()).await?;
+            let metadata = ServerMetadata::discover(issuer, &http_client(args)?).await?;
             let candidates = match args.auth_method {
                 Some(method) => vec![client_auth(args, Some(method))?],
                 None => default_candidates(args)?,
@@ -259,11 +261,53 @@ fn extra_params(args: &OAuthArgs) -> Vec<(String, String)> {
     params
 }
 
+/// The most a `--cacert` file may hold.
+const CACERT_CAP: u64 = 4 * 1024 * 1024;
+
+/// The roots of `--cacert`, when given: every certificate of the PEM file.
+pub(crate) fn cacert_roots(args: &OAuthArgs) -> Result<Option<RootCertStore>, Usage> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let Some(path) = &args.cacert else {
+        return Ok(None);
+    };
+    let shown = path.display();
+    let failed = |e: &dyn fmt::Display| usage(format!("--cacert {shown}: {e}"));
+    let metadata = std::fs::metadata(path).map_err(|e| failed(&e))?;
+    if !metadata.is_file() {
+        return Err(failed(&"not a regular file"));
+    }
+    if metadata.len() > CACERT_CAP {
+        return Err(failed(&"larger than 4 MiB"));
+    }
+    let pem = std::fs::read(path).map_err(|e| failed(&e))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| failed(&e))?;
+        roots.add(cert).map_err(|e| failed(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(failed(&"no PEM certificate in it"));
+    }
+    Ok(Some(roots))
+}
+
+/// The HTTP client for the token endpoint, discovery and the device
+/// authorization request: `--cacert`'s roots, else the default.
+pub(crate) fn http_client(args: &OAuthArgs) -> Result<HttpClient, Usage> {
+    Ok(match cacert_roots(args)? {
+        Some(roots) => HttpClient::with_root_certificates(roots),
+        None => HttpClient::default(),
+    })
+}
+
 fn endpoint(
     args: &OAuthArgs,
     builder: TokenEndpointBuilder,
 ) -> Result<TokenEndpoint, tower::BoxError> {
     let mut builder = builder.allow_insecure_http(args.allow_insecure_http);
+    if args.cacert.is_some() {
+        builder = builder.http_client(http_client(args)?);
+    }
     if let Some(key) = dpop_key(args)? {
         builder = builder.dpop(key);
     }
