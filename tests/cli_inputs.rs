@@ -125,7 +125,7 @@ fn os(value: &str) -> &std::ffi::OsStr {
 async fn endless_devices_as_inputs_are_refused_fast_with_a_clear_error() {
     let (server, addr) = start().await;
     let api = format!("http://{addr}/api");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--client-secret-file", "/dev/zero"],
             "--client-secret-file /dev/zero: not a regular file",
@@ -155,6 +155,10 @@ async fn endless_devices_as_inputs_are_refused_fast_with_a_clear_error() {
                 "/dev/zero",
             ],
             "--oauth1-private-key /dev/zero: not a regular file",
+        ),
+        (
+            &["--client-secret-file", "/dev/null", "--cacert", "/dev/zero"],
+            "--cacert /dev/zero: not a regular file",
         ),
         (
             &["--client-secret-file", "/dev/null", "-d", "@/dev/zero"],
@@ -488,8 +492,11 @@ fn every_input_file_option_is_covered() {
         .filter(|line| line.contains("<FILE>"))
         .filter_map(|line| line.split_whitespace().find(|w| w.starts_with("--")))
         .map(|w| w.trim_end_matches(','))
+        // -o FILE is written, not read.
+        .filter(|w| *w != "--output")
         .collect();
     let tested = [
+        "--cacert",
         "--client-secret-file",
         "--private-key",
         "--dpop-key",
