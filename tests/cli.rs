@@ -22,6 +22,15 @@ use axum::{
 };
 use tokio::process::Command;
 
+/// alf without a token cache between runs (no cache directory: neither
+/// `$XDG_CACHE_HOME` nor `$HOME`), as these tests were written; the cache
+/// has its own tests in tests/cli_cache.rs.
+fn alf_uncached() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alf"));
+    command.env_remove("XDG_CACHE_HOME").env("HOME", "");
+    command
+}
+
 const SECRET: &str = "cli-s3cr3t";
 
 /// How the API treats tokens.
@@ -132,7 +141,7 @@ struct Output {
 /// `alf` with the client options for `addr` (client_secret_post, so the
 /// server reads the secret from the form) and the secret in the environment.
 fn alf_command(addr: SocketAddr, secret: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alf"));
+    let mut cmd = alf_uncached();
     cmd.env("ALF_TEST_SECRET", secret)
         .args(["--token-url", &format!("http://{addr}/token")])
         .args(["--client-id", "cli-client"])
@@ -343,7 +352,7 @@ async fn a_wrong_secret_fails_with_the_oauth_error_and_never_shows_the_secret() 
 async fn token_prints_metadata_and_the_token_only_when_asked() {
     let (_server, addr) = start(Api::Accept).await;
     let token = |print: bool| async move {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alf"));
+        let mut cmd = alf_uncached();
         cmd.env("ALF_TEST_SECRET", SECRET)
             .arg("token")
             .args(["--token-url", &format!("http://{addr}/token")])
@@ -369,7 +378,7 @@ async fn token_prints_metadata_and_the_token_only_when_asked() {
 
 #[tokio::test]
 async fn a_missing_secret_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_alf"))
+    let out = alf_uncached()
         .args([
             "--token-url",
             "https://idp.example/token",
@@ -389,7 +398,7 @@ async fn a_missing_secret_is_a_usage_error() {
 
 /// `alf` signing with OAuth 1.0a for the verifying provider at `addr`.
 async fn alf_oauth1(addr: SocketAddr, method: &str, placement: &str, extra: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alf"));
+    let mut cmd = alf_uncached();
     cmd.env("ALF_CONSUMER_SECRET", oauth1_provider::CONSUMER_SECRET)
         .env("ALF_TOKEN_SECRET", oauth1_provider::TOKEN_SECRET)
         .args(["--oauth1-consumer-key", oauth1_provider::CONSUMER_KEY])
@@ -446,7 +455,7 @@ async fn oauth1_signs_with_every_method_and_placement() {
 #[tokio::test]
 async fn oauth1_with_a_wrong_secret_is_refused_and_fails() {
     let addr = oauth1_provider::provider().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_alf"))
+    let out = alf_uncached()
         .env("ALF_CONSUMER_SECRET", "not-the-secret")
         .args(["--oauth1-consumer-key", oauth1_provider::CONSUMER_KEY])
         .args(["--oauth1-consumer-secret-env", "ALF_CONSUMER_SECRET"])
@@ -489,7 +498,7 @@ async fn dance_provider() -> SocketAddr {
 
 async fn authorize(addr: SocketAddr, stdin: &str, extra: &[&str]) -> Output {
     use tokio::io::AsyncWriteExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_alf"))
+    let mut child = alf_uncached()
         .env("ALF_CONSUMER_SECRET", "dance-secret")
         .args(["oauth1", "authorize", "--oauth1-consumer-key", "dance-key"])
         .args(["--oauth1-consumer-secret-env", "ALF_CONSUMER_SECRET"])
@@ -576,7 +585,7 @@ async fn oauth1_authorize_takes_the_oauth1_options_before_or_after_the_subcomman
         [&subcommand[..], &oauth1, &urls].concat(),
         [&oauth1[..2], &subcommand, &urls, &oauth1[2..]].concat(),
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_alf"))
+        let mut child = alf_uncached()
             .env("ALF_CONSUMER_SECRET", "dance-secret")
             .args(&args)
             .stdin(std::process::Stdio::piped())

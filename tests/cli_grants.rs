@@ -7,6 +7,15 @@ mod support;
 use serde_json::json;
 use tokio::process::Command;
 
+/// alf without a token cache between runs (no cache directory: neither
+/// `$XDG_CACHE_HOME` nor `$HOME`), as these tests were written; the cache
+/// has its own tests in tests/cli_cache.rs.
+fn alf_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alf"));
+    command.env_remove("XDG_CACHE_HOME").env("HOME", "");
+    command
+}
+
 use support::{keys, verify, TokenServer};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -17,7 +26,7 @@ struct Output {
 }
 
 async fn alf(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_alf"))
+    let out = alf_command()
         .args(args)
         .envs(env.iter().copied())
         .output()

@@ -20,6 +20,15 @@ use axum::{
 };
 use tokio::process::Command;
 
+/// alf without a token cache between runs (no cache directory: neither
+/// `$XDG_CACHE_HOME` nor `$HOME`), as these tests were written; the cache
+/// has its own tests in tests/cli_cache.rs.
+fn alf_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alf"));
+    command.env_remove("XDG_CACHE_HOME").env("HOME", "");
+    command
+}
+
 const SECRET: &str = "inputs-s3cr3t";
 
 /// A hostile `error_description`: ESC ] 0; … BEL retitles the terminal,
@@ -83,7 +92,7 @@ struct Output {
 
 /// Runs `alf` with the token endpoint at `addr` (client_secret_post).
 async fn alf(addr: SocketAddr, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_alf"));
+    let mut command = alf_command();
     command
         .args(["--token-url", &format!("http://{addr}/token")])
         .args(["--client-id", "inputs"])
@@ -116,7 +125,7 @@ fn os(value: &str) -> &std::ffi::OsStr {
 async fn endless_devices_as_inputs_are_refused_fast_with_a_clear_error() {
     let (server, addr) = start().await;
     let api = format!("http://{addr}/api");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--client-secret-file", "/dev/zero"],
             "--client-secret-file /dev/zero: not a regular file",
@@ -148,6 +157,10 @@ async fn endless_devices_as_inputs_are_refused_fast_with_a_clear_error() {
             "--oauth1-private-key /dev/zero: not a regular file",
         ),
         (
+            &["--client-secret-file", "/dev/null", "--cacert", "/dev/zero"],
+            "--cacert /dev/zero: not a regular file",
+        ),
+        (
             &["--client-secret-file", "/dev/null", "-d", "@/dev/zero"],
             "-d @/dev/zero: larger than 16 MiB",
         ),
@@ -177,10 +190,7 @@ async fn alf_plain(args: &[&str]) -> Output {
     let started = Instant::now();
     let out = tokio::time::timeout(
         Duration::from_secs(20),
-        Command::new(env!("CARGO_BIN_EXE_alf"))
-            .args(args)
-            .kill_on_drop(true)
-            .output(),
+        alf_command().args(args).kill_on_drop(true).output(),
     )
     .await
     .expect("alf ends")
@@ -427,7 +437,7 @@ async fn token_options_go_before_or_after_the_subcommand() {
         [&["token"], &options[..]].concat(),
         [&options[..4], &["token"], &options[4..]].concat(),
     ] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_alf"));
+        let mut command = alf_command();
         command.args(&args).env(secret[0].0, secret[0].1);
         let out = command.output().await.unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -482,8 +492,11 @@ fn every_input_file_option_is_covered() {
         .filter(|line| line.contains("<FILE>"))
         .filter_map(|line| line.split_whitespace().find(|w| w.starts_with("--")))
         .map(|w| w.trim_end_matches(','))
+        // -o FILE is written, not read.
+        .filter(|w| *w != "--output")
         .collect();
     let tested = [
+        "--cacert",
         "--client-secret-file",
         "--private-key",
         "--dpop-key",

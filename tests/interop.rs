@@ -686,6 +686,64 @@ async fn device_flow_aborted_by_the_user_is_access_denied() {
     assert!(e.is_access_denied(), "{e}");
 }
 
+/// `alf login --device` against oidc-provider: the device endpoint from
+/// discovery, the complete verification URI printed, the user's side
+/// driven through the pages while alf polls, the token set saved.
+#[tokio::test]
+async fn alf_login_device_through_the_users_pages() {
+    use tokio::io::AsyncBufReadExt;
+
+    let provider = Provider::start();
+    let dir = std::env::temp_dir().join(format!("alf-interop-device-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokens.json");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_alf"))
+        .args(["login", "--device", "--issuer", &provider.issuer])
+        .args(["--client-id", "device-cli"])
+        .args(["--scope", "openid", "--scope", "offline_access"])
+        .args(["--param", "prompt=consent"])
+        .args(["--save", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = stderr
+            .next_line()
+            .await
+            .unwrap()
+            .expect("alf prints the URL");
+        if line.starts_with("http") {
+            break line;
+        }
+    };
+    assert!(
+        url.starts_with(&format!("{}/device?user_code=", provider.issuer)),
+        "{url}"
+    );
+    let (status, page) = device_user(&url, false).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("alf exits")
+        .unwrap();
+    let mut rest = String::new();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        rest.push_str(&line);
+    }
+    assert!(out.status.success(), "{rest}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["token_type"], "Bearer");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(saved["access_token"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    assert_eq!(printed["refresh_token"], saved["refresh_token"].is_string());
+}
+
 /// `private_key_jwt` on the device authorization request: the assertion's
 /// audience is the endpoint it is sent to, which oidc-provider accepts.
 #[tokio::test]

@@ -10,7 +10,16 @@ after a subcommand: `alf --issuer URL token` and `alf token --issuer URL` are th
 
 The response body goes to stdout as the server sent it, control characters included, as curl \
 prints it. Everything alf prints to stderr (errors, the server's error_description, the URL to \
-open) and the headers of -i have their control characters escaped (\\x1b, \\r, \\n).";
+open) and the headers of -i have their control characters escaped (\\x1b, \\r, \\n).
+
+Exit status:
+  0  success (every response came back, none 401 or 403 after the replay)
+  1  failure: a token, transport or HTTP failure, with a one-line reason
+  2  usage error: a bad option, a flag combination that cannot work, an unreadable input
+     or token cache file
+  3  alf login --device: the user refused the sign-in (access_denied)
+  4  alf login --device: the code expired before the sign-in was approved
+  22 -f/--fail: the response status was 400 or more (as curl)";
 
 /// curl with automatic OAuth tokens: fetches, caches and refreshes a token,
 /// sends the request with it, and replays it once after a 401.
@@ -27,6 +36,15 @@ pub(crate) struct Cli {
     pub(crate) request: RequestArgs,
     /// The URL to request.
     pub(crate) url: Option<String>,
+    /// Print no warnings and no progress on stderr (errors still are).
+    #[arg(
+        global = true,
+        short = 'q',
+        long,
+        visible_short_alias = 's',
+        visible_alias = "silent"
+    )]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +54,10 @@ pub(crate) enum Command {
         /// Print the access token too.
         #[arg(long)]
         print_token: bool,
+        /// Remove this token from the cache between runs instead (nothing
+        /// is fetched).
+        #[arg(long, conflicts_with = "print_token")]
+        forget: bool,
     },
     /// Sign in with the authorization-code flow and PKCE: prints the URL to
     /// open, waits for the browser on a loopback redirect
@@ -54,6 +76,15 @@ pub(crate) enum Command {
         /// Print the access token too.
         #[arg(long)]
         print_token: bool,
+        /// Sign in with the device authorization grant (RFC 8628) instead,
+        /// for a machine without a browser: prints a code and the URL where
+        /// to enter it (on any device), then waits for the approval.
+        #[arg(long, conflicts_with_all = ["authorization_url", "port"])]
+        device: bool,
+        /// The device authorization endpoint, for --device (with
+        /// --token-url; --issuer finds it).
+        #[arg(long, value_name = "URL", requires = "device")]
+        device_url: Option<String>,
     },
     /// OAuth 1.0a tools.
     #[command(name = "oauth1", subcommand)]
@@ -203,6 +234,16 @@ pub(crate) struct OAuthArgs {
     /// RSA or Ed25519) instead of a fresh one; implies --dpop.
     #[arg(global = true, long, value_name = "FILE")]
     pub(crate) dpop_key: Option<PathBuf>,
+    /// Trust the CA certificates in this PEM file instead of the built-in
+    /// roots, for the token endpoint, discovery and the request (as curl's
+    /// --cacert).
+    #[arg(global = true, long, value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
+    /// Do not read or write the token cache between runs (by default a
+    /// client-credentials token is kept, until it expires, in
+    /// $XDG_CACHE_HOME/alf or ~/.cache/alf, readable by its owner only).
+    #[arg(global = true, long)]
+    pub(crate) no_cache: bool,
     /// Timeout in seconds for the token request and for each request.
     #[arg(global = true, long, value_name = "SECS", value_parser = seconds)]
     pub(crate) timeout: Option<std::time::Duration>,
@@ -235,10 +276,30 @@ pub(crate) struct RequestArgs {
     /// A request header, `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_name = "K: V", value_parser = header)]
     pub(crate) headers: Vec<(String, String)>,
-    /// The request body, or @FILE to send a file's bytes as they are (at
-    /// most 16 MiB).
+    /// The request body, or @FILE to send a file's bytes as they are, or
+    /// @- for stdin (at most 16 MiB).
     #[arg(short = 'd', long = "data", value_name = "DATA|@FILE")]
     pub(crate) data: Option<String>,
+    /// A form field, URL-encoded: `CONTENT`, `NAME=CONTENT`, `@FILE` or
+    /// `NAME@FILE` (repeatable; joined with -d by `&`), as curl takes it.
+    #[arg(long = "data-urlencode", value_name = "[NAME]=DATA|[NAME]@FILE")]
+    pub(crate) data_urlencode: Vec<String>,
+    /// A JSON body (DATA, @FILE or @-): POST, Content-Type and Accept
+    /// application/json.
+    #[arg(long, value_name = "DATA|@FILE", conflicts_with_all = ["data", "data_urlencode"])]
+    pub(crate) json: Option<String>,
+    /// Exit 22 without printing the body when the response status is 400
+    /// or more (a single request only).
+    #[arg(short = 'f', long)]
+    pub(crate) fail: bool,
+    /// Write the body to FILE instead of stdout (a single request only).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// After the body, print FORMAT on stdout with %{http_code},
+    /// %{time_total} (seconds) and %{size_download} (bytes) filled in,
+    /// `\n` as a newline (a single request only).
+    #[arg(short = 'w', long, value_name = "FORMAT")]
+    pub(crate) write_out: Option<String>,
     /// Send the request this many times (bodies are then not printed).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) repeat: u64,

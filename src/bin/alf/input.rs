@@ -81,26 +81,39 @@ pub(crate) fn env_secret(var: &str) -> Result<String, Usage> {
 /// The body of `-d @FILE`: the file's bytes as they are, at most
 /// [`BODY_CAP`] (a device such as /dev/zero stops there).
 pub(crate) fn body_file(path: &str) -> Result<Vec<u8>, Usage> {
+    body_from(path, "-d")
+}
+
+/// The bytes of `@path` for `flag` (`-d`, `--json`, `--data-urlencode`):
+/// a file, or stdin for `-`, at most [`BODY_CAP`] either way.
+pub(crate) fn body_from(path: &str, flag: &str) -> Result<Vec<u8>, Usage> {
     let shown = PathBuf::from(path);
     let shown = shown.display();
-    let metadata =
-        std::fs::metadata(path).map_err(|e| usage(format!("-d @{shown}: cannot read it: {e}")))?;
-    if metadata.is_dir() {
-        return Err(usage(format!("-d @{shown}: a directory, not a file")));
+    let too_large = || {
+        usage(format!(
+            "{flag} @{shown}: larger than {} MiB, the most alf sends as a body",
+            BODY_CAP / (1024 * 1024)
+        ))
+    };
+    if path == "-" {
+        return read_capped(std::io::stdin().lock(), BODY_CAP)
+            .map_err(|e| usage(format!("{flag} @-: cannot read stdin: {e}")))?
+            .ok_or_else(too_large);
     }
-    let file = File::open(path).map_err(|e| usage(format!("-d @{shown}: cannot read it: {e}")))?;
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| usage(format!("{flag} @{shown}: cannot read it: {e}")))?;
+    if metadata.is_dir() {
+        return Err(usage(format!("{flag} @{shown}: a directory, not a file")));
+    }
+    let file =
+        File::open(path).map_err(|e| usage(format!("{flag} @{shown}: cannot read it: {e}")))?;
     read_capped(file, BODY_CAP)
-        .map_err(|e| usage(format!("-d @{shown}: cannot read it: {e}")))?
-        .ok_or_else(|| {
-            usage(format!(
-                "-d @{shown}: larger than {} MiB, the most alf sends as a body",
-                BODY_CAP / (1024 * 1024)
-            ))
-        })
+        .map_err(|e| usage(format!("{flag} @{shown}: cannot read it: {e}")))?
+        .ok_or_else(too_large)
 }
 
 /// Up to `cap` bytes of `file`; `None` when it holds more.
-fn read_capped(file: File, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+fn read_capped(file: impl Read, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
     let mut bytes = Vec::new();
     file.take(cap + 1).read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= cap).then_some(bytes))

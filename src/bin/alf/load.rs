@@ -12,13 +12,16 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header::CONTENT_TYPE, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http::{
+    header::{ACCEPT, CONTENT_TYPE},
+    HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
+};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use indicatif::ProgressBar;
 use tokio::{task::JoinSet, time::Instant};
 use tower::{timeout::TimeoutLayer, util::BoxCloneService, BoxError, ServiceBuilder, ServiceExt};
-use tower_alf::{BearerAuthLayer, TokenSource};
+use tower_alf::{store::StoreStats, BearerAuthLayer, TokenSource};
 
 use crate::{
     args::{Cli, RequestArgs},
@@ -40,17 +43,30 @@ impl Template {
         let uri: Uri = url
             .parse()
             .map_err(|_| Usage(format!("{url} is not a valid URL")))?;
-        let body = match args.data.as_deref() {
-            None => Bytes::new(),
+        let mut body = match args.data.as_deref() {
+            None => Vec::new(),
             Some(data) => match data.strip_prefix('@') {
-                Some(path) => input::body_file(path)?.into(),
-                None => Bytes::copy_from_slice(data.as_bytes()),
+                Some(path) => input::body_file(path)?,
+                None => data.as_bytes().to_vec(),
             },
         };
+        for field in &args.data_urlencode {
+            if !body.is_empty() {
+                body.push(b'&');
+            }
+            body.extend_from_slice(url_encoded(field)?.as_bytes());
+        }
+        if let Some(json) = &args.json {
+            body = match json.strip_prefix('@') {
+                Some(path) => input::body_from(path, "--json")?,
+                None => json.as_bytes().to_vec(),
+            };
+        }
+        let form = args.data.is_some() || !args.data_urlencode.is_empty();
         let method = match &args.method {
             Some(method) => Method::from_bytes(method.as_bytes())
                 .map_err(|_| Usage(format!("{method} is not a valid method")))?,
-            None if args.data.is_some() => Method::POST,
+            None if form || args.json.is_some() => Method::POST,
             None => Method::GET,
         };
         let mut headers = Vec::with_capacity(args.headers.len() + 1);
@@ -61,18 +77,25 @@ impl Template {
                 .map_err(|_| Usage(format!("the value of {name} is not a valid header value")))?;
             headers.push((name, value));
         }
-        // As curl does with -d.
-        if args.data.is_some() && !headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
-            headers.push((
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            ));
+        // As curl does with -d and --json.
+        let content_type = match (form, args.json.is_some()) {
+            (true, _) => Some("application/x-www-form-urlencoded"),
+            (_, true) => Some("application/json"),
+            _ => None,
+        };
+        if let Some(content_type) = content_type {
+            if !headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
+                headers.push((CONTENT_TYPE, HeaderValue::from_static(content_type)));
+            }
+        }
+        if args.json.is_some() && !headers.iter().any(|(name, _)| name == ACCEPT) {
+            headers.push((ACCEPT, HeaderValue::from_static("application/json")));
         }
         Ok(Self {
             method,
             uri,
             headers,
-            body,
+            body: body.into(),
         })
     }
 
@@ -88,6 +111,64 @@ impl Template {
     }
 }
 
+/// One `--data-urlencode` field as curl encodes it: `content`,
+/// `name=content`, `@file`, `name@file` (the name as given, the content
+/// percent-encoded).
+fn url_encoded(field: &str) -> Result<String, Usage> {
+    let encode = |bytes: &[u8]| form_urlencoded::byte_serialize(bytes).collect::<String>();
+    let at = field.find('@');
+    let eq = field.find('=');
+    Ok(match (eq, at) {
+        (Some(eq), at) if at.is_none_or(|at| eq < at) => {
+            format!("{}={}", &field[..eq], encode(&field.as_bytes()[eq + 1..]))
+        }
+        (_, Some(at)) => {
+            let bytes = input::body_from(&field[at + 1..], "--data-urlencode")?;
+            match &field[..at] {
+                "" => encode(&bytes),
+                name => format!("{name}={}", encode(&bytes)),
+            }
+        }
+        _ => encode(field.as_bytes()),
+    })
+}
+
+/// A `-w` format, checked: only the variables alf fills in.
+#[derive(Debug)]
+struct WriteOut(String);
+
+impl WriteOut {
+    const VARIABLES: [&'static str; 3] = ["http_code", "time_total", "size_download"];
+
+    fn new(format: &str) -> Result<Self, Usage> {
+        let mut rest = format;
+        while let Some(start) = rest.find("%{") {
+            let tail = &rest[start + 2..];
+            let end = tail
+                .find('}')
+                .ok_or_else(|| Usage("-w: a %{ without its }".into()))?;
+            if !Self::VARIABLES.contains(&&tail[..end]) {
+                return Err(Usage(format!(
+                    "-w: %{{{}}} is not a variable alf knows (it knows {})",
+                    terminal::escape(&tail[..end]),
+                    Self::VARIABLES.join(", ")
+                )));
+            }
+            rest = &tail[end + 1..];
+        }
+        Ok(Self(format.to_owned()))
+    }
+
+    fn render(&self, status: StatusCode, time: Duration, size: usize) -> String {
+        self.0
+            .replace("%{http_code}", &status.as_u16().to_string())
+            .replace("%{time_total}", &format!("{:.6}", time.as_secs_f64()))
+            .replace("%{size_download}", &size.to_string())
+            .replace("\\n", "\n")
+            .replace("\\t", "\t")
+    }
+}
+
 /// One send: how long it took and what came back.
 struct Sample {
     latency: Duration,
@@ -100,13 +181,42 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         .as_deref()
         .ok_or_else(|| Usage("a URL is required (or a subcommand: alf token)".into()))?;
     let template = Arc::new(Template::new(&cli.request, url)?);
+    let single = [
+        (cli.request.fail, "-f"),
+        (cli.request.output.is_some(), "-o"),
+        (cli.request.write_out.is_some(), "-w"),
+    ];
+    if cli.request.repeat > 1 || cli.request.stats {
+        if let Some((_, flag)) = single.iter().find(|(given, _)| *given) {
+            return Err(Usage(format!(
+                "{flag} is for a single request, not with --repeat or --stats"
+            ))
+            .into());
+        }
+    }
+    let write_out = cli
+        .request
+        .write_out
+        .as_deref()
+        .map(WriteOut::new)
+        .transpose()?;
 
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
+    let https = match tokens::cacert_roots(&cli.oauth)? {
+        Some(roots) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        ),
+        None => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?,
+    }
+    .https_or_http()
+    .enable_http1()
+    .enable_http2()
+    .build();
     let http = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
     let timeout = cli.oauth.timeout.map(TimeoutLayer::new);
     // OAuth 1.0a signs each request; OAuth 2 takes a token from a source,
@@ -123,20 +233,20 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
             .service(http);
         (BoxCloneService::new(signed), None)
     } else {
-        let source = tokens::source(&cli.oauth).await?;
+        let (source, store) = tokens::source_and_store(&cli.oauth).await?;
         let authorized = ServiceBuilder::new()
             .option_layer(timeout)
             .layer(BearerAuthLayer::new(source.clone()))
             .service(http);
-        (BoxCloneService::new(authorized), Some(source))
+        (BoxCloneService::new(authorized), Some((source, store)))
     };
 
     let args = &cli.request;
     if args.repeat == 1 && !args.stats {
-        return once(client, &template, args.include).await;
+        return once(client, &template, args, write_out).await;
     }
 
-    let progress = if args.repeat >= 100 && std::io::stderr().is_terminal() {
+    let progress = if args.repeat >= 100 && std::io::stderr().is_terminal() && !cli.quiet {
         ProgressBar::new(args.repeat)
     } else {
         ProgressBar::hidden()
@@ -186,8 +296,13 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
     Ok(verdict(&samples))
 }
 
-/// One request; the body goes to stdout, as curl does.
-async fn once<S>(client: S, template: &Template, include: bool) -> Result<ExitCode, BoxError>
+/// One request; the body goes to stdout (or `-o FILE`), as curl does.
+async fn once<S>(
+    client: S,
+    template: &Template,
+    args: &RequestArgs,
+    write_out: Option<WriteOut>,
+) -> Result<ExitCode, BoxError>
 where
     S: tower::Service<
         Request<Full<Bytes>>,
@@ -195,11 +310,14 @@ where
         Error = BoxError,
     >,
 {
+    let started = Instant::now();
     let response = client.oneshot(template.request()).await?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
+    let elapsed = started.elapsed();
+    let failed = args.fail && parts.status.as_u16() >= 400;
     let mut out = std::io::stdout().lock();
-    if include {
+    if args.include {
         writeln!(out, "{:?} {}", parts.version, parts.status)?;
         for (name, value) in &parts.headers {
             out.write_all(name.as_str().as_bytes())?;
@@ -209,13 +327,33 @@ where
         }
         writeln!(out)?;
     }
-    out.write_all(&body)?;
+    if !failed {
+        match &args.output {
+            Some(path) => std::fs::write(path, &body)
+                .map_err(|e| Usage(format!("-o {}: cannot write it: {e}", path.display())))?,
+            None => out.write_all(&body)?,
+        }
+    }
+    if let Some(write_out) = &write_out {
+        out.write_all(
+            write_out
+                .render(parts.status, elapsed, body.len())
+                .as_bytes(),
+        )?;
+    }
     out.flush()?;
+    if failed {
+        eprintln!("alf: the server answered {} (-f)", parts.status);
+        return Ok(ExitCode::from(EXIT_HTTP_FAIL));
+    }
     Ok(verdict(&[Sample {
         latency: Duration::ZERO,
         outcome: Ok(parts.status),
     }]))
 }
+
+/// The exit code of `-f` for a status of 400 or more, curl's.
+const EXIT_HTTP_FAIL: u8 = 22;
 
 /// 0 when every response came back and none was 401 or 403; else 1, with
 /// the reason on stderr.
@@ -264,7 +402,10 @@ fn verdict(samples: &[Sample]) -> ExitCode {
 
 /// The `--stats` line: counts from the crate's own counters, latency
 /// percentiles (nearest rank) over every send.
-fn stats(samples: &[Sample], source: Option<&TokenSource>) -> serde_json::Value {
+fn stats(
+    samples: &[Sample],
+    source: Option<&(TokenSource, Option<StoreStats>)>,
+) -> serde_json::Value {
     let mut status = BTreeMap::<String, u64>::new();
     for sample in samples {
         if let Ok(code) = sample.outcome {
@@ -283,8 +424,9 @@ fn stats(samples: &[Sample], source: Option<&TokenSource>) -> serde_json::Value 
         let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
         round(latencies[rank.clamp(1, latencies.len()) - 1])
     };
-    let counters = source.map(TokenSource::stats).unwrap_or_default();
-    serde_json::json!({
+    let counters = source.map(|(source, _)| source.stats()).unwrap_or_default();
+
+    let mut line = serde_json::json!({
         "requests": samples.len(),
         "status": status,
         "errors": samples.iter().filter(|s| s.outcome.is_err()).count(),
@@ -292,11 +434,24 @@ fn stats(samples: &[Sample], source: Option<&TokenSource>) -> serde_json::Value 
         "token_refreshes": counters.refreshes,
         "token_failures": counters.failures,
         "replays": counters.replays,
+        "throttled": counters.throttled,
+        "store": null,
         "p50_ms": percentile(50.0),
         "p90_ms": percentile(90.0),
         "p99_ms": percentile(99.0),
         "max_ms": latencies.last().copied().map(round).unwrap_or(0.0),
-    })
+    });
+    // The store's counters: with --redis, or the token cache between runs.
+    if let Some(store) = source.and_then(|(_, store)| store.as_ref()) {
+        let store = store.snapshot();
+        line["store"] = serde_json::json!({
+            "hits": store.hits,
+            "fetches": store.fetches,
+            "lock_waits": store.lock_waits,
+            "errors": store.store_errors,
+        });
+    }
+    line
 }
 
 fn round(ms: f64) -> f64 {

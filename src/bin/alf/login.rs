@@ -343,13 +343,13 @@ impl Page {
 /// temporary file in the same directory (created new, mode 0600, by
 /// `tempfile`), synced, then renamed over FILE. A FILE that is a symbolic
 /// link, not a regular file, or another user's is refused.
-struct SaveTarget {
+pub(crate) struct SaveTarget {
     path: PathBuf,
     temp: tempfile::NamedTempFile,
 }
 
 impl SaveTarget {
-    fn prepare(path: &Path) -> Result<Self, Usage> {
+    pub(crate) fn prepare(path: &Path) -> Result<Self, Usage> {
         let shown = path.display();
         if path.file_name().is_none() {
             return Err(usage(format!("--save {shown}: not a file name")));
@@ -415,7 +415,7 @@ impl SaveTarget {
     }
 
     /// Writes the token set as JSON and renames it over FILE; FILE's path.
-    fn save(mut self, token: &Token) -> Result<PathBuf, Usage> {
+    pub(crate) fn save(mut self, token: &Token) -> Result<PathBuf, Usage> {
         use std::io::Write;
         let expires_at = token.lifetime().and_then(|lifetime| {
             let now = std::time::SystemTime::now()

@@ -3,6 +3,8 @@
 //! `TokenSource` and a `BearerAuthLayer` over hyper-util's client.
 
 mod args;
+mod cache;
+mod device;
 mod input;
 mod load;
 mod login;
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    terminal::set_quiet(cli.quiet);
+    terminal::install_warnings();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,12 +50,31 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Some(Command::Token { print_token }) => token(&cli.oauth, *print_token).await,
+            Some(Command::Token { forget: true, .. }) => {
+                tokens::forget(&cli.oauth).await.map(|()| ExitCode::SUCCESS)
+            }
+            Some(Command::Token { print_token, .. }) => token(&cli.oauth, *print_token).await,
+            Some(Command::Login {
+                save,
+                print_token,
+                device: true,
+                device_url,
+                ..
+            }) => {
+                device::run(
+                    &cli.oauth,
+                    device_url.as_deref(),
+                    save.as_deref(),
+                    *print_token,
+                )
+                .await
+            }
             Some(Command::Login {
                 authorization_url,
                 port,
                 save,
                 print_token,
+                ..
             }) => {
                 login::run(
                     &cli.oauth,

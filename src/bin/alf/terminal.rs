@@ -5,7 +5,43 @@
 //! headers of `-i`, goes through here; the response body on stdout stays
 //! raw, as curl prints it.
 
-use std::fmt::Write as _;
+use std::{
+    fmt::Write as _,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `-q`: no warnings on stderr (alf's own, and the library's).
+pub(crate) fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether `-q` was given.
+pub(crate) fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Sends the library's warnings (and errors) to stderr, one line each,
+/// unless `-q`: a store that is down, a lock given up on, a token fetch
+/// that failed.
+pub(crate) fn install_warnings() {
+    if quiet() {
+        return;
+    }
+    use tracing_subscriber::{filter::filter_fn, layer::SubscriberExt, Layer};
+    let warnings = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_filter(filter_fn(|metadata| {
+            *metadata.level() <= tracing::Level::WARN
+                // A failed token fetch is alf's own error line already (and
+                // `token_failures` in --stats): not said twice.
+                && metadata.module_path() != Some("tower_alf::source::flight")
+        }));
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(warnings));
+}
 
 /// `text` with every control character (C0, DEL, C1) written as an escape:
 /// `\n`, `\r`, `\t`, or `\x1b`, `\u{9b}`.

@@ -2,19 +2,22 @@
 
 use std::fmt;
 
+use rustls::RootCertStore;
+
 use tower_alf::{
     discovery::ServerMetadata,
     dpop::DPoPKey,
     grant::{ClientCredentials, RefreshTokenGrant, ServiceAccount},
     jwt::PrivateKey,
-    store::{EncryptionKey, RedisStore, StoreGrant},
+    store::{CacheKey, EncryptionKey, RedisStore, StoreGrant, StoreStats},
     ClientAuth, HttpClient, TokenEndpoint, TokenEndpointBuilder, TokenSource,
 };
 
 pub(crate) use crate::input::env_secret;
 use crate::{
     args::{AuthMethod, OAuthArgs},
-    input,
+    cache::{FileCache, Problem},
+    input, terminal,
 };
 
 /// A problem with the arguments, said in one line.
@@ -34,6 +37,14 @@ pub(crate) fn usage(message: impl Into<String>) -> Usage {
 }
 
 pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxError> {
+    Ok(source_and_store(args).await?.0)
+}
+
+/// The token source, and the counters of its store (`--redis`, or the
+/// token cache between runs) when it has one.
+pub(crate) async fn source_and_store(
+    args: &OAuthArgs,
+) -> Result<(TokenSource, Option<StoreStats>), tower::BoxError> {
     if args.redis.is_some() && (args.service_account.is_some() || args.refresh_token_env.is_some())
     {
         return Err(usage("--redis shares client-credentials tokens only").into());
@@ -58,7 +69,7 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
         for (name, value) in extra_params(args) {
             grant = grant.param(name, value);
         }
-        return Ok(TokenSource::new(grant));
+        return Ok((TokenSource::new(grant), None));
     }
 
     let (endpoint, _) = token_endpoint(args, AuthMethod::Basic).await?;
@@ -72,9 +83,13 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
         for (name, value) in extra_params(args) {
             grant = grant.param(name, value);
         }
-        return Ok(TokenSource::new(grant));
+        return Ok((TokenSource::new(grant), None));
     }
 
+    stored(args, client_credentials(args, endpoint))
+}
+
+fn client_credentials(args: &OAuthArgs, endpoint: TokenEndpoint) -> ClientCredentials {
     let mut grant = ClientCredentials::new(endpoint);
     for scope in &args.scopes {
         grant = grant.scope(scope);
@@ -82,14 +97,103 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
     for (name, value) in extra_params(args) {
         grant = grant.param(name, value);
     }
-    stored(args, grant)
+    grant
+}
+
+/// Whether tokens go through the cache between runs: client-credentials
+/// Bearer tokens only (not with --redis, which shares them already, nor
+/// DPoP-bound ones), unless --no-cache.
+fn caches(args: &OAuthArgs) -> bool {
+    !args.no_cache
+        && args.redis.is_none()
+        && !args.dpop
+        && args.dpop_key.is_none()
+        && args.service_account.is_none()
+        && args.refresh_token_env.is_none()
+}
+
+/// The token cache and this grant's key in it, when the arguments use it;
+/// a cache file that is not alf's is refused here, a corrupt one warned
+/// about (it is replaced after the fetch).
+fn cache_for(
+    args: &OAuthArgs,
+    grant: &ClientCredentials,
+) -> Result<Option<(FileCache, CacheKey)>, Usage> {
+    if !caches(args) {
+        return Ok(None);
+    }
+    let Some(cache) = FileCache::open()? else {
+        return Ok(None);
+    };
+    let key = grant.cache_key().build();
+    match cache.read(&key) {
+        Ok(_) => {}
+        Err(Problem::Corrupt(reason)) => {
+            if !terminal::quiet() {
+                eprintln!(
+                    "alf: warning: token cache {}: {}; ignored, it will be replaced",
+                    terminal::escape(&cache.path(&key).display().to_string()),
+                    reason
+                );
+            }
+        }
+        Err(Problem::Insecure(reason)) => {
+            return Err(usage(format!(
+                "token cache {}: {reason}; refused, not read and not replaced (fix or remove \
+                 it, or use --no-cache)",
+                terminal::escape(&cache.path(&key).display().to_string())
+            )))
+        }
+    }
+    Ok(Some((cache, key)))
+}
+
+/// `alf token --forget`: removes this grant's token from the cache.
+pub(crate) async fn forget(args: &OAuthArgs) -> Result<(), tower::BoxError> {
+    if !caches(args) {
+        return Err(usage(
+            "--forget: these options do not use the token cache (client credentials \
+             without --no-cache, --redis or DPoP do)",
+        )
+        .into());
+    }
+    let (endpoint, _) = token_endpoint(args, AuthMethod::Basic).await?;
+    let grant = client_credentials(args, endpoint);
+    let Some(cache) = FileCache::open()? else {
+        eprintln!("alf: no cached token (no cache directory)");
+        return Ok(());
+    };
+    let key = grant.cache_key().build();
+    let shown = terminal::escape(&cache.path(&key).display().to_string());
+    match cache.remove(&key) {
+        Ok(true) => eprintln!("alf: forgot the cached token ({shown})"),
+        Ok(false) => eprintln!("alf: no cached token"),
+        Err(problem) => {
+            return Err(usage(format!(
+                "token cache {shown}: {problem}; refused, not removed"
+            ))
+            .into())
+        }
+    }
+    Ok(())
 }
 
 /// The client-credentials source, through a Redis store when `--redis` is
-/// given, so that several `alf` processes share one token.
-fn stored(args: &OAuthArgs, grant: ClientCredentials) -> Result<TokenSource, tower::BoxError> {
+/// given, so that several `alf` processes share one token, else through
+/// the token cache between runs.
+fn stored(
+    args: &OAuthArgs,
+    grant: ClientCredentials,
+) -> Result<(TokenSource, Option<StoreStats>), tower::BoxError> {
     let Some(url) = &args.redis else {
-        return Ok(TokenSource::new(grant));
+        return Ok(match cache_for(args, &grant)? {
+            Some((cache, key)) => {
+                let grant = StoreGrant::new(grant, cache, key);
+                let stats = grant.stats();
+                (TokenSource::new(grant), Some(stats))
+            }
+            None => (TokenSource::new(grant), None),
+        });
     };
     let mut key = grant.cache_key();
     if let Some(prefix) = &args.store_key_prefix {
@@ -102,7 +206,9 @@ fn stored(args: &OAuthArgs, grant: ClientCredentials) -> Result<TokenSource, tow
         store = store.encryption_key(key);
     }
     let store = store.build().map_err(|e| usage(format!("--redis: {e}")))?;
-    Ok(TokenSource::new(StoreGrant::new(grant, store, key.build())))
+    let grant = StoreGrant::new(grant, store, key.build());
+    let stats = grant.stats();
+    Ok((TokenSource::new(grant), Some(stats)))
 }
 
 /// The token endpoint from `--token-url` or `--issuer` (then with the
@@ -119,7 +225,7 @@ pub(crate) async fn token_endpoint(
             (builder, None)
         }
         (None, Some(issuer)) => {
-            let metadata = ServerMetadata::discover(issuer, &HttpClient::default()).await?;
+            let metadata = ServerMetadata::discover(issuer, &http_client(args)?).await?;
             let candidates = match args.auth_method {
                 Some(method) => vec![client_auth(args, Some(method))?],
                 None => default_candidates(args)?,
@@ -155,11 +261,53 @@ fn extra_params(args: &OAuthArgs) -> Vec<(String, String)> {
     params
 }
 
+/// The most a `--cacert` file may hold.
+const CACERT_CAP: u64 = 4 * 1024 * 1024;
+
+/// The roots of `--cacert`, when given: every certificate of the PEM file.
+pub(crate) fn cacert_roots(args: &OAuthArgs) -> Result<Option<RootCertStore>, Usage> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let Some(path) = &args.cacert else {
+        return Ok(None);
+    };
+    let shown = path.display();
+    let failed = |e: &dyn fmt::Display| usage(format!("--cacert {shown}: {e}"));
+    let metadata = std::fs::metadata(path).map_err(|e| failed(&e))?;
+    if !metadata.is_file() {
+        return Err(failed(&"not a regular file"));
+    }
+    if metadata.len() > CACERT_CAP {
+        return Err(failed(&"larger than 4 MiB"));
+    }
+    let pem = std::fs::read(path).map_err(|e| failed(&e))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| failed(&e))?;
+        roots.add(cert).map_err(|e| failed(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(failed(&"no PEM certificate in it"));
+    }
+    Ok(Some(roots))
+}
+
+/// The HTTP client for the token endpoint, discovery and the device
+/// authorization request: `--cacert`'s roots, else the default.
+pub(crate) fn http_client(args: &OAuthArgs) -> Result<HttpClient, Usage> {
+    Ok(match cacert_roots(args)? {
+        Some(roots) => HttpClient::with_root_certificates(roots),
+        None => HttpClient::default(),
+    })
+}
+
 fn endpoint(
     args: &OAuthArgs,
     builder: TokenEndpointBuilder,
 ) -> Result<TokenEndpoint, tower::BoxError> {
     let mut builder = builder.allow_insecure_http(args.allow_insecure_http);
+    if args.cacert.is_some() {
+        builder = builder.http_client(http_client(args)?);
+    }
     if let Some(key) = dpop_key(args)? {
         builder = builder.dpop(key);
     }
