@@ -89,11 +89,12 @@ pub(crate) fn parse_response(
 fn fields(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, &'static str> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     std::str::from_utf8(body).map_err(|_| "response is not UTF-8")?;
+    // Read as bytes: a non-ASCII parameter (`charset="é"`) must not hide
+    // the media type before it.
     let media_type = headers
         .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
+        .and_then(|v| v.as_bytes().split(|&b| b == b';').next())
+        .map(|v| String::from_utf8_lossy(v).trim().to_ascii_lowercase());
     if media_type.as_deref() == Some("application/x-www-form-urlencoded") {
         return Ok(form_urlencoded::parse(body)
             .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
@@ -325,6 +326,24 @@ mod tests {
         );
         assert_eq!(t.scope(), Some("repo,gist"));
         assert_eq!(t.lifetime(), Some(Duration::from_secs(28800)));
+    }
+
+    #[test]
+    fn a_form_content_type_with_a_non_ascii_parameter_is_still_a_form() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_bytes("application/x-www-form-urlencoded; x=\"é\"".as_bytes())
+                .unwrap(),
+        );
+        let t = parse_response(
+            StatusCode::OK,
+            &headers,
+            b"access_token=a&token_type=bearer",
+            Instant::now(),
+        )
+        .unwrap();
+        assert_eq!(t.access_token().secret(), "a");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tower::BoxError;
 use tower_alf::grant::DeviceAuthorization;
 
 use crate::{
-    args::{AuthMethod, OAuthArgs},
+    args::OAuthArgs,
     describe,
     login::SaveTarget,
     print_metadata, terminal,
@@ -33,12 +33,7 @@ pub(crate) async fn run(
 ) -> Result<ExitCode, BoxError> {
     // Before anything is spent: a --save that cannot work fails now.
     let save = save.map(SaveTarget::prepare).transpose()?;
-    let default = if tokens::has_credentials(args) {
-        AuthMethod::Basic
-    } else {
-        AuthMethod::None
-    };
-    let (endpoint, metadata) = tokens::token_endpoint(args, default).await?;
+    let (endpoint, metadata) = tokens::user_flow_endpoint(args).await?;
     let device_url = match (device_url, &metadata) {
         (Some(url), _) => url.to_owned(),
         (None, Some(metadata)) => metadata

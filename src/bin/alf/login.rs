@@ -30,7 +30,7 @@ use tower::BoxError;
 use tower_alf::{grant::AuthorizationCode, Token};
 
 use crate::{
-    args::{AuthMethod, OAuthArgs},
+    args::OAuthArgs,
     print_metadata, terminal,
     tokens::{self, usage, Usage},
 };
@@ -56,12 +56,7 @@ pub(crate) async fn run(
 ) -> Result<ExitCode, BoxError> {
     // Before anything is spent: a --save that cannot work fails now.
     let save = save.map(SaveTarget::prepare).transpose()?;
-    let default = if tokens::has_credentials(args) {
-        AuthMethod::Basic
-    } else {
-        AuthMethod::None
-    };
-    let (endpoint, metadata) = tokens::token_endpoint(args, default).await?;
+    let (endpoint, metadata) = tokens::user_flow_endpoint(args).await?;
     let authorization_url = match (authorization_url, &metadata) {
         (Some(url), _) => url.to_owned(),
         (None, Some(metadata)) => metadata

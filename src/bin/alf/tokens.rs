@@ -241,11 +241,21 @@ pub(crate) async fn token_endpoint(
     Ok((endpoint(args, builder)?, metadata))
 }
 
-/// Whether a client secret or key was given (else a public client).
-pub(crate) fn has_credentials(args: &OAuthArgs) -> bool {
-    args.client_secret_env.is_some()
+/// The token endpoint of a flow a user signs in to (`alf login`, with or
+/// without `--device`): a confidential client when a secret or key was
+/// given, else a public one (`none`), unless `--auth-method` says.
+pub(crate) async fn user_flow_endpoint(
+    args: &OAuthArgs,
+) -> Result<(TokenEndpoint, Option<ServerMetadata>), tower::BoxError> {
+    let has_credentials = args.client_secret_env.is_some()
         || args.client_secret_file.is_some()
-        || args.private_key.is_some()
+        || args.private_key.is_some();
+    let default = if has_credentials {
+        AuthMethod::Basic
+    } else {
+        AuthMethod::None
+    };
+    token_endpoint(args, default).await
 }
 
 /// `--audience`, `--resource` and `--param`, in that order.
