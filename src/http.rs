@@ -274,6 +274,13 @@ pub(crate) enum PlainHttp {
     LoopbackOnly,
     /// To any host: the user opted out (`allow_insecure_http`).
     Allowed,
+    /// The one narrow exception, for a cloud metadata server
+    /// (`grant::MetadataServer`): it speaks only plain http, on a link the
+    /// request never leaves. To a loopback host, a link-local address
+    /// (`169.254.0.0/16`, `fe80::/10`) or `metadata.google.internal`, and
+    /// no other host.
+    #[cfg(feature = "metadata")]
+    MetadataServer,
 }
 
 /// Parses and checks a URL the crate will send to (or sign, or compare):
@@ -321,6 +328,13 @@ pub(crate) fn url_problem(url: &str, what: &str, plain_http: PlainHttp) -> Resul
         Some(s) if s.eq_ignore_ascii_case("https") => {}
         Some(s) if s.eq_ignore_ascii_case("http") => {
             if !plain_http.allows(host) {
+                #[cfg(feature = "metadata")]
+                if plain_http == PlainHttp::MetadataServer {
+                    return Err(refuse(
+                        "may use plain http only to a loopback or link-local host, \
+                         or metadata.google.internal",
+                    ));
+                }
                 return Err(refuse(
                     "must use https (plain http is allowed only to loopback hosts, \
                      or with allow_insecure_http)",
@@ -350,6 +364,19 @@ fn check_port(authority: &str) -> Result<(), String> {
         _ => Err(format!(
             "has an invalid port {port:?} (a port is a number from 1 to 65535)"
         )),
+    }
+}
+
+/// A link-local address (`169.254.0.0/16`, `fe80::/10`) or GCP's
+/// metadata server name, `metadata.google.internal`: where
+/// [`PlainHttp::MetadataServer`] allows plain http.
+#[cfg(feature = "metadata")]
+fn is_metadata_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip.is_link_local(),
+        Ok(IpAddr::V6(ip)) => (ip.segments()[0] & 0xffc0) == 0xfe80,
+        Err(_) => bare.eq_ignore_ascii_case("metadata.google.internal"),
     }
 }
 
@@ -435,6 +462,10 @@ impl PlainHttp {
     /// rule, for the URLs the crate is configured with ([`checked_url`])
     /// and for the requests a token is attached to.
     pub(crate) fn allows(self, host: &str) -> bool {
+        #[cfg(feature = "metadata")]
+        if self == Self::MetadataServer && is_metadata_host(host) {
+            return true;
+        }
         self == Self::Allowed || is_loopback(host)
     }
 }

@@ -83,6 +83,8 @@
 //! - `redis-cluster`: Redis Cluster for the Redis store (enables `redis`).
 //! - `command`: `grant::TokenCommand`, a token from a program's JSON
 //!   output (an exec credential plugin), on Tokio's process support.
+//! - `metadata`: `grant::MetadataServer`, a token from a GCP-style
+//!   metadata server (plain http to a link-local host only).
 //! - `cli`: the `alf` command-line client (enables `rustls`, `oauth1`,
 //!   `redis`, `jwt`, `dpop` and `authorization-code`).
 //! - `jwt`: JWT client authentication (`ClientAuth::private_key_jwt`,

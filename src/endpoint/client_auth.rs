@@ -14,7 +14,13 @@ use http::{header::AUTHORIZATION, HeaderMap, HeaderValue};
 
 #[cfg(feature = "jwt")]
 use crate::jwt::PrivateKey;
-use crate::{error::Error, redact::SentSecrets, secret::ClientSecret};
+use crate::{
+    error::Error,
+    redact::SentSecrets,
+    secret::ClientSecret,
+    source::TokenSource,
+    token::{Token, TokenId},
+};
 
 /// The `client_assertion_type` of RFC 7523 §2.2.
 pub(crate) const JWT_BEARER_ASSERTION_TYPE: &str =
@@ -64,6 +70,12 @@ enum Method {
 enum AssertionSource {
     Callback(Arc<dyn Fn() -> Result<String, Error> + Send + Sync>),
     File(PathBuf),
+    /// Another source's current token, taken before each attempt
+    /// ([`ClientAuth::for_attempt`]).
+    Source(TokenSource),
+    /// The token [`ClientAuth::for_attempt`] took from a `Source`, for one
+    /// attempt.
+    Taken(Arc<Token>),
 }
 
 impl fmt::Debug for AssertionSource {
@@ -71,6 +83,8 @@ impl fmt::Debug for AssertionSource {
         match self {
             Self::Callback(_) => f.write_str("Callback"),
             Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Source(source) => f.debug_tuple("Source").field(source).finish(),
+            Self::Taken(_) => f.write_str("Taken"),
         }
     }
 }
@@ -80,6 +94,14 @@ impl AssertionSource {
         let assertion = match self {
             Self::Callback(callback) => callback()?,
             Self::File(path) => read_credential_file(path, "client assertion file")?,
+            Self::Taken(token) => token.access_token().secret().to_owned(),
+            // NOTE: `for_attempt` replaces a source with its token before
+            // every attempt; reaching here is a caller that skipped it.
+            Self::Source(_) => {
+                return Err(Error::config(
+                    "a client assertion from a token source was used without taking its token",
+                ))
+            }
         };
         if assertion.is_empty() {
             return Err(Error::retryable("the client assertion is empty"));
@@ -296,6 +318,84 @@ impl ClientAuth {
             client_id,
             Method::Assertion(AssertionSource::File(path.into())),
         )
+    }
+
+    /// A client assertion taken from another [`TokenSource`] (RFC 7521
+    /// §4.2, RFC 7523 §2.2): each attempt sends that source's current access
+    /// token as `client_assertion`, fetched or refreshed by it as needed, so
+    /// its cache, single flight and background refresh serve the assertion
+    /// too. This is how federated workload identity is chained: an Azure
+    /// workload identity or GKE token, a SPIFFE JWT-SVID from an agent, an
+    /// in-house signer behind [`grant::from_fn`](crate::grant::from_fn).
+    /// Otherwise as [`client_assertion`](Self::client_assertion).
+    ///
+    /// When the token endpoint answers `invalid_client`, the assertion it
+    /// was sent is invalidated in `source` (compare and invalidate, so
+    /// concurrent refusals of one assertion cost one fetch) and the request
+    /// is sent again at once with the fresh one, once per token request,
+    /// not counted by the [`RetryPolicy`](crate::RetryPolicy). A second
+    /// `invalid_client`, or a source that cannot replace the assertion (its
+    /// throttle, its error), ends the request with that answer. A failure
+    /// of `source` itself ends the attempt with `source`'s error.
+    ///
+    /// ```
+    /// use tower_alf::{grant::TokenFile, ClientAuth, TokenSource};
+    ///
+    /// // The platform's JWT, re-read as the file rotates, is the assertion.
+    /// let federated = TokenSource::new(TokenFile::new("/var/run/secrets/tokens/identity"));
+    /// let auth = ClientAuth::client_assertion_source("my-client", federated);
+    /// assert_eq!(auth.method_name(), "private_key_jwt");
+    /// ```
+    pub fn client_assertion_source(client_id: impl Into<String>, source: TokenSource) -> Self {
+        Self::with_method(
+            client_id,
+            Method::Assertion(AssertionSource::Source(source)),
+        )
+    }
+
+    /// The authentication of one attempt: `None` to use `self` as it is;
+    /// for an assertion from a source, a copy holding that source's current
+    /// token (or `taken`, a replacement already in hand), and the token, to
+    /// invalidate if the endpoint refuses it ([`Self::refused`]).
+    pub(crate) async fn for_attempt(
+        &self,
+        taken: Option<Arc<Token>>,
+    ) -> Result<Option<(Self, Arc<Token>)>, Error> {
+        let Method::Assertion(AssertionSource::Source(source)) = &self.method else {
+            return Ok(None);
+        };
+        let token = match taken {
+            Some(token) => token,
+            None => source.token().await?,
+        };
+        let mut auth = self.clone();
+        auth.method = Method::Assertion(AssertionSource::Taken(Arc::clone(&token)));
+        Ok(Some((auth, token)))
+    }
+
+    /// After `error` answered an attempt that sent `sent` (from
+    /// [`Self::for_attempt`]): when it is `invalid_client` and the
+    /// assertion came from a source, invalidates it there and returns the
+    /// replacement (never the refused token itself).
+    pub(crate) async fn refused(&self, sent: &Token, error: &Error) -> Option<Arc<Token>> {
+        let Method::Assertion(AssertionSource::Source(source)) = &self.method else {
+            return None;
+        };
+        let invalid_client = error
+            .oauth_error()
+            .is_some_and(|e| *e.code() == crate::error::ErrorCode::InvalidClient);
+        if !invalid_client {
+            return None;
+        }
+        let refused: TokenId = sent.id();
+        match source.invalidate(refused).await {
+            Ok(fresh) if fresh.id() != refused => Some(fresh),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "the client assertion source has no replacement");
+                None
+            }
+        }
     }
 
     /// Sets the `aud` of the client assertion, replacing any set before.

@@ -90,8 +90,14 @@ pub(super) async fn send(
         .and_then(|d| started.checked_add(d));
     let mut retry = 0;
     let mut proof_retried = false;
+    let mut assertion_retried = false;
+    let mut replacement = None;
     loop {
-        let (request, sent) = inner.build(&form, extra.as_deref())?;
+        // NOTE: an assertion from another source is taken (awaited) here,
+        // outside the attempt's timeout: that source bounds its own fetch.
+        let attempt = inner.auth.for_attempt(replacement.take()).await?;
+        let auth = attempt.as_ref().map_or(&inner.auth, |(auth, _)| auth);
+        let (request, sent) = inner.build(auth, &form, extra.as_deref())?;
         let sent_at = Instant::now();
         let budget = match deadline {
             Some(deadline) => inner
@@ -109,6 +115,16 @@ pub(super) async fn send(
             proof_retried = true;
             tracing::debug!("token endpoint asked for a fresh proof (a DPoP nonce); retrying");
             continue;
+        }
+        if let Some((_, assertion)) = attempt.filter(|_| !assertion_retried) {
+            if let Some(fresh) = inner.auth.refused(&assertion, &error).await {
+                assertion_retried = true;
+                replacement = Some(fresh);
+                tracing::debug!(
+                    "token endpoint refused the client assertion; retrying with a fresh one"
+                );
+                continue;
+            }
         }
         let Some(wait) = inner.retry.wait(retry, &error) else {
             return Err(error);
@@ -167,6 +183,7 @@ impl EndpointInner {
     /// (to scrub from the answer if it is an error).
     fn build(
         &self,
+        auth: &ClientAuth,
         form: &[(String, String)],
         extra: Option<&dyn AttemptParams>,
     ) -> Result<(Request<Full<Bytes>>, SentSecrets), Error> {
@@ -174,12 +191,12 @@ impl EndpointInner {
         if let Some(extra) = extra {
             extra.add(&self.url_text, &mut form)?;
         }
-        let mut request = form_post(&self.url, &self.url_text, &self.auth, &mut form)?;
+        let mut request = form_post(&self.url, &self.url_text, auth, &mut form)?;
         if let Some(proof) = &self.proof {
             proof.attach(&Method::POST, &self.url, request.headers_mut())?;
         }
         let mut sent = SentSecrets::default();
-        self.auth.sent_secrets(&mut sent);
+        auth.sent_secrets(&mut sent);
         sent.add_form(&form);
         Ok((request, sent))
     }

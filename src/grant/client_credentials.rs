@@ -9,9 +9,6 @@ use crate::{
     store::{CacheKey, CacheKeyBuilder},
 };
 
-/// Parameters that carry credentials, left out of the [`CacheKey`].
-const SECRET_PARAMS: &[&str] = &["client_secret", "client_assertion", "password"];
-
 /// The client credentials grant (RFC 6749 §4.4): the client trades its own
 /// credentials for a token, with no user involved.
 ///
@@ -109,7 +106,7 @@ impl ClientCredentials {
         for (name, value) in self.params.params() {
             // Credentials passed as parameters identify the client, which the
             // client id already does; they stay out of the key, even hashed.
-            if !SECRET_PARAMS.contains(&name.as_str()) {
+            if !super::params::SECRET_PARAMS.contains(&name.as_str()) {
                 key = key.param(name.clone(), value.clone());
             }
         }

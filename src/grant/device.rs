@@ -195,6 +195,8 @@ impl DeviceAuthorization {
         }
         let mut form = Vec::new();
         self.params.extend_form(&mut form, true);
+        let attempt = auth.for_attempt(None).await?;
+        let auth = attempt.as_ref().map_or(auth, |(auth, _)| auth);
         let request = form_post(&url, &self.device_authorization_endpoint, auth, &mut form)?;
 
         let client = self.client.clone().or_else(default_client).ok_or_else(|| {

@@ -16,6 +16,8 @@ mod file;
 mod from_fn;
 #[cfg(feature = "jwt")]
 mod jwt_bearer;
+#[cfg(feature = "metadata")]
+mod metadata;
 mod params;
 mod refresh_token;
 #[cfg(feature = "jwt")]
@@ -36,6 +38,8 @@ pub use file::TokenFile;
 pub use from_fn::{from_fn, FromFn};
 #[cfg(feature = "jwt")]
 pub use jwt_bearer::JwtBearer;
+#[cfg(feature = "metadata")]
+pub use metadata::MetadataServer;
 pub use refresh_token::RefreshTokenGrant;
 #[cfg(feature = "jwt")]
 pub use service_account::ServiceAccount;

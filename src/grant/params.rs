@@ -106,3 +106,6 @@ macro_rules! grant_service {
     };
 }
 pub(crate) use grant_service;
+
+/// Parameters that carry credentials, left out of the [`CacheKey`].
+pub(crate) const SECRET_PARAMS: &[&str] = &["client_secret", "client_assertion", "password"];

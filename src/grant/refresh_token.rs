@@ -47,7 +47,8 @@ pub struct RefreshTokenGrant {
 }
 
 struct State {
-    refresh_token: RefreshToken,
+    /// `None` for a grant that resumes from a store and has not refreshed.
+    refresh_token: Option<RefreshToken>,
     /// An access token obtained with the refresh token, served once on
     /// first use while it is still valid.
     initial: Option<Token>,
@@ -61,7 +62,70 @@ impl RefreshTokenGrant {
     /// The grant against `endpoint`, starting from `refresh_token`. The
     /// first token is fetched with it.
     pub fn new(endpoint: TokenEndpoint, refresh_token: impl Into<RefreshToken>) -> Self {
-        Self::with_state(endpoint, refresh_token.into(), None)
+        Self::with_state(endpoint, Some(refresh_token.into()), None)
+    }
+
+    /// The grant with no refresh token of its own, for a token set kept in
+    /// a [`TokenStore`](crate::store::TokenStore): wrapped in a
+    /// [`StoreGrant`](crate::store::StoreGrant), every refresh redeems the
+    /// stored set's refresh token, so a process started later (a restart,
+    /// another replica) resumes from the store without a new login.
+    ///
+    /// The store keeps a set with a refresh token past its access token's
+    /// expiry, and two instances never redeem the same refresh token: the
+    /// one that holds the store's lock refreshes, the new set replaces the
+    /// old one by compare and swap, the others take it. With nothing stored
+    /// (no login yet, or the store lost it), a fetch fails with a
+    /// [permanent](Error::is_permanent) error saying so; seed the store
+    /// once with [`new`](Self::new) or [`from_token`](Self::from_token)
+    /// (the first token it fetches is stored).
+    ///
+    /// ```
+    /// use tower_alf::{grant::RefreshTokenGrant, store::{MemoryStore, StoreGrant}, ClientAuth, TokenEndpoint, TokenSource};
+    ///
+    /// # fn main() -> Result<(), tower_alf::Error> {
+    /// let endpoint = TokenEndpoint::builder("https://idp.example/oauth2/token")
+    ///     .client_auth(ClientAuth::basic("my-client", "s3cr3t"))
+    ///     .build()?;
+    /// let grant = RefreshTokenGrant::resume(endpoint);
+    /// let key = grant.cache_key().build();
+    /// let store = MemoryStore::new(); // a RedisStore across processes
+    /// let tokens = TokenSource::new(StoreGrant::new(grant, store, key));
+    /// # Ok(()) }
+    /// ```
+    pub fn resume(endpoint: TokenEndpoint) -> Self {
+        Self::with_state(endpoint, None, None)
+    }
+
+    /// The [`CacheKey`](crate::store::CacheKey) of this grant's token set,
+    /// to name it in a [`TokenStore`](crate::store::TokenStore): the token
+    /// URL, the `refresh_token` grant type, the client id, the scopes and
+    /// the other parameters; never the refresh token itself, so a grant
+    /// made with [`resume`](Self::resume) finds the set one made with
+    /// [`new`](Self::new) stored. Set a namespace (the user, the account)
+    /// on the builder before [`build`](crate::store::CacheKeyBuilder::build)
+    /// when several token sets share an endpoint and client.
+    pub fn cache_key(&self) -> crate::store::CacheKeyBuilder {
+        let mut key =
+            crate::store::CacheKey::builder(self.endpoint.url().to_string(), "refresh_token")
+                .client_id(self.endpoint.client_auth().client_id());
+        if let Some((name, value)) = self.endpoint.proof_key_param() {
+            key = key.param(name, value);
+        }
+        for scope in self
+            .params
+            .scopes()
+            .iter()
+            .flat_map(|s| s.split_whitespace())
+        {
+            key = key.scope(scope);
+        }
+        for (name, value) in self.params.params() {
+            if !super::params::SECRET_PARAMS.contains(&name.as_str()) && name != "refresh_token" {
+                key = key.param(name.clone(), value.clone());
+            }
+        }
+        key
     }
 
     /// The grant starting from a token set: its access token is served
@@ -88,12 +152,12 @@ impl RefreshTokenGrant {
             .refresh_token()
             .cloned()
             .ok_or_else(|| Error::config("the token set has no refresh token"))?;
-        Ok(Self::with_state(endpoint, refresh_token, Some(token)))
+        Ok(Self::with_state(endpoint, Some(refresh_token), Some(token)))
     }
 
     fn with_state(
         endpoint: TokenEndpoint,
-        refresh_token: RefreshToken,
+        refresh_token: Option<RefreshToken>,
         initial: Option<Token>,
     ) -> Self {
         Self {
@@ -121,9 +185,13 @@ impl RefreshTokenGrant {
 
     /// The refresh token to use next: the latest one the server issued.
     /// Save it (to a store, a file) after each fetch if the server rotates
-    /// refresh tokens.
+    /// refresh tokens. Empty for a grant made with [`resume`](Self::resume)
+    /// until its first refresh.
     pub fn refresh_token(&self) -> RefreshToken {
-        self.lock().refresh_token.clone()
+        self.lock()
+            .refresh_token
+            .clone()
+            .unwrap_or_else(|| RefreshToken::new(""))
     }
 
     /// The token endpoint.
@@ -148,11 +216,20 @@ impl RefreshTokenGrant {
                     return Box::pin(std::future::ready(Ok(initial)));
                 }
             }
-            request
+            let refresh_token = request
                 .previous
                 .as_ref()
                 .and_then(|token| token.refresh_token().cloned())
-                .unwrap_or_else(|| state.refresh_token.clone())
+                .or_else(|| state.refresh_token.clone());
+            match refresh_token {
+                Some(refresh_token) => refresh_token,
+                None => {
+                    return Box::pin(std::future::ready(Err(Error::permanent(
+                        "no refresh token to resume from: the store holds no token set \
+                         (log in first)",
+                    ))))
+                }
+            }
         };
         let form = self.params.form(
             "refresh_token",
@@ -171,7 +248,7 @@ impl RefreshTokenGrant {
                     state
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .refresh_token = rotated.clone();
+                        .refresh_token = Some(rotated.clone());
                 }
                 None => token = token.with_refresh_token(refresh_token),
             }

@@ -53,6 +53,21 @@ use crate::{
 ///    whose callers are served the current token meanwhile, waits up to
 ///    twice the lease.
 ///
+/// # Rotating refresh tokens
+///
+/// A stored token with a refresh token is a token set, kept past its
+/// access token's expiry (see [`TokenStore::put`]). Under the lock, a
+/// fetch with no usable token refreshes with the *stored* set (it is
+/// handed to the inner grant as [`FetchToken::previous`]), not with the
+/// refresh token this instance last saw, which another instance may have
+/// rotated away; the new set replaces exactly that one (compare and
+/// swap). While another instance holds the lock, an instance waiting to
+/// refresh a set does not give up after [`max_wait`](Self::max_wait): it
+/// waits for the holder's token or for its lease to end, so one refresh
+/// token is never redeemed twice. With
+/// [`RefreshTokenGrant::resume`](crate::grant::RefreshTokenGrant::resume),
+/// a process started later refreshes from the store, without a login.
+///
 /// # Tokens that must stay bound
 ///
 /// A stored `DPoP` token is taken only when it can be bound again to this
@@ -314,6 +329,18 @@ impl<G: fmt::Debug> fmt::Debug for StoreGrant<G> {
     }
 }
 
+/// What [`Shared::lookup`] found in the store.
+enum Found {
+    /// A usable token that is not the one being replaced: served as is.
+    Usable(Token),
+    /// No usable token, but a stored token set with a refresh token
+    /// (expired, nearly so, or the one being replaced): the next refresh
+    /// redeems its refresh token.
+    Refreshable(Token),
+    /// Nothing to use.
+    Nothing,
+}
+
 // ===== impl Shared =====
 
 impl Shared {
@@ -333,9 +360,17 @@ impl Shared {
                 }
             }
         }
+        // NOTE: a rotating refresh token must be redeemed once fleet-wide:
+        // while another instance holds the lock, wait for it (its lease
+        // ends if it dies) rather than give up and redeem the same one.
+        let mut rotating = request
+            .previous
+            .as_ref()
+            .is_some_and(|p| p.refresh_token().is_some());
         match self.lookup(replacing.as_ref()).await {
-            Ok(Some(token)) => return Ok(token),
-            Ok(None) => {}
+            Ok(Found::Usable(token)) => return Ok(token),
+            Ok(Found::Refreshable(_)) => rotating = true,
+            Ok(Found::Nothing) => {}
             Err(e) => return self.fetch_locally(inner, request, &e).await,
         }
 
@@ -364,19 +399,38 @@ impl Shared {
             }
             tokio::time::sleep(self.poll_interval).await;
             match self.lookup(replacing.as_ref()).await {
-                Ok(Some(token)) => return Ok(token),
-                Ok(None) => {}
+                Ok(Found::Usable(token)) => return Ok(token),
+                Ok(Found::Refreshable(_)) => rotating = true,
+                Ok(Found::Nothing) => {}
                 Err(e) => return self.fetch_locally(inner, request, &e).await,
             }
-            if give_up.is_some_and(|at| Instant::now() >= at) {
+            if !rotating && give_up.is_some_and(|at| Instant::now() >= at) {
                 tracing::warn!(key = %self.key, reason = %request.reason, "gave up waiting for another instance's fetch; fetching locally");
                 return self.fetch_and_store(inner, request).await;
             }
         }
     }
 
-    /// A usable stored token that is not `replacing`. Garbage is a miss.
-    async fn lookup(&self, replacing: Option<&Fingerprint>) -> Result<Option<Token>, StoreError> {
+    /// What the store holds: a usable token that is not `replacing`, else
+    /// a token set to refresh with. Garbage is a miss.
+    async fn lookup(&self, replacing: Option<&Fingerprint>) -> Result<Found, StoreError> {
+        let usable = self.usable(replacing).await?;
+        Ok(match usable {
+            Ok(token) => Found::Usable(token),
+            Err(Some(set)) => match self.restore(&set) {
+                Ok(Some(token)) => Found::Refreshable(token),
+                _ => Found::Nothing,
+            },
+            Err(None) => Found::Nothing,
+        })
+    }
+
+    /// A usable stored token that is not `replacing`, else the stored
+    /// token set that has a refresh token, if any. Garbage is a miss.
+    async fn usable(
+        &self,
+        replacing: Option<&Fingerprint>,
+    ) -> Result<Result<Token, Option<StoredToken>>, StoreError> {
         let stored = match self.call(self.store.get(&self.key)).await {
             Ok(stored) => stored,
             Err(e) if e.is_invalid() => {
@@ -386,24 +440,24 @@ impl Shared {
             Err(e) => return Err(e),
         };
         let Some(stored) = stored else {
-            return Ok(None);
+            return Ok(Err(None));
         };
         if Some(&stored.fingerprint()) == replacing || !stored.is_usable(SystemTime::now()) {
-            return Ok(None);
+            return Ok(Err(stored.refresh_token().is_some().then_some(stored)));
         }
         match self.restore(&stored) {
             Ok(Some(token)) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(key = %self.key, token_type = token.token_type().scheme(), "token taken from the store");
-                Ok(Some(token))
+                Ok(Ok(token))
             }
-            Ok(None) => Ok(None),
+            Ok(None) => Ok(Err(None)),
             Err(_) => {
                 self.count_error(
                     &StoreError::invalid("the access token cannot go in a header"),
                     "ignoring an invalid stored token",
                 );
-                Ok(None)
+                Ok(Err(None))
             }
         }
     }
@@ -446,8 +500,17 @@ impl Shared {
         // Double-checked: the previous holder may have stored a token between
         // our read and our lock.
         let outcome = match self.lookup(replacing.as_ref()).await {
-            Ok(Some(token)) => Ok(token),
-            _ => {
+            Ok(Found::Usable(token)) => Ok(token),
+            found => {
+                let mut request = request;
+                // NOTE: under the lock the stored set is the truth: its
+                // refresh token is the latest (another instance, or the
+                // process before a restart, may have rotated ours away),
+                // and the new set replaces exactly it.
+                if let Ok(Found::Refreshable(set)) = found {
+                    tracing::debug!(key = %self.key, "refreshing with the stored token set");
+                    request.previous = Some(Arc::new(set));
+                }
                 self.renewing(owner, self.fetch_and_store(inner, request))
                     .await
             }

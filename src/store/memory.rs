@@ -68,10 +68,16 @@ impl MemoryStore {
 
 impl Entry {
     fn of(token: &StoredToken) -> Self {
+        // NOTE: a token set with a refresh token outlives its access token:
+        // a restart resumes from it (`TokenStore::put`).
+        let expires_at = match token.refresh_token() {
+            Some(_) => None,
+            None => token.expires_at(),
+        };
         Self {
             bytes: token.to_bytes().into(),
             fingerprint: token.fingerprint(),
-            expires_at: token.expires_at(),
+            expires_at,
         }
     }
 }

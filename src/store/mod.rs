@@ -85,7 +85,13 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     fn get<'a>(&'a self, key: &'a CacheKey) -> StoreFuture<'a, Option<StoredToken>>;
 
     /// Stores `token` under `key`, replacing any other. The store should
-    /// forget it once [`StoredToken::expires_at`] passes (a TTL).
+    /// forget it once [`StoredToken::expires_at`] passes (a TTL), unless it
+    /// carries a [refresh token](StoredToken::refresh_token): a token set
+    /// outlives its access token, since a source that starts later (a
+    /// restart) refreshes with it instead of asking for a new login. Keep
+    /// such a set as long as the server's refresh tokens live, or without
+    /// a TTL. The same goes for
+    /// [`compare_and_swap`](TokenStore::compare_and_swap).
     fn put<'a>(&'a self, key: &'a CacheKey, token: &'a StoredToken) -> StoreFuture<'a, ()>;
 
     /// Removes the token under `key` only if it is `expected`; whether it did.

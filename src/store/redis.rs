@@ -136,6 +136,7 @@ struct Inner {
     connection: Connection,
     cipher: Option<Aes256Gcm>,
     ttl_without_expiry: Duration,
+    refresh_token_ttl: Duration,
     compare_and_delete: Script,
     compare_and_swap: Script,
     try_lock: Script,
@@ -166,6 +167,7 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     ttl_without_expiry: Duration,
+    refresh_token_ttl: Duration,
 }
 
 /// A 256-bit key that encrypts tokens at rest in a [`RedisStore`].
@@ -202,6 +204,7 @@ impl RedisStore {
             connect_timeout: RedisStoreBuilder::DEFAULT_CONNECT_TIMEOUT,
             response_timeout: RedisStoreBuilder::DEFAULT_RESPONSE_TIMEOUT,
             ttl_without_expiry: RedisStoreBuilder::DEFAULT_TTL_WITHOUT_EXPIRY,
+            refresh_token_ttl: RedisStoreBuilder::DEFAULT_REFRESH_TOKEN_TTL,
         }
     }
 
@@ -315,9 +318,14 @@ impl RedisStore {
 
     /// The TTL to write for `token` now, in milliseconds; `None` once expired.
     fn ttl_millis(&self, token: &StoredToken) -> Option<u64> {
-        let ttl = token
-            .remaining(SystemTime::now())
-            .unwrap_or(self.inner.ttl_without_expiry);
+        let remaining = token.remaining(SystemTime::now());
+        let ttl = match token.refresh_token() {
+            // A token set outlives its access token (`TokenStore::put`).
+            Some(_) => remaining
+                .unwrap_or_default()
+                .max(self.inner.refresh_token_ttl),
+            None => remaining.unwrap_or(self.inner.ttl_without_expiry),
+        };
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         (millis > 0).then_some(millis)
     }
@@ -464,6 +472,7 @@ impl fmt::Debug for RedisStore {
             .field("target", &self.inner.target)
             .field("encrypted", &self.inner.cipher.is_some())
             .field("ttl_without_expiry", &self.inner.ttl_without_expiry)
+            .field("refresh_token_ttl", &self.inner.refresh_token_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -563,6 +572,13 @@ impl RedisStoreBuilder {
     /// token is never kept forever.
     pub const DEFAULT_TTL_WITHOUT_EXPIRY: Duration = Duration::from_secs(3600);
 
+    /// Default TTL of a token set with a refresh token: 30 days from its
+    /// last refresh, however soon its access token expires, so a source
+    /// started later resumes from it. Refresh tokens commonly live that
+    /// long without use; set the server's own with
+    /// [`refresh_token_ttl`](Self::refresh_token_ttl).
+    pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
     /// The longest TTL of a token without an expiry: 365 days; longer is
     /// clamped (Redis refuses a `PX` near `i64::MAX` milliseconds).
     pub const MAX_TTL_WITHOUT_EXPIRY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -592,6 +608,15 @@ impl RedisStoreBuilder {
     /// [`Self::DEFAULT_TTL_WITHOUT_EXPIRY`].
     pub fn ttl_without_expiry(mut self, ttl: Duration) -> Self {
         self.ttl_without_expiry = ttl.min(Self::MAX_TTL_WITHOUT_EXPIRY);
+        self
+    }
+
+    /// Sets the TTL of a token set with a refresh token (from each write,
+    /// and never shorter than its access token's life), at most
+    /// [`Self::MAX_TTL_WITHOUT_EXPIRY`] (clamped). Defaults to
+    /// [`Self::DEFAULT_REFRESH_TOKEN_TTL`].
+    pub fn refresh_token_ttl(mut self, ttl: Duration) -> Self {
+        self.refresh_token_ttl = ttl.min(Self::MAX_TTL_WITHOUT_EXPIRY);
         self
     }
 
@@ -644,6 +669,7 @@ impl RedisStoreBuilder {
                 connection,
                 cipher: self.key.map(|key| Aes256Gcm::new(&key.0.into())),
                 ttl_without_expiry: self.ttl_without_expiry,
+                refresh_token_ttl: self.refresh_token_ttl,
                 compare_and_delete: Script::new(COMPARE_AND_DELETE),
                 compare_and_swap: Script::new(COMPARE_AND_SWAP),
                 try_lock: Script::new(TRY_LOCK),
@@ -691,6 +717,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("ttl_without_expiry", &self.ttl_without_expiry)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
             .finish()
     }
 }
