@@ -7,7 +7,7 @@
 //! [`BearerAuthLayer`](crate::BearerAuthLayer) works on a
 //! `tonic::transport::Channel` as on any `tower::Service<http::Request<B>>`:
 //! every call carries `authorization: Bearer …` metadata, taken from the
-//! shared [`TokenSource`](crate::TokenSource). Put [`into_status`] outside it
+//! shared [`TokenSource`]. Put [`into_status`] outside it
 //! so that a token that could not be obtained reaches your code as
 //! `Code::Unauthenticated`, not `Code::Unknown`:
 //!
