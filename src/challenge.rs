@@ -17,10 +17,46 @@
 //! - What it cannot read it skips up to the next comma outside a quoted
 //!   string; it never fails and never panics.
 //! - Scheme and parameter names compare ASCII case-insensitively.
+//!
+//! And what a gRPC answer says: `grpc-status` (gRPC over HTTP/2, "Status"),
+//! 16 being `UNAUTHENTICATED`, the rejection a gRPC server sends instead of
+//! a 401, in the headers of a *Trailers-Only* answer (HTTP 200) or in the
+//! trailers after the messages.
 
 use std::borrow::Cow;
 
-use http::{header::WWW_AUTHENTICATE, HeaderMap};
+use http::{header::WWW_AUTHENTICATE, HeaderMap, StatusCode};
+
+/// The `grpc-status` header or trailer.
+pub(crate) const GRPC_STATUS: &str = "grpc-status";
+
+/// `UNAUTHENTICATED`: the request has no valid credentials.
+const UNAUTHENTICATED: u32 = 16;
+
+/// The gRPC status code in `headers` (headers of a Trailers-Only answer, or
+/// trailers), if there is one and it is a number: ASCII digits only, as
+/// the gRPC spec writes it and tonic reads it. Anything else is no status
+/// (the answer passes through as it is).
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
+    let value = headers.get(GRPC_STATUS)?.as_bytes();
+    if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Whether `headers` carry `grpc-status: 16` (`UNAUTHENTICATED`).
+pub(crate) fn is_grpc_unauthenticated(headers: &HeaderMap) -> bool {
+    grpc_status(headers) == Some(UNAUTHENTICATED)
+}
+
+/// Whether an answer rejects the credentials it was sent with: HTTP 401, or
+/// a gRPC Trailers-Only answer (HTTP 200, the status in the headers) with
+/// `grpc-status: 16`. What the challenge then says is read apart.
+pub(crate) fn rejects_credentials(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::UNAUTHORIZED
+        || (status == StatusCode::OK && is_grpc_unauthenticated(headers))
+}
 
 /// What a 401's `WWW-Authenticate` says about one authentication scheme
 /// (`Bearer`, `DPoP`).
@@ -278,6 +314,57 @@ fn challenges(value: &[u8]) -> Vec<Challenge<'_>> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod grpc_tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn with_status(value: &'static [u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(GRPC_STATUS, HeaderValue::from_bytes(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn grpc_status_is_read_as_ascii_digits_only() {
+        assert_eq!(grpc_status(&with_status(b"16")), Some(16));
+        assert_eq!(grpc_status(&with_status(b"0")), Some(0));
+        for bad in [
+            &b""[..],
+            b" 16",
+            b"16 ",
+            b"+16",
+            b"-16",
+            b"0x10",
+            b"sixteen",
+            b"99999999999",
+            b"16\xff",
+        ] {
+            assert_eq!(grpc_status(&with_status(bad)), None, "{bad:?}");
+        }
+        assert_eq!(grpc_status(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_trailers_only_unauthenticated_rejects_like_a_401() {
+        let unauthenticated = with_status(b"16");
+        assert!(rejects_credentials(StatusCode::OK, &unauthenticated));
+        assert!(rejects_credentials(
+            StatusCode::UNAUTHORIZED,
+            &HeaderMap::new()
+        ));
+        assert!(!rejects_credentials(StatusCode::OK, &HeaderMap::new()));
+        assert!(!rejects_credentials(StatusCode::OK, &with_status(b"7")));
+        assert!(!rejects_credentials(StatusCode::OK, &with_status(b"16x")));
+        // gRPC answers are HTTP 200; another status with it is not gRPC's.
+        assert!(!rejects_credentials(
+            StatusCode::BAD_GATEWAY,
+            &unauthenticated
+        ));
+    }
 }
 
 #[cfg(test)]

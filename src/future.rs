@@ -293,7 +293,7 @@ where
                 StateProj::Replaying { future } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     if let (Some(token), Some(source)) = (*this.token, this.source.as_ref()) {
-                        if response.status() != StatusCode::UNAUTHORIZED {
+                        if !challenge::rejects_credentials(response.status(), response.headers()) {
                             source.served(token);
                         }
                     }
@@ -324,7 +324,7 @@ where
 
 /// What the answer to a request sent with our token calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     /// Final; the token served (any answer but a 401 that a new token
     /// would cure).
     Served,
@@ -347,14 +347,18 @@ enum Verdict {
 /// A 401 asks for a new token unless it challenges another scheme only
 /// (say `Basic`) or says `insufficient_scope` (RFC 6750 §3.1: a new token
 /// would not help). For a constrained token its scheme's challenge decides
-/// (`DPoP`), else the `Bearer` one.
-fn verdict(
+/// (`DPoP`), else the `Bearer` one. A gRPC Trailers-Only answer with
+/// `grpc-status: 16` (HTTP 200, `UNAUTHENTICATED`, as tonic servers reject
+/// a token) is read as a 401; a `grpc-status` that is not a number is no
+/// rejection. Shared by [`BearerAuth`](crate::BearerAuth) and the reqwest
+/// middleware.
+pub(crate) fn verdict(
     status: StatusCode,
     headers: &HeaderMap,
     constraint: Option<(&dyn SenderConstraint, bool)>,
     replayable: impl FnOnce() -> bool,
 ) -> Verdict {
-    if status != StatusCode::UNAUTHORIZED {
+    if !challenge::rejects_credentials(status, headers) {
         return Verdict::Served;
     }
     let own = constraint.and_then(|(constraint, news)| {
@@ -495,6 +499,19 @@ mod tests {
             ),
             Verdict::Served
         );
+    }
+
+    #[test]
+    fn a_grpc_unauthenticated_in_the_headers_rejects_the_token() {
+        let grpc = |value: &'static str| {
+            let mut headers = headers(&[]);
+            headers.insert("grpc-status", HeaderValue::from_static(value));
+            verdict(StatusCode::OK, &headers, None, || true)
+        };
+        assert_eq!(grpc("16"), Verdict::Rejected { replay: true });
+        for other in ["0", "7", "14", "unauthenticated", " 16"] {
+            assert_eq!(grpc(other), Verdict::Served, "{other:?}");
+        }
     }
 
     #[test]

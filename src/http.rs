@@ -185,6 +185,62 @@ impl HttpClient {
     }
 }
 
+#[cfg(feature = "reqwest")]
+impl HttpClient {
+    /// Token requests over your reqwest client, with its proxy, TLS, pool
+    /// and DNS settings, so a reqwest application builds no second HTTP
+    /// stack. Feature `reqwest`.
+    ///
+    /// The endpoint's rules are the same as over the default client: the
+    /// answer is read up to the size cap
+    /// ([`TokenEndpointBuilder::max_response_size`](crate::TokenEndpointBuilder::max_response_size))
+    /// and every attempt is bounded by the endpoint's timeout, whatever the
+    /// client's own settings; a timeout the client sets applies too.
+    ///
+    /// A token endpoint has no reason to redirect, and the default client
+    /// follows no redirect: an answer that reqwest reached by following one
+    /// is refused (a transport error). reqwest follows up to 10 by default
+    /// and, for a 307 or 308, sends the form again to the new address, so
+    /// build the client with `redirect(reqwest::redirect::Policy::none())`
+    /// to keep the token request from going anywhere else.
+    ///
+    /// ```
+    /// use tower_alf::{ClientAuth, HttpClient, TokenEndpoint};
+    ///
+    /// # fn run() -> Result<(), tower::BoxError> {
+    /// let client = reqwest::Client::builder()
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()?;
+    /// let endpoint = TokenEndpoint::builder("https://idp.example/oauth2/token")
+    ///     .client_auth(ClientAuth::basic("my-client", "s3cr3t"))
+    ///     .http_client(HttpClient::from_reqwest(client))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_reqwest(client: reqwest::Client) -> Self {
+        Self::new(tower::service_fn(move |request: Request<Full<Bytes>>| {
+            let client = client.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = match body.collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(never) => match never {},
+                };
+                let request = reqwest::Request::try_from(Request::from_parts(parts, body))?;
+                let asked = request.url().clone();
+                let response = client.execute(request).await?;
+                if response.url() != &asked {
+                    return Err(BoxError::from(
+                        "the token endpoint redirected and the reqwest client followed it \
+                         (build it with redirect::Policy::none())",
+                    ));
+                }
+                Ok::<_, BoxError>(Response::<reqwest::Body>::from(response))
+            }
+        }))
+    }
+}
+
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpClient").finish_non_exhaustive()

@@ -3,7 +3,7 @@ use std::sync::{
     Arc,
 };
 
-use http::{header::AUTHORIZATION, uri::Scheme, Request, Uri};
+use http::{header::AUTHORIZATION, uri::Scheme, HeaderMap, Request, Uri};
 use tower_layer::Layer;
 
 use crate::{
@@ -98,10 +98,16 @@ impl Options {
     /// Whether `request` gets our token.
     #[inline]
     pub(crate) fn attaches_to<B>(&self, request: &Request<B>) -> bool {
-        if self.keep_existing_authorization && request.headers().contains_key(AUTHORIZATION) {
+        self.attaches_to_parts(request.uri(), request.headers())
+    }
+
+    /// [`attaches_to`](Self::attaches_to) for a request's URI and headers
+    /// (a request that is not an `http::Request`: reqwest's).
+    #[inline]
+    pub(crate) fn attaches_to_parts(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        if self.keep_existing_authorization && headers.contains_key(AUTHORIZATION) {
             return false;
         }
-        let uri = request.uri();
         if uri.host().is_none() {
             return self.attaches_to_relative();
         }
@@ -115,6 +121,44 @@ impl Options {
             None => true,
             Some(origins) => origins.iter().any(|origin| origin.matches(uri)),
         }
+    }
+
+    /// The origins tokens go to (see [`BearerAuthLayer::only_origins`]).
+    pub(crate) fn set_origins(&mut self, origins: impl IntoIterator<Item = Uri>) {
+        self.origins = Some(
+            origins
+                .into_iter()
+                .filter_map(|uri| {
+                    let origin = Origin::of(&uri).ok();
+                    if origin.is_none() {
+                        tracing::warn!(%uri, "only_origins: not an origin (no scheme or host); left out");
+                    }
+                    origin
+                })
+                .collect(),
+        );
+    }
+
+    /// See [`BearerAuthLayer::relative_uri_origin`].
+    pub(crate) fn set_relative_origin(&mut self, origin: Uri) {
+        self.relative_origin = Origin::of(&origin).ok();
+        if self.relative_origin.is_none() {
+            tracing::warn!(uri = %origin, "relative_uri_origin: not an origin (no scheme or host); ignored");
+        }
+    }
+
+    /// See [`BearerAuthLayer::allow_insecure_http`].
+    pub(crate) fn set_plain_http(&mut self, allow: bool) {
+        self.plain_http = if allow {
+            PlainHttp::Allowed
+        } else {
+            PlainHttp::LoopbackOnly
+        };
+    }
+
+    /// See [`BearerAuthLayer::keep_existing_authorization`].
+    pub(crate) fn set_keep_existing_authorization(&mut self, keep: bool) {
+        self.keep_existing_authorization = keep;
     }
 
     /// Whether a request with a relative URI (no host) gets our token.
@@ -196,18 +240,7 @@ impl<C> BearerAuthLayer<C> {
     /// # Ok(()) }
     /// ```
     pub fn only_origins(mut self, origins: impl IntoIterator<Item = Uri>) -> Self {
-        self.options.origins = Some(
-            origins
-                .into_iter()
-                .filter_map(|uri| {
-                    let origin = Origin::of(&uri).ok();
-                    if origin.is_none() {
-                        tracing::warn!(%uri, "only_origins: not an origin (no scheme or host); left out");
-                    }
-                    origin
-                })
-                .collect(),
-        );
+        self.options.set_origins(origins);
         self
     }
 
@@ -219,28 +252,21 @@ impl<C> BearerAuthLayer<C> {
     /// Defaults to none: relative URIs get a token unless `only_origins` is
     /// set. A URI without a scheme or host is ignored, with a `warn` event.
     pub fn relative_uri_origin(mut self, origin: Uri) -> Self {
-        self.options.relative_origin = Origin::of(&origin).ok();
-        if self.options.relative_origin.is_none() {
-            tracing::warn!(uri = %origin, "relative_uri_origin: not an origin (no scheme or host); ignored");
-        }
+        self.options.set_relative_origin(origin);
         self
     }
 
     /// Sets whether tokens go on plain `http` requests for hosts that are
     /// not loopback too. Defaults to `false`.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.options.plain_http = if allow {
-            PlainHttp::Allowed
-        } else {
-            PlainHttp::LoopbackOnly
-        };
+        self.options.set_plain_http(allow);
         self
     }
 
     /// Leaves a request that already has an `Authorization` header as it is
     /// (no token, no replay). Defaults to `true`; `false` replaces the header.
     pub fn keep_existing_authorization(mut self, keep: bool) -> Self {
-        self.options.keep_existing_authorization = keep;
+        self.options.set_keep_existing_authorization(keep);
         self
     }
 }

@@ -99,6 +99,10 @@
 //!   (`grant::AuthorizationCode`).
 //! - `tonic`: `tower_alf::tonic`, token failures as a `tonic::Status` and
 //!   the default body policy for `tonic::transport::Channel`.
+//! - `reqwest`: `tower_alf::reqwest`, a reqwest-middleware middleware over
+//!   a [`TokenSource`] (the layer's contract: 401 → invalidate → one
+//!   replay), and `HttpClient::from_reqwest`, token requests over your
+//!   reqwest client.
 //! - `full`: all of the above.
 //!
 //! # Defaults
@@ -128,6 +132,8 @@ pub mod jwt;
 #[cfg(feature = "oauth1")]
 pub mod oauth1;
 pub mod replay;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 pub mod store;
 #[cfg(feature = "tonic")]
 pub mod tonic;
@@ -155,7 +161,8 @@ pub use self::{
     feature = "redis",
     feature = "jwt",
     feature = "dpop",
-    feature = "tonic"
+    feature = "tonic",
+    feature = "reqwest"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

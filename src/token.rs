@@ -325,6 +325,24 @@ impl Token {
         authorize(self.header.clone(), self.binding(), request)
     }
 
+    /// [`authorize`](Self::authorize) for a request that is not an
+    /// `http::Request` (reqwest's): its `method`, `uri` and `headers`.
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn authorize_headers(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &mut HeaderMap,
+    ) -> Result<Option<Sent>, Error> {
+        headers.insert(AUTHORIZATION, self.header.clone());
+        match self.binding() {
+            None => Ok(None),
+            Some(binding) => binding
+                .authorize(method.clone(), uri.clone(), headers)
+                .map(Some),
+        }
+    }
+
     /// Sets the lifetime, counted from [`issued_at`](Self::issued_at): when
     /// the token was requested, if the grant said so with
     /// [`with_issued_at`](Self::with_issued_at), else when it was built.

@@ -485,3 +485,52 @@ async fn dpop_token_type_is_refused_without_a_key() {
         .unwrap_err();
     assert!(error.is_invalid_response(), "{error}");
 }
+
+/// The same contract through reqwest: proofs on every request, a nonce
+/// challenge replayed with the same token, a revoked token refreshed and
+/// the request replayed with a proof for the new one.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn over_reqwest_proofs_nonces_and_refreshes_follow_the_layers_contract() {
+    let server = start(Nonces::Rotate).await;
+    let key = DPoPKey::generate().unwrap();
+    let tokens = source(&server, &key);
+    // The tests' reqwest has rustls without a provider: ring, as an
+    // application on ring installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(tower_alf::reqwest::BearerAuthMiddleware::new(
+            tokens.clone(),
+        ))
+        .build();
+    let url = format!("{}/api/orders?page=2", server.base);
+
+    // The resource server asks for its nonce once: one replay, same token.
+    let response = client.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!((seen[0].status, seen[1].status), (401, 200));
+    assert_eq!(
+        seen[0].token, seen[1].token,
+        "the same token on a nonce replay"
+    );
+    assert_eq!(seen[1].claims["nonce"], "rs-nonce-0");
+    assert_eq!(seen[1].claims["htm"], "POST");
+    assert_eq!(seen[1].claims["htu"], format!("{}/api/orders", server.base));
+    assert_ne!(seen[0].claims["jti"], seen[1].claims["jti"]);
+    assert_eq!((tokens.stats().fetches, tokens.stats().replays), (1, 1));
+
+    // Revoked: refreshed, and replayed with a proof bound to the new token.
+    server.tokens.lock().unwrap().clear();
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = server.seen.lock().unwrap().clone();
+    let (rejected, replayed) = (&seen[seen.len() - 2], &seen[seen.len() - 1]);
+    assert_eq!(rejected.status, 401);
+    assert_ne!(rejected.token, replayed.token);
+    let ath = URL_SAFE_NO_PAD.encode(Sha256::digest(replayed.token.as_bytes()));
+    assert_eq!(replayed.claims["ath"], ath.as_str());
+    assert!(seen.iter().all(|s| s.scheme == "DPoP"), "never as Bearer");
+    assert_eq!((tokens.stats().fetches, tokens.stats().replays), (2, 2));
+}

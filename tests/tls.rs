@@ -345,3 +345,50 @@ fn plain_http_token_endpoints_are_refused_except_loopback() {
         .build()
         .is_ok());
 }
+
+/// reqwest on rustls with the ring provider (no aws-lc-rs): one client,
+/// trusting the test CA, carries the token request (`from_reqwest`) and
+/// the API call (`BearerAuthMiddleware`) over one pooled connection.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn reqwest_on_ring_carries_the_token_request_and_the_api_call_over_https() {
+    let pki = pki();
+    let server = HttpsServer::start(&pki).await;
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.ca.clone()).expect("the CA");
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(roots))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a reqwest client");
+    let endpoint = TokenEndpoint::builder(server.url("/token"))
+        .client_auth(ClientAuth::basic("client", "secret"))
+        .http_client(HttpClient::from_reqwest(http.clone()))
+        .build()
+        .expect("an https endpoint");
+    let tokens = TokenSource::new(ClientCredentials::new(endpoint));
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(tower_alf::reqwest::BearerAuthMiddleware::new(
+            tokens.clone(),
+        ))
+        .build();
+
+    let response = client
+        .get(server.url("/api"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "hello over TLS");
+    let state = &server.state;
+    assert_eq!(
+        *state.resource_tokens.lock().unwrap(),
+        [Some("tls-tok-1".to_owned())]
+    );
+    assert_eq!(state.token_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        state.handshakes.load(Ordering::SeqCst),
+        1,
+        "the token answer was read whole, so its connection served the API call"
+    );
+}

@@ -4,9 +4,11 @@
 //!
 //! The service is written by hand (prost messages, `tonic::server::Grpc`
 //! and `tonic::client::Grpc` with `tonic_prost::ProstCodec`), so no
-//! `protoc` is needed. Like a gRPC server behind an authenticating proxy,
-//! it answers a rejected token with HTTP 401, the status the layer replays
-//! on (tonic itself would answer HTTP 200 with `grpc-status: 16`).
+//! `protoc` is needed. It rejects a token three ways: HTTP 401 (a gRPC
+//! server behind an authenticating proxy), HTTP 200 with `grpc-status: 16`
+//! in the headers (tonic's Trailers-Only answer, as an interceptor
+//! rejects), and `grpc-status: 16` in real trailers after a message (a
+//! streaming call the server ends with `UNAUTHENTICATED`).
 
 mod support;
 
@@ -39,7 +41,7 @@ use tonic::{
 use tonic_prost::ProstCodec;
 use tower::{BoxError, Service, ServiceBuilder};
 use tower_alf::replay::{ReplayBody, ReplayStreams};
-use tower_alf::{BearerAuthLayer, TokenSource};
+use tower_alf::{tonic::GrpcStatusLayer, BearerAuthLayer, TokenSource};
 
 use support::{Reply, TokenServer, CLIENT_SECRET};
 
@@ -66,6 +68,9 @@ struct Summary {
 
 const ECHO: &str = "/alf.test.Notes/Echo";
 const COUNT: &str = "/alf.test.Notes/Count";
+/// Server streaming: one `Summary` per note in the request's text,
+/// split on spaces.
+const SPLIT: &str = "/alf.test.Notes/Split";
 
 #[derive(Default)]
 struct Seen {
@@ -77,6 +82,12 @@ struct Seen {
     rejected: Mutex<HashSet<String>>,
     /// Bearer tokens answered as tonic does: HTTP 200, `grpc-status: 16`.
     unauthenticated: Mutex<HashSet<String>>,
+    /// Bearer tokens whose streaming calls get one message, then
+    /// `grpc-status: 16` in the trailers.
+    revoked_in_trailers: Mutex<HashSet<String>>,
+    /// Bearer tokens answered HTTP 200 with a `grpc-status` that is no
+    /// number.
+    garbled: Mutex<HashSet<String>>,
 }
 
 #[derive(Clone, Default)]
@@ -130,6 +141,17 @@ impl Service<http::Request<Body>> for Notes {
             if seen.unauthenticated.lock().unwrap().contains(token) {
                 return Ok(Status::unauthenticated("invalid token").into_http());
             }
+            if seen.garbled.lock().unwrap().contains(token) {
+                let mut response = http::Response::new(Body::empty());
+                let headers = response.headers_mut();
+                headers.insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+                headers.insert("grpc-status", http::HeaderValue::from_static("sixteen"));
+                return Ok(response);
+            }
+            let revoked = seen.revoked_in_trailers.lock().unwrap().contains(token);
             let codec = ProstCodec::<Summary, Note>::default();
             let response = match request.uri().path() {
                 ECHO => {
@@ -162,6 +184,30 @@ impl Service<http::Request<Body>> for Notes {
                         });
                     GrpcServer::new(codec)
                         .client_streaming(method, request)
+                        .await
+                }
+                SPLIT => {
+                    let method = tower::service_fn(move |request: Request<Note>| async move {
+                        let authorization = authorization(&request);
+                        let text = request.into_inner().text;
+                        let mut answers: Vec<Result<Summary, Status>> = text
+                            .split(' ')
+                            .map(|word| {
+                                Ok(Summary {
+                                    count: 1,
+                                    text: word.to_owned(),
+                                    authorization: authorization.clone(),
+                                })
+                            })
+                            .collect();
+                        if revoked {
+                            answers.truncate(1);
+                            answers.push(Err(Status::unauthenticated("token revoked")));
+                        }
+                        Ok::<_, Status>(Response::new(tokio_stream::iter(answers)))
+                    });
+                    GrpcServer::new(codec)
+                        .server_streaming(method, request)
                         .await
                 }
                 _ => Status::unimplemented("no such method").into_http(),
@@ -213,6 +259,22 @@ impl NotesServer {
             .lock()
             .unwrap()
             .insert(token.to_owned());
+    }
+
+    /// Ends streaming calls carrying `token` with `grpc-status: 16` in the
+    /// trailers, after one message.
+    fn revoke_in_trailers(&self, token: &str) {
+        self.seen
+            .revoked_in_trailers
+            .lock()
+            .unwrap()
+            .insert(token.to_owned());
+    }
+
+    /// Answers calls carrying `token` with HTTP 200 and `grpc-status:
+    /// sixteen`.
+    fn garble(&self, token: &str) {
+        self.seen.garbled.lock().unwrap().insert(token.to_owned());
     }
 
     fn requests(&self) -> usize {
@@ -296,6 +358,39 @@ where
     Ok(response.into_inner())
 }
 
+/// A server-streaming call: every message, then the status the stream
+/// ended with.
+async fn split<T>(grpc: &mut GrpcClient<T>, text: &str) -> (Vec<Summary>, Result<(), Status>)
+where
+    T: GrpcService<Body>,
+    T::Error: Into<BoxError>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<BoxError> + Send,
+{
+    if let Err(e) = grpc.ready().await {
+        return (Vec::new(), Err(Status::from_error(e.into())));
+    }
+    let request = Request::new(Note {
+        text: text.to_owned(),
+    });
+    let codec = ProstCodec::<Note, Summary>::default();
+    let mut stream = match grpc
+        .server_streaming(request, PathAndQuery::from_static(SPLIT), codec)
+        .await
+    {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (Vec::new(), Err(status)),
+    };
+    let mut messages = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(message)) => messages.push(message),
+            Ok(None) => return (messages, Ok(())),
+            Err(status) => return (messages, Err(status)),
+        }
+    }
+}
+
 const NOTES: [&str; 5] = ["one ", "two ", "three ", "four ", "five"];
 
 // ===== tests =====
@@ -349,18 +444,206 @@ async fn a_401_comes_back_as_unauthenticated_and_the_next_call_gets_a_fresh_toke
 }
 
 #[tokio::test]
-async fn a_grpc_status_unauthenticated_is_not_a_401_and_is_returned_as_is() {
+async fn a_trailers_only_unauthenticated_invalidates_the_token_for_the_next_call() {
     let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
     server.unauthenticated("tok-1");
     let tokens = support::source(&idp);
     let mut grpc = authorized(&server, &tokens).await;
 
+    // The default policy keeps no copy of a gRPC body: the status comes
+    // back as the server sent it …
     let status = echo(&mut grpc, "hello").await.expect_err("rejected");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert_eq!(status.message(), "invalid token");
     assert_eq!(server.requests(), 1);
+    // … and the rejected token was replaced: the next call carries a new one.
+    let summary = echo(&mut grpc, "again").await.expect("a fresh token");
+    assert_eq!(summary.authorization, "Bearer tok-2");
     let stats = tokens.stats();
-    assert_eq!((stats.fetches, stats.replays), (1, 0));
+    assert_eq!((stats.fetches, stats.replays), (2, 0));
+}
+
+#[tokio::test]
+async fn a_token_revoked_mid_run_is_replaced_and_the_call_replayed() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let tokens = support::source(&idp);
+    let channel = ServiceBuilder::new()
+        .map_err(tower_alf::tonic::into_status)
+        .layer(replaying_layer(&tokens))
+        .service(server.channel().await);
+    let mut grpc = GrpcClient::new(channel);
+
+    for text in ["one", "two"] {
+        let summary = echo(&mut grpc, text).await.expect("accepted");
+        assert_eq!(summary.authorization, "Bearer tok-1");
+    }
+    // The server revokes tok-1, answering as tonic's interceptors do.
+    server.unauthenticated("tok-1");
+    let summary = echo(&mut grpc, "three").await.expect("replayed");
+    assert_eq!(summary.text, "three");
+    assert_eq!(summary.authorization, "Bearer tok-2");
+    let summary = count(&mut grpc, &NOTES)
+        .await
+        .expect("the new token serves");
+    assert_eq!(summary.authorization, "Bearer tok-2");
+    assert_eq!(
+        server.authorizations(),
+        [
+            "Bearer tok-1",
+            "Bearer tok-1",
+            "Bearer tok-1",
+            "Bearer tok-2",
+            "Bearer tok-2"
+        ]
+    );
+    let stats = tokens.stats();
+    assert_eq!((stats.fetches, stats.replays), (2, 1));
+    assert_eq!(idp.requests(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_trailers_only_rejections_of_one_token_make_one_refresh() {
+    const N: usize = 50;
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let tokens = support::source(&idp);
+    let channel = ServiceBuilder::new()
+        .map_err(tower_alf::tonic::into_status)
+        .layer(replaying_layer(&tokens))
+        .service(server.channel().await);
+    let grpc = GrpcClient::new(channel);
+    tokens.token().await.expect("tok-1");
+    server.unauthenticated("tok-1");
+
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let mut grpc = grpc.clone();
+        calls.spawn(async move { echo(&mut grpc, &format!("call {i}")).await });
+    }
+    for summary in calls.join_all().await {
+        assert_eq!(summary.expect("replayed").authorization, "Bearer tok-2");
+    }
+    assert_eq!(
+        idp.requests(),
+        2,
+        "one refresh for every rejection of tok-1"
+    );
+    // Every call sent with tok-1 (most, if not all) was replayed once.
+    let first_sends = server
+        .authorizations()
+        .iter()
+        .filter(|a| *a == "Bearer tok-1")
+        .count();
+    assert!(first_sends > 1, "concurrent rejections: {first_sends}");
+    assert_eq!(tokens.stats().replays, first_sends as u64);
+    assert_eq!(server.requests(), N + first_sends);
+}
+
+#[tokio::test]
+async fn a_grpc_status_that_is_not_a_number_passes_through() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    server.garble("tok-1");
+    let tokens = support::source(&idp);
+    let mut grpc = authorized(&server, &tokens).await;
+    // Whatever tonic makes of it, the layer neither replays nor refreshes.
+    let _ = echo(&mut grpc, "hello").await;
+    assert_eq!(server.requests(), 1);
+    assert_eq!(tokens.stats().fetches, 1);
+    assert_eq!(
+        tokens.cached().expect("kept").header_value(),
+        "Bearer tok-1"
+    );
+}
+
+/// The layer on a channel, with `GrpcStatusLayer` below it.
+async fn watching(
+    server: &NotesServer,
+    tokens: &TokenSource,
+) -> GrpcClient<
+    impl GrpcService<
+        Body,
+        Error = Status,
+        ResponseBody = impl http_body::Body<Data = Bytes, Error = impl Into<BoxError>> + Send + 'static,
+    >,
+> {
+    let channel = ServiceBuilder::new()
+        .map_err(tower_alf::tonic::into_status)
+        .layer(BearerAuthLayer::new(tokens.clone()))
+        .layer(GrpcStatusLayer::new(tokens.clone()))
+        .service(server.channel().await);
+    GrpcClient::new(channel)
+}
+
+#[tokio::test]
+async fn unauthenticated_in_trailers_replaces_the_token_with_grpc_status_layer() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let tokens = support::source(&idp);
+    let mut grpc = watching(&server, &tokens).await;
+
+    let (messages, end) = split(&mut grpc, "a b c").await;
+    assert_eq!(messages.len(), 3);
+    end.expect("the stream ends well");
+    // Revoked mid-run: the next stream gets one message, then status 16 in
+    // the trailers.
+    server.revoke_in_trailers("tok-1");
+    let (messages, end) = split(&mut grpc, "d e f").await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].authorization, "Bearer tok-1");
+    let status = end.expect_err("ended UNAUTHENTICATED");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // The token was invalidated as the trailers arrived: a fresh one now.
+    let (messages, end) = split(&mut grpc, "g h").await;
+    end.expect("a fresh token");
+    assert!(messages.iter().all(|m| m.authorization == "Bearer tok-2"));
+    let summary = echo(&mut grpc, "unary").await.expect("accepted");
+    assert_eq!(summary.authorization, "Bearer tok-2");
+    let stats = tokens.stats();
+    assert_eq!((stats.fetches, stats.replays), (2, 0));
+    assert_eq!(idp.requests(), 2);
+}
+
+#[tokio::test]
+async fn without_grpc_status_layer_a_status_in_trailers_keeps_the_token() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    server.revoke_in_trailers("tok-1");
+    let tokens = support::source(&idp);
+    let mut grpc = authorized(&server, &tokens).await;
+    let (_, end) = split(&mut grpc, "a b").await;
+    assert_eq!(end.expect_err("revoked").code(), Code::Unauthenticated);
+    let (_, end) = split(&mut grpc, "c d").await;
+    assert!(end.is_err(), "the layer alone cannot see trailers");
+    assert_eq!(tokens.stats().fetches, 1);
+}
+
+#[tokio::test]
+async fn grpc_status_layer_leaves_a_call_without_our_token_alone() {
+    let (idp, server) = (TokenServer::start().await, NotesServer::start().await);
+    let tokens = support::source(&idp);
+    let mut grpc = watching(&server, &tokens).await;
+    let (_, end) = split(&mut grpc, "x").await;
+    end.expect("tok-1 serves");
+    // A call with another token, rejected in its trailers, through the
+    // watcher alone: tok-1 is not touched.
+    server.revoke_in_trailers("someone-elses");
+    let source = tokens.clone();
+    let other = ServiceBuilder::new()
+        .map_request(|mut request: http::Request<Body>| {
+            request.headers_mut().insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_static("Bearer someone-elses"),
+            );
+            request
+        })
+        .layer(GrpcStatusLayer::new(source))
+        .service(server.channel().await);
+    let mut other = GrpcClient::new(other);
+    let (_, end) = split(&mut other, "y z").await;
+    assert_eq!(end.expect_err("revoked").code(), Code::Unauthenticated);
+    assert_eq!(
+        tokens.cached().expect("kept").header_value(),
+        "Bearer tok-1"
+    );
+    assert_eq!(tokens.stats().fetches, 1);
 }
 
 #[tokio::test]
