@@ -145,6 +145,43 @@ impl Options {
             }
         }
     }
+    /// See [`BearerAuthLayer::only_origins`].
+    pub(crate) fn only_origins(&mut self, origins: impl IntoIterator<Item = Uri>) {
+        self.origins = Some(
+            origins
+                .into_iter()
+                .filter_map(|uri| {
+                    let origin = Origin::of(&uri).ok();
+                    if origin.is_none() {
+                        tracing::warn!(%uri, "only_origins: not an origin (no scheme or host); left out");
+                    }
+                    origin
+                })
+                .collect(),
+        );
+    }
+
+    /// See [`BearerAuthLayer::relative_uri_origin`].
+    pub(crate) fn relative_uri_origin(&mut self, origin: Uri) {
+        self.relative_origin = Origin::of(&origin).ok();
+        if self.relative_origin.is_none() {
+            tracing::warn!(uri = %origin, "relative_uri_origin: not an origin (no scheme or host); ignored");
+        }
+    }
+
+    /// See [`BearerAuthLayer::allow_insecure_http`].
+    pub(crate) fn allow_insecure_http(&mut self, allow: bool) {
+        self.plain_http = if allow {
+            PlainHttp::Allowed
+        } else {
+            PlainHttp::LoopbackOnly
+        };
+    }
+
+    /// See [`BearerAuthLayer::keep_existing_authorization`].
+    pub(crate) fn keep_existing_authorization(&mut self, keep: bool) {
+        self.keep_existing_authorization = keep;
+    }
 }
 
 impl BearerAuthLayer {
@@ -196,18 +233,7 @@ impl<C> BearerAuthLayer<C> {
     /// # Ok(()) }
     /// ```
     pub fn only_origins(mut self, origins: impl IntoIterator<Item = Uri>) -> Self {
-        self.options.origins = Some(
-            origins
-                .into_iter()
-                .filter_map(|uri| {
-                    let origin = Origin::of(&uri).ok();
-                    if origin.is_none() {
-                        tracing::warn!(%uri, "only_origins: not an origin (no scheme or host); left out");
-                    }
-                    origin
-                })
-                .collect(),
-        );
+        self.options.only_origins(origins);
         self
     }
 
@@ -219,21 +245,14 @@ impl<C> BearerAuthLayer<C> {
     /// Defaults to none: relative URIs get a token unless `only_origins` is
     /// set. A URI without a scheme or host is ignored, with a `warn` event.
     pub fn relative_uri_origin(mut self, origin: Uri) -> Self {
-        self.options.relative_origin = Origin::of(&origin).ok();
-        if self.options.relative_origin.is_none() {
-            tracing::warn!(uri = %origin, "relative_uri_origin: not an origin (no scheme or host); ignored");
-        }
+        self.options.relative_uri_origin(origin);
         self
     }
 
     /// Sets whether tokens go on plain `http` requests for hosts that are
     /// not loopback too. Defaults to `false`.
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
-        self.options.plain_http = if allow {
-            PlainHttp::Allowed
-        } else {
-            PlainHttp::LoopbackOnly
-        };
+        self.options.allow_insecure_http(allow);
         self
     }
 

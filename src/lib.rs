@@ -121,6 +121,7 @@ mod token;
 #[cfg(feature = "dpop")]
 pub mod dpop;
 pub mod grant;
+pub mod keyed;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 #[cfg(feature = "oauth1")]
