@@ -96,7 +96,7 @@ pub struct TokenSourcesBuilder<K> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyedStats {
-    /// Keys in the map now (never more than `max_keys`).
+    /// Keys whose source may be used now (never more than `max_keys`).
     pub live_keys: u64,
     /// Keys whose source was made (a key made again after its eviction
     /// counts again).
@@ -237,7 +237,9 @@ where
         true
     }
 
-    /// How many keys have a source now.
+    /// How many keys the map holds now, never more than `max_keys` (a key
+    /// past its entry lifetime is held until the next sweep or its next
+    /// use drops it).
     pub fn len(&self) -> usize {
         self.inner.map.len()
     }
@@ -259,7 +261,7 @@ where
         let guard = inner.map.guard();
         let mut live = 0;
         for entry in inner.map.values(&guard) {
-            live += 1;
+            live += u64::from(entry.is_live());
             add(&mut total, entry.source.stats());
         }
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
