@@ -25,7 +25,8 @@
 //!    the keyed layer over 1 key, and over 16 keys (task `i` sends for key
 //!    `i % 16`). Median throughput of 15 interleaved rounds.
 //!
-//! `cargo bench -p tower-alf-benches --bench keyed`
+//! `cargo bench -p tower-alf-benches --bench keyed` (add `-- hot`, `-- maps` or
+//! `-- contention` for one part)
 
 mod common;
 
@@ -66,9 +67,8 @@ fn runtime(workers: usize) -> tokio::runtime::Runtime {
 }
 
 fn sources(rt: &tokio::runtime::Runtime) -> TokenSources<Tenant> {
-    let sources = TokenSources::new(|_: &Tenant| {
-        Ok(TokenSource::new(common::fake_grant(Some(LIFETIME))))
-    });
+    let sources =
+        TokenSources::new(|_: &Tenant| Ok(TokenSource::new(common::fake_grant(Some(LIFETIME)))));
     rt.block_on(async {
         for key in 0..KEYS {
             sources.token(&Tenant(key)).await.unwrap();
@@ -157,7 +157,8 @@ fn hot_path(rt: &tokio::runtime::Runtime) {
     }
     for round in 0..ROUNDS {
         for k in 0..rows.len() {
-            let (_, rotate, send, times) = &mut rows[(round + k) % rows.len()];
+            let len = rows.len();
+            let (_, rotate, send, times) = &mut rows[(round + k) % len];
             times.push(timed_batch(send, *rotate));
         }
     }
@@ -175,13 +176,12 @@ fn hot_path(rt: &tokio::runtime::Runtime) {
     println!("|---|---:|---:|---|---:|---:|");
     for (row, rotate, _, _) in &mut rows {
         let mut send = hot_row(&single, &keyed, row);
-        let mut keys = keys_for(*rotate, 1_100);
-        let make = || request(keys.next().unwrap());
-        let mut warm: Vec<_> = (0..100).map(|_| make()).collect();
         common::keep_room(1_100);
-        for request in warm.drain(..) {
-            send(request);
+        for key in keys_for(*rotate, 100) {
+            send(request(key));
         }
+        let mut keys = keys_for(*rotate, 1_000);
+        let make = || request(keys.next().unwrap_or(0));
         let (allocs, bytes) = common::allocs_per_call(1_000, make, |request| {
             black_box(send(request));
         });
@@ -383,19 +383,24 @@ fn contention() {
         if base == 0.0 {
             base = rate;
         }
-        println!(
-            "| {name} | {:.2} M/s | {:.2}× |",
-            rate / 1e6,
-            rate / base
-        );
+        println!("| {name} | {:.2} M/s | {:.2}× |", rate / 1e6, rate / base);
     }
 }
 
 fn main() {
+    // `-- hot`, `-- maps` or `-- contention` runs one part; `cargo bench`
+    // passes `--bench`, which runs them all.
+    let part = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let runs = |name: &str| part.as_deref().is_none_or(|part| part == name);
     common::print_load("before");
-    let rt = runtime(1);
-    hot_path(&rt);
-    maps();
-    contention();
+    if runs("hot") {
+        hot_path(&runtime(1));
+    }
+    if runs("maps") {
+        maps();
+    }
+    if runs("contention") {
+        contention();
+    }
     common::print_load("after");
 }

@@ -121,9 +121,9 @@ mod token;
 #[cfg(feature = "dpop")]
 pub mod dpop;
 pub mod grant;
-pub mod keyed;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+pub mod keyed;
 #[cfg(feature = "oauth1")]
 pub mod oauth1;
 pub mod replay;

@@ -40,9 +40,12 @@ fn tenants(endpoint: TokenEndpoint) -> TokenSources<Tenant> {
 }
 
 /// An inner service that answers with the `Authorization` it got (or none).
-fn echo_authorization(
-) -> impl tower::Service<Request<Full<Bytes>>, Response = Response<String>, Error = BoxError, Future: Send>
-       + Clone
+fn echo_authorization() -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<String>,
+    Error = BoxError,
+    Future: Send,
+> + Clone
        + Send {
     tower::service_fn(|request: Request<Full<Bytes>>| async move {
         let header = request
@@ -233,7 +236,9 @@ async fn a_failing_factory_fails_that_request_only_and_keeps_nothing() {
         .unwrap_err();
     let error = alf_error(&error);
     assert!(error.is_permanent(), "{error}");
-    assert!(error.to_string().contains("no configuration for this tenant"));
+    assert!(error
+        .to_string()
+        .contains("no configuration for this tenant"));
     let ok = client.clone().oneshot(for_tenant("acme")).await.unwrap();
     assert_eq!(ok.body(), "Bearer tok-1");
     assert!(client.oneshot(for_tenant("unknown")).await.is_err());

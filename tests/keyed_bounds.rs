@@ -74,7 +74,10 @@ async fn a_flood_of_100_000_distinct_keys_never_holds_more_than_1_000() {
         .iter()
         .filter(|n| n.load(Ordering::Relaxed) == 2)
         .count();
-    assert_eq!(refreshed, 1_000, "every live key refreshed in the background");
+    assert_eq!(
+        refreshed, 1_000,
+        "every live key refreshed in the background"
+    );
     assert!(
         fetches[..99_000]
             .iter()
@@ -147,7 +150,10 @@ async fn an_evicted_keys_fetch_in_flight_still_completes_for_its_waiters() {
     assert_eq!(server.requests(), 2, "a fetched once, b once");
     let stats = sources.stats();
     assert_eq!((stats.live_keys, stats.evictions), (1, 1));
-    assert_eq!(stats.total.fetches, 2, "a's fetch counted after its eviction");
+    assert_eq!(
+        stats.total.fetches, 2,
+        "a's fetch counted after its eviction"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -33,7 +33,10 @@ use tower_alf::{
 /// An unsigned JWT for `sub` that expires `exp_in` seconds from now on the
 /// wall clock (negative: already expired).
 fn jwt(sub: &str, exp_in: i64) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let part = |json: String| URL_SAFE_NO_PAD.encode(json);
     format!(
         "{}.{}.c2ln",
@@ -140,15 +143,29 @@ async fn a_gateway_exchanges_each_callers_token_once_and_forwards_with_it() {
     let forwarded: Vec<_> = api.tokens().into_iter().flatten().collect();
     assert_eq!(
         forwarded,
-        ["downstream-1", "downstream-2", "downstream-1", "downstream-1", "downstream-2"],
+        [
+            "downstream-1",
+            "downstream-2",
+            "downstream-1",
+            "downstream-1",
+            "downstream-2"
+        ],
         "each caller's requests went with that caller's exchanged token"
     );
     assert_eq!(callers.stats().live_keys, 2);
 
     let logs = logs.text();
-    assert!(callers.stats_for(&CallerToken::new(alice.as_str())).is_some());
-    assert!(logs.contains("keyed_token{key="), "spans name the key: {logs}");
-    assert!(!logs.contains(&alice) && !logs.contains(&bob), "no caller token in logs");
+    assert!(callers
+        .stats_for(&CallerToken::new(alice.as_str()))
+        .is_some());
+    assert!(
+        logs.contains("keyed_token{key="),
+        "spans name the key: {logs}"
+    );
+    assert!(
+        !logs.contains(&alice) && !logs.contains(&bob),
+        "no caller token in logs"
+    );
     assert!(!logs.contains("downstream-1"), "no exchanged token in logs");
 }
 
@@ -162,13 +179,22 @@ async fn an_exchanged_token_is_not_used_past_the_callers_own_expiry() {
 
     let first = guard(callers.token(&caller), "an exchange").await.unwrap();
     tokio::time::advance(Duration::from_secs(100)).await;
-    let again = guard(callers.token(&caller), "the cached token").await.unwrap();
-    assert_eq!(again.id(), first.id(), "within the caller's lifetime: cached");
+    let again = guard(callers.token(&caller), "the cached token")
+        .await
+        .unwrap();
+    assert_eq!(
+        again.id(),
+        first.id(),
+        "within the caller's lifetime: cached"
+    );
     assert_eq!(sts.requests(), 1);
 
     // The exchanged token lasts an hour, but carol's own token is gone at 120 s.
     tokio::time::advance(Duration::from_secs(21)).await;
-    assert!(callers.get(&caller).is_none(), "the entry ended with the caller's token");
+    assert!(
+        callers.get(&caller).is_none(),
+        "the entry ended with the caller's token"
+    );
     assert_eq!(callers.stats().live_keys, 0);
 }
 
@@ -200,7 +226,11 @@ fn a_caller_token_is_compared_and_shown_by_fingerprint_only() {
     assert_eq!(caller, CallerToken::new("opaque-Xy7"));
     assert_ne!(caller, CallerToken::new("opaque-Xy8"));
     assert!(!format!("{caller:?}").contains("opaque-Xy7"));
-    assert_eq!(caller.remaining(), CallerToken::DEFAULT_LIFETIME, "opaque: the default");
+    assert_eq!(
+        caller.remaining(),
+        CallerToken::DEFAULT_LIFETIME,
+        "opaque: the default"
+    );
     for bad in ["Basic abc", "Bearer", "Bearer ", "Bearer a b"] {
         headers.insert("authorization", bad.parse().unwrap());
         assert!(CallerToken::from_headers(&headers).is_none(), "{bad:?}");

@@ -59,9 +59,16 @@ where
         tokens[n].push(token.unwrap().access_token().secret().to_owned());
     }
 
-    assert_eq!(server.requests(), 8, "one token request per tenant, fleet-wide");
+    assert_eq!(
+        server.requests(),
+        8,
+        "one token request per tenant, fleet-wide"
+    );
     for (n, pair) in tokens.iter().enumerate() {
-        assert_eq!(pair[0], pair[1], "both gateways hold tenant {n}'s one token");
+        assert_eq!(
+            pair[0], pair[1],
+            "both gateways hold tenant {n}'s one token"
+        );
     }
     let audiences: std::collections::HashSet<_> = server
         .seen()

@@ -11,12 +11,8 @@ use http::{header::AUTHORIZATION, HeaderMap};
 
 use super::sources::{TokenSources, TokenSourcesBuilder};
 use crate::{
-    endpoint::response::jwt_expires_at,
-    error::Error,
-    grant::SubjectToken,
-    secret::AccessToken,
-    source::TokenSource,
-    store::Fingerprint,
+    endpoint::response::jwt_expires_at, error::Error, grant::SubjectToken, secret::AccessToken,
+    source::TokenSource, store::Fingerprint,
 };
 
 /// The token a caller of your service sent, as the key of an on-behalf-of

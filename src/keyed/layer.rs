@@ -59,7 +59,7 @@ impl<K> Default for FromExtension<K> {
 
 impl<K> Clone for FromExtension<K> {
     fn clone(&self) -> Self {
-        Self::new()
+        *self
     }
 }
 

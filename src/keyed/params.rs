@@ -81,10 +81,7 @@ macro_rules! params_grant {
     )*};
 }
 
-params_grant!(
-    crate::grant::ClientCredentials,
-    crate::grant::TokenExchange
-);
+params_grant!(crate::grant::ClientCredentials, crate::grant::TokenExchange);
 
 // ===== impl TokenParams =====
 
@@ -214,11 +211,15 @@ impl TokenParamsBuilder {
         let key = self
             .scopes
             .iter()
-            .fold(CacheKey::builder("", ""), |key, scope| key.scope(scope.as_str()));
+            .fold(CacheKey::builder("", ""), |key, scope| {
+                key.scope(scope.as_str())
+            });
         let key = self
             .params
             .iter()
-            .fold(key, |key, (name, value)| key.param(name.as_str(), value.as_str()))
+            .fold(key, |key, (name, value)| {
+                key.param(name.as_str(), value.as_str())
+            })
             .namespace("params")
             .build();
         TokenParams {

@@ -588,8 +588,7 @@ impl Entry {
     /// end. Reads the clock only for an entry with an end.
     #[inline]
     pub(crate) fn is_live(&self) -> bool {
-        !self.gone.load(Ordering::Relaxed)
-            && self.ends_at.is_none_or(|end| Instant::now() < end)
+        !self.gone.load(Ordering::Relaxed) && self.ends_at.is_none_or(|end| Instant::now() < end)
     }
 }
 
