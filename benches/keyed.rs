@@ -25,8 +25,12 @@
 //!    the keyed layer over 1 key, and over 16 keys (task `i` sends for key
 //!    `i % 16`). Median throughput of 15 interleaved rounds.
 //!
-//! `cargo bench -p tower-alf-benches --bench keyed` (add `-- hot`, `-- maps` or
-//! `-- contention` for one part)
+//! 4. **Storm**: 10,000 concurrent first requests over 100 keys on a
+//!    2-worker runtime, the grant taking 1 ms: the fetches made (100) and
+//!    the time until all are answered, 9 rounds, a fresh map each.
+//!
+//! `cargo bench -p tower-alf-benches --bench keyed` (add `-- hot`, `-- maps`,
+//! `-- contention` or `-- storm` for one part)
 
 mod common;
 
@@ -387,6 +391,64 @@ fn contention() {
     }
 }
 
+// ===== 4. first-request storm =====
+
+/// 10,000 concurrent first requests over 100 keys on a 2-worker runtime,
+/// a fresh map each round, its grant taking 1 ms: fetches made (must be
+/// 100) and the time until every request is answered.
+fn storm() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let rt = runtime(2);
+    let mut times = Vec::new();
+    let mut fetches = Vec::new();
+    for _ in 0..9 {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&count);
+        let sources = TokenSources::new(move |_: &Tenant| {
+            let counter = Arc::clone(&counter);
+            let grant = tower::service_fn(move |_: tower_alf::grant::FetchToken| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                async {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    Ok::<_, tower_alf::Error>(
+                        tower_alf::Token::bearer(common::ACCESS_TOKEN)?.with_expires_in(LIFETIME),
+                    )
+                }
+            });
+            Ok(TokenSource::new(grant))
+        });
+        let stack = BearerAuthLayer::keyed_by_extension(sources)
+            .clone_body(NoReplay)
+            .layer(common::inner::<Body>());
+        let elapsed = rt.block_on(async {
+            let start = Instant::now();
+            let tasks: Vec<_> = (0..10_000u32)
+                .map(|n| {
+                    let stack = stack.clone();
+                    tokio::spawn(async move { stack.oneshot(request(n % 100)).await.unwrap() })
+                })
+                .collect();
+            for task in tasks {
+                black_box(task.await.unwrap());
+            }
+            start.elapsed()
+        });
+        times.push(elapsed);
+        fetches.push(count.load(Ordering::Relaxed));
+    }
+    times.sort();
+    println!(
+        "\n## first-request storm: 10,000 concurrent requests over 100 keys, 2 workers, 9 rounds\n"
+    );
+    println!(
+        "fetches per round: {fetches:?}; time to answer all: median {:.1} ms (min {:.1}, max {:.1})",
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3,
+        times[times.len() - 1].as_secs_f64() * 1e3,
+    );
+}
+
 fn main() {
     // `-- hot`, `-- maps` or `-- contention` runs one part; `cargo bench`
     // passes `--bench`, which runs them all.
@@ -401,6 +463,9 @@ fn main() {
     }
     if runs("contention") {
         contention();
+    }
+    if runs("storm") {
+        storm();
     }
     common::print_load("after");
 }
