@@ -192,7 +192,8 @@ where
     ///
     /// `factory` is called once per new key (and again after the key is
     /// dropped), under the map's writer lock: build the source there, do not
-    /// fetch. An error it returns fails the one request that needed the key,
+    /// fetch, and do not use this map from it (that would wait on the lock
+    /// it holds). An error it returns fails the one request that needed the key,
     /// with that error, and nothing is kept, so the next request tries again.
     pub fn builder<F>(factory: F) -> TokenSourcesBuilder<K>
     where
