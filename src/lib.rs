@@ -19,6 +19,10 @@
 //! - A [store] shares tokens between sources, processes and restarts:
 //!   wrap the grant in a [`store::StoreGrant`] over a [`store::MemoryStore`],
 //!   a Redis store (feature `redis`) or your own [`store::TokenStore`].
+//! - [Keyed sources](keyed) give each tenant, scope set or caller its own
+//!   source through one layer: [`keyed::TokenSources`] (bounded, made on
+//!   first use) behind [`BearerAuthLayer::keyed`], with on-behalf-of token
+//!   exchange per caller.
 //!
 //! # Example
 //!
@@ -129,6 +133,7 @@ pub mod dpop;
 pub mod grant;
 #[cfg(feature = "jwt")]
 pub mod jwt;
+pub mod keyed;
 #[cfg(feature = "oauth1")]
 pub mod oauth1;
 pub mod replay;

@@ -143,11 +143,7 @@ pub(crate) fn seconds(value: &Value) -> Result<Duration, BadSeconds> {
 /// both sides, so skew does not matter), else `exp` less the wall clock.
 /// `None` when it is not a JWT, or the claims make no sense.
 pub(crate) fn jwt_lifetime(token: &str) -> Option<Duration> {
-    let mut parts = token.split('.');
-    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
-    let claims: Map<String, Value> =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?)
-            .ok()?;
+    let claims = jwt_claims(token)?;
     let exp = claims.get("exp")?.as_f64()?;
     let start = match claims.get("iat").and_then(Value::as_f64) {
         Some(iat) => iat,
@@ -161,6 +157,23 @@ pub(crate) fn jwt_lifetime(token: &str) -> Option<Duration> {
         .then(|| Duration::try_from_secs_f64(seconds).ok())
         .flatten()
         .map(|d| d.min(MAX_EXPIRES_IN))
+}
+
+/// When a JWT says it expires (its `exp`, unverified), on the wall clock;
+/// `None` when it is not a JWT or has no usable `exp`.
+pub(crate) fn jwt_expires_at(token: &str) -> Option<SystemTime> {
+    let exp = jwt_claims(token)?.get("exp")?.as_f64()?;
+    if !exp.is_finite() || exp < 0.0 {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(exp).ok()?)
+}
+
+/// A JWT's claims, unverified.
+fn jwt_claims(token: &str) -> Option<Map<String, Value>> {
+    let mut parts = token.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?).ok()
 }
 
 fn optional_string(
