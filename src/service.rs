@@ -1,6 +1,9 @@
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{
+    header::{Entry, AUTHORIZATION},
+    Request, Response,
+};
 use tower::BoxError;
 use tower_service::Service;
 
@@ -111,14 +114,24 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if !self.options.attaches_to(&request) {
+        if !self.options.attaches_to_uri(request.uri(), request.headers()) {
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
+        // NOTE: one hash of the header name: the entry both says whether the
+        // request has its own `Authorization` and takes ours.
+        let slot = request.headers_mut().entry(AUTHORIZATION);
+        if self.options.keeps(matches!(slot, Entry::Occupied(_))) {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
         match self.tokens.cached_header() {
             Some((value, id, binding)) => {
                 // Authorize first: the copy then has room for the header, and
                 // a replay only overwrites its value.
-                let sent = match token::authorize(value, binding, &mut request) {
+                match slot {
+                    Entry::Vacant(slot) => drop(slot.insert(value)),
+                    Entry::Occupied(mut slot) => drop(slot.insert(value)),
+                }
+                let sent = match token::constrain(binding, &mut request) {
                     Ok(sent) => sent,
                     Err(error) => return ResponseFuture::failed(error),
                 };
