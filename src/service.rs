@@ -137,7 +137,7 @@ where
                 };
                 let (request, saved) = self.keep(request);
                 let future = self.inner.call(request);
-                ResponseFuture::called(future, id, self.tokens.source().clone(), saved, sent)
+                ResponseFuture::called(future, id, self.tokens.source_ref(), saved, sent)
             }
             None => {
                 // NOTE: `self.inner` was readied for this request; it goes into
@@ -147,7 +147,7 @@ where
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let (request, saved) = self.keep(request);
                 let token = self.tokens.source().token();
-                ResponseFuture::waiting(token, self.tokens.source().clone(), ready, request, saved)
+                ResponseFuture::waiting(token, self.tokens.source_ref(), ready, request, saved)
             }
         }
     }

@@ -25,6 +25,9 @@ use crate::token::{Binding, Token, TokenId};
 pub(crate) struct LocalCache {
     source: TokenSource,
     cache: Option<Cache<CacheRef, Option<Arc<Token>>>>,
+    /// This handle's own reference to the source, made with the cache: what
+    /// its response futures hold (see [`SourceRef`]).
+    handle: Option<Arc<TokenSource>>,
     used: bool,
 }
 
@@ -34,6 +37,7 @@ impl LocalCache {
         Self {
             source,
             cache: None,
+            handle: None,
             used: false,
         }
     }
@@ -41,6 +45,16 @@ impl LocalCache {
     /// The source.
     pub(crate) fn source(&self) -> &TokenSource {
         &self.source
+    }
+
+    /// What a response future holds to reach the source: this handle's own
+    /// reference once it has one, else the source.
+    #[inline]
+    pub(crate) fn source_ref(&self) -> SourceRef {
+        SourceRef(match &self.handle {
+            Some(handle) => Handle::Local(Arc::clone(handle)),
+            None => Handle::Shared(self.source.clone()),
+        })
     }
 
     /// The header value of a usable cached token and its id. Takes no lock,
@@ -55,6 +69,7 @@ impl LocalCache {
             }
             let shared = CacheRef(Arc::clone(&self.source.shared));
             self.cache = Some(Cache::new(shared));
+            self.handle = Some(Arc::new(self.source.clone()));
         }
         let token = self.cache.as_mut()?.load().as_ref()?;
         self.source.header(token)
@@ -70,6 +85,49 @@ impl Clone for LocalCache {
 impl fmt::Debug for LocalCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.source.fmt(f)
+    }
+}
+
+/// How a response future reaches its [`TokenSource`]: told when a token
+/// served or was rejected.
+///
+/// NOTE: a `TokenSource` clone per request increments and decrements one
+/// counter that every handle on every worker shares, so the cache line moves
+/// between cores on every request (the contention bench). A handle's own
+/// `Arc` is touched by the task that holds the handle: one reference count
+/// too, but on a line that stays on its core. A handle makes it with its
+/// cache, on its second request, so a handle cloned for one request
+/// allocates nothing.
+#[derive(Clone)]
+pub(crate) struct SourceRef(Handle);
+
+#[derive(Clone)]
+enum Handle {
+    Shared(TokenSource),
+    Local(Arc<TokenSource>),
+}
+
+impl Deref for SourceRef {
+    type Target = TokenSource;
+
+    #[inline]
+    fn deref(&self) -> &TokenSource {
+        match &self.0 {
+            Handle::Shared(source) => source,
+            Handle::Local(source) => source,
+        }
+    }
+}
+
+impl From<TokenSource> for SourceRef {
+    fn from(source: TokenSource) -> Self {
+        Self(Handle::Shared(source))
+    }
+}
+
+impl fmt::Debug for SourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
     }
 }
 

@@ -43,7 +43,7 @@ use http::HeaderValue;
 use tokio::time::Instant;
 use tower::{util::BoxCloneSyncService, Service};
 
-pub(crate) use self::local::LocalCache;
+pub(crate) use self::local::{LocalCache, SourceRef};
 use self::{
     builder::Limits,
     flight::Flight,
