@@ -135,7 +135,12 @@ where
                     Ok(sent) => sent,
                     Err(error) => return ResponseFuture::failed(error),
                 };
-                let (request, saved) = self.keep(request);
+                let (request, saved) = if self.copies_by_reference(&request) {
+                    let saved = SavedRequest::copy(&request, &self.clone_body);
+                    (request, saved.map(|saved| (saved, self.inner.clone())))
+                } else {
+                    self.keep(request)
+                };
                 let future = self.inner.call(request);
                 ResponseFuture::called(future, id, self.tokens.source_ref(), saved, sent)
             }
@@ -157,6 +162,18 @@ impl<S, C> BearerAuth<S, C>
 where
     S: Clone,
 {
+    /// Whether a replay of `request` is kept, and copied from a reference
+    /// ([`CloneBody::copies_by_reference`]).
+    #[inline]
+    fn copies_by_reference<B>(&self, request: &Request<B>) -> bool
+    where
+        C: CloneBody<B>,
+    {
+        self.clone_body.copies_by_reference()
+            && !self.clone_body.never_keeps()
+            && self.options.replay_on.allows(request.method())
+    }
+
     /// Keeps what a replay of `request` needs, if its method and body allow.
     #[inline]
     fn keep<B>(&self, request: Request<B>) -> (Request<B>, Option<(SavedRequest<B>, S)>)
