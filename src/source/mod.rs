@@ -129,6 +129,10 @@ struct Shared {
     /// The newest [`TokenId`] a server accepted (a response that was not a
     /// rejection): tells a revoked token from one refused at birth.
     served: AtomicU64,
+    /// The phase word: the id of the cached token that its timer vouches is
+    /// still before its `refresh_at`, or [`schedule::UNVOUCHED`] (read the
+    /// clock). See `schedule::Phase`.
+    fresh: AtomicU64,
     /// The origin of the times kept in atomics.
     epoch: Instant,
     counters: Counters,
@@ -332,10 +336,14 @@ impl TokenSource {
         match freshness(token) {
             Freshness::Fresh => true,
             Freshness::Stale => {
+                self.shared.unvouch(token);
                 self.refresh_in_background();
                 true
             }
-            Freshness::Expired => false,
+            Freshness::Expired => {
+                self.shared.unvouch(token);
+                false
+            }
         }
     }
 }
