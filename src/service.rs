@@ -1,9 +1,6 @@
 use std::task::{Context, Poll};
 
-use http::{
-    header::{Entry, AUTHORIZATION},
-    Request, Response,
-};
+use http::{header::AUTHORIZATION, Request, Response};
 use tower::BoxError;
 use tower_service::Service;
 
@@ -114,23 +111,23 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if !self.options.attaches_to_uri(request.uri(), request.headers()) {
+        if !self
+            .options
+            .attaches_to_uri(request.uri(), request.headers())
+        {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
-        // NOTE: one hash of the header name: the entry both says whether the
-        // request has its own `Authorization` and takes ours.
-        let slot = request.headers_mut().entry(AUTHORIZATION);
-        if self.options.keeps(matches!(slot, Entry::Occupied(_))) {
+        if self
+            .options
+            .keeps(request.headers().contains_key(AUTHORIZATION))
+        {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
         match self.tokens.cached_header() {
             Some((value, id, binding)) => {
                 // Authorize first: the copy then has room for the header, and
                 // a replay only overwrites its value.
-                match slot {
-                    Entry::Vacant(slot) => drop(slot.insert(value)),
-                    Entry::Occupied(mut slot) => drop(slot.insert(value)),
-                }
+                request.headers_mut().insert(AUTHORIZATION, value);
                 let sent = match token::constrain(binding, &mut request) {
                     Ok(sent) => sent,
                     Err(error) => return ResponseFuture::failed(error),
