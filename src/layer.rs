@@ -3,9 +3,9 @@ use std::sync::{
     Arc,
 };
 
-use http::{header::AUTHORIZATION, uri::Scheme, HeaderMap, Uri};
 #[cfg(test)]
 use http::Request;
+use http::{header::AUTHORIZATION, uri::Scheme, HeaderMap, Uri};
 use tower_layer::Layer;
 
 use crate::{

@@ -196,7 +196,11 @@ mod tests {
         assert_eq!(vouched(&source), UNVOUCHED, "taken back at refresh_at");
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the timer fetches nothing");
 
-        assert_eq!(local.cached_header().unwrap().1, first.id(), "stale: served");
+        assert_eq!(
+            local.cached_header().unwrap().1,
+            first.id(),
+            "stale: served"
+        );
         settle().await;
         assert_eq!(calls.load(Ordering::SeqCst), 2, "one background refresh");
         let second = source.cached().unwrap();
@@ -244,7 +248,10 @@ mod tests {
         elsewhere.block_on(async {
             tokio::time::advance(Duration::from_secs(2 * 3600)).await;
             let mut sent = 0;
-            while local.cached_header().is_some_and(|(_, id, _)| id == first.id()) {
+            while local
+                .cached_header()
+                .is_some_and(|(_, id, _)| id == first.id())
+            {
                 sent += 1;
                 assert!(sent < usize::from(CHECK_EVERY), "the net did not hold");
             }

@@ -87,6 +87,15 @@ pub enum TokenRequest {
 /// scheduled as that least lifetime. All time comes from [`tokio::time`],
 /// and no lifetime or setting can overflow it.
 ///
+/// [`BearerAuth`](crate::BearerAuth) does not read the clock per request:
+/// a timer task on the runtime that fetched the token marks it stale at
+/// its refresh time. If that runtime is no longer driven while another
+/// sends the requests, each `BearerAuth` handle still reads the clock once
+/// in 64 requests, so a stale token is refreshed at most 63 requests per
+/// handle late, and an expired one sent that late is answered 401 and
+/// replaced as any rejected token is. [`token`](Self::token) and
+/// [`cached`](Self::cached) always read the clock.
+///
 /// # Concurrency
 ///
 /// At most one fetch is in flight; every caller waiting for it gets its
