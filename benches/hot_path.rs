@@ -32,21 +32,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use common::{Answer, CopyRequestLayer, Counting, Shape, ACCESS_TOKEN, LIFETIME};
+use common::{make_row, Counting, Sender, Shape, Sources};
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
-use http::Request;
-use http_body_util::Full;
-use tower::{Layer, Service, ServiceBuilder};
-use tower_alf::{replay::NoReplay, BearerAuthLayer, TokenSource};
-use tower_http::auth::AddAuthorizationLayer;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
 const SAMPLE_SIZE: usize = 50;
-
-type Body = Full<Bytes>;
 
 /// The rows, in table order, with the row each is held against.
 const ROWS: &[(&str, Option<&str>)] = &[
@@ -60,71 +52,9 @@ const ROWS: &[(&str, Option<&str>)] = &[
     ("bearer_replay_off_cloned", Some("add_authorization_cloned")),
 ];
 
-struct Sources {
-    expiring: TokenSource,
-    no_expiry: TokenSource,
-}
-
-fn add_authorization() -> AddAuthorizationLayer {
-    AddAuthorizationLayer::bearer(ACCESS_TOKEN).as_sensitive(true)
-}
-
-/// Something that sends one request through a row's stack.
-type Send = Box<dyn FnMut(Request<Body>) -> Answer>;
-
-fn boxed<S>(mut service: S) -> Send
-where
-    S: Service<Request<Body>, Response = Answer> + 'static,
-    S::Error: std::fmt::Debug,
-{
-    Box::new(move |request| common::drive(&mut service, request))
-}
-
-/// A stack cloned for every request, as `svc.clone().oneshot(request)` does.
-fn cloned<S>(service: S) -> Send
-where
-    S: Service<Request<Body>, Response = Answer> + Clone + 'static,
-    S::Error: std::fmt::Debug,
-{
-    Box::new(move |request| common::drive(&mut service.clone(), request))
-}
-
-/// The stack of `row`, over the inner service that keeps its requests.
-fn make_row(sources: &Sources, row: &str) -> Send {
-    let inner = common::keeping_inner();
-    match row {
-        "bare" => boxed(inner),
-        "add_authorization" => boxed(add_authorization().layer(inner)),
-        "bearer_replay_off" => boxed(
-            BearerAuthLayer::new(sources.expiring.clone())
-                .clone_body(NoReplay)
-                .layer(inner),
-        ),
-        "bearer_replay_off_no_expiry" => boxed(
-            BearerAuthLayer::new(sources.no_expiry.clone())
-                .clone_body(NoReplay)
-                .layer(inner),
-        ),
-        "bearer_replay_on" => boxed(BearerAuthLayer::new(sources.expiring.clone()).layer(inner)),
-        "add_authorization_cloned" => cloned(add_authorization().layer(inner)),
-        "bearer_replay_off_cloned" => cloned(
-            BearerAuthLayer::new(sources.expiring.clone())
-                .clone_body(NoReplay)
-                .layer(inner),
-        ),
-        "floor_replay_on" => boxed(
-            ServiceBuilder::new()
-                .layer(add_authorization())
-                .layer(CopyRequestLayer)
-                .service(inner),
-        ),
-        _ => unreachable!("unknown row {row}"),
-    }
-}
-
 /// Sends `n` new requests of `shape` through `send`; the time they took.
 /// Building and freeing the requests is not timed.
-fn timed_batch(send: &mut Send, shape: Shape, n: u64) -> Duration {
+fn timed_batch(send: &mut Sender, shape: Shape, n: u64) -> Duration {
     let requests: Vec<_> = (0..n).map(|_| shape.request()).collect();
     common::keep_room(n as usize);
     let start = Instant::now();
@@ -173,7 +103,7 @@ fn bench_shape(
 fn hot_path(c: &mut Criterion) {
     let rt = runtime();
     let _guard = rt.enter();
-    let sources = sources(&rt);
+    let sources = Sources::warm(&rt);
     for shape in Shape::ALL {
         let mut group = c.benchmark_group(format!("hot_path_{}", shape.name()));
         group
@@ -190,13 +120,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn sources(rt: &tokio::runtime::Runtime) -> Sources {
-    Sources {
-        expiring: common::warm_source(rt, Some(LIFETIME)),
-        no_expiry: common::warm_source(rt, None),
-    }
 }
 
 /// Allocations per request of `row` for `shape`, counted over 1,000
@@ -227,7 +150,7 @@ const ROUNDS: usize = 400;
 /// outside the median, and a load that changes during the run weighs on
 /// every row alike. Returns each row's median time per request.
 fn interleaved(sources: &Sources, shape: Shape) -> Vec<(&'static str, f64)> {
-    let mut rows: Vec<(&'static str, Send, Vec<f64>)> = rows_for(shape)
+    let mut rows: Vec<(&'static str, Sender, Vec<f64>)> = rows_for(shape)
         .map(|row| (row, make_row(sources, row), Vec::with_capacity(ROUNDS)))
         .collect();
     let n = shape.batch().min(256);
@@ -253,7 +176,7 @@ fn interleaved(sources: &Sources, shape: Shape) -> Vec<(&'static str, f64)> {
 fn report() {
     let rt = runtime();
     let _guard = rt.enter();
-    let sources = sources(&rt);
+    let sources = Sources::warm(&rt);
     println!();
     println!(
         "Hot path: time per request, median of {ROUNDS} interleaved batches \

@@ -169,20 +169,23 @@ impl Storm {
 /// One storm of `STORM` concurrent requests on a new source, its first
 /// token fetched, then (if `expired`) left to expire; adds to `storm`.
 fn one_storm(rt: &tokio::runtime::Runtime, endpoint: &Endpoint, expired: bool, storm: &mut Storm) {
+    // NOTE: at least `TokenSourceBuilder::MIN_LIFETIME` (5 s), or the source
+    // schedules the token as that and it is still fresh at the gate.
     let lifetime = if expired {
-        Duration::from_secs(1)
+        Duration::from_secs(10)
     } else {
         common::LIFETIME
     };
     {
         rt.block_on(async {
-            // No jitter: the token turns stale at 0.75 s and expired at 0.9 s,
-            // and nothing touches it in between.
+            // No jitter: the token turns stale at 7.5 s and expired at 9 s
+            // (a quarter and a tenth of its lifetime), and nothing touches it
+            // in between.
             let source = endpoint.source(lifetime, Some(0.0));
             source.token().await.unwrap();
             if expired {
-                // Less the 100 ms the tasks take to line up at the gate.
-                tokio::time::sleep(lifetime - Duration::from_millis(100)).await;
+                // Until it expires; the tasks then take 100 ms to line up.
+                tokio::time::sleep(lifetime * 9 / 10).await;
             }
             let service = BearerAuthLayer::new(source.clone()).layer(common::inner::<Body>());
             // Every task waits at the gate, then all requests arrive at once.

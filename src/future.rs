@@ -22,7 +22,7 @@ use crate::{
     challenge::{self, SchemeChallenge},
     error::Error,
     replay::SavedRequest,
-    source::{Replacement, TokenFuture, TokenSource},
+    source::{Replacement, SourceRef, TokenFuture, TokenSource},
     token::{SenderConstraint, Sent, TokenId},
 };
 
@@ -38,7 +38,7 @@ pin_project! {
         // The token the request was sent with.
         token: Option<TokenId>,
         // Where it came from: told when a server rejects it.
-        source: Option<TokenSource>,
+        source: Option<SourceRef>,
         // Present while a replay is still possible.
         replay: Option<Replay<S, B>>,
         // What the token's sender constraint needs for the answers and a
@@ -114,17 +114,19 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    /// Sent with the token `token` of `source` (a [`TokenSource`], or a
+    /// handle's [`SourceRef`]).
     pub(crate) fn called(
         future: S::Future,
         token: TokenId,
-        source: TokenSource,
+        source: impl Into<SourceRef>,
         replay: Option<(SavedRequest<B>, S)>,
         sent: Option<Sent>,
     ) -> Self {
         Self {
             state: State::Called { future },
             token: Some(token),
-            source: Some(source),
+            source: Some(source.into()),
             replay: replay.map(Replay::from),
             sent,
         }
@@ -152,9 +154,11 @@ where
         }
     }
 
+    /// Waiting for `token` of `source` (a [`TokenSource`], or a handle's
+    /// [`SourceRef`]).
     pub(crate) fn waiting(
         token: TokenFuture,
-        source: TokenSource,
+        source: impl Into<SourceRef>,
         service: S,
         request: Request<B>,
         replay: Option<(SavedRequest<B>, S)>,
@@ -166,7 +170,7 @@ where
             },
             // The id is filled in when the token arrives.
             token: None,
-            source: Some(source),
+            source: Some(source.into()),
             replay: replay.map(Replay::from),
             sent: None,
         }

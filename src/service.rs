@@ -1,6 +1,6 @@
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{header::AUTHORIZATION, Request, Response};
 use tower::BoxError;
 use tower_service::Service;
 
@@ -111,20 +111,35 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if !self.options.attaches_to(&request) {
+        if !self
+            .options
+            .attaches_to_uri(request.uri(), request.headers())
+        {
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
+        if self
+            .options
+            .keeps(request.headers().contains_key(AUTHORIZATION))
+        {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
         match self.tokens.cached_header() {
             Some((value, id, binding)) => {
                 // Authorize first: the copy then has room for the header, and
                 // a replay only overwrites its value.
-                let sent = match token::authorize(value, binding, &mut request) {
+                request.headers_mut().insert(AUTHORIZATION, value);
+                let sent = match token::constrain(binding, &mut request) {
                     Ok(sent) => sent,
                     Err(error) => return ResponseFuture::failed(error),
                 };
-                let (request, saved) = self.keep(request);
+                let (request, saved) = if self.copies_by_reference(&request) {
+                    let saved = SavedRequest::copy(&request, &self.clone_body);
+                    (request, saved.map(|saved| (saved, self.inner.clone())))
+                } else {
+                    self.keep(request)
+                };
                 let future = self.inner.call(request);
-                ResponseFuture::called(future, id, self.tokens.source().clone(), saved, sent)
+                ResponseFuture::called(future, id, self.tokens.source_ref(), saved, sent)
             }
             None => {
                 // NOTE: `self.inner` was readied for this request; it goes into
@@ -134,7 +149,7 @@ where
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let (request, saved) = self.keep(request);
                 let token = self.tokens.source().token();
-                ResponseFuture::waiting(token, self.tokens.source().clone(), ready, request, saved)
+                ResponseFuture::waiting(token, self.tokens.source_ref(), ready, request, saved)
             }
         }
     }
@@ -144,6 +159,18 @@ impl<S, C> BearerAuth<S, C>
 where
     S: Clone,
 {
+    /// Whether a replay of `request` is kept, and copied from a reference
+    /// ([`CloneBody::copies_by_reference`]).
+    #[inline]
+    fn copies_by_reference<B>(&self, request: &Request<B>) -> bool
+    where
+        C: CloneBody<B>,
+    {
+        self.clone_body.copies_by_reference()
+            && !self.clone_body.never_keeps()
+            && self.options.replay_on.allows(request.method())
+    }
+
     /// Keeps what a replay of `request` needs, if its method and body allow.
     #[inline]
     fn keep<B>(&self, request: Request<B>) -> (Request<B>, Option<(SavedRequest<B>, S)>)

@@ -184,8 +184,7 @@ pub(crate) trait BindingKey: fmt::Debug + Send + Sync + 'static {
 }
 
 /// Sets `Authorization: header` on `request`, and what `binding` needs; for
-/// a constrained token, what its answers and a replay need. The hot path:
-/// a Bearer token costs one header insert.
+/// a constrained token, what its answers and a replay need.
 #[inline]
 pub(crate) fn authorize<B>(
     header: HeaderValue,
@@ -193,6 +192,17 @@ pub(crate) fn authorize<B>(
     request: &mut Request<B>,
 ) -> Result<Option<Sent>, Error> {
     request.headers_mut().insert(AUTHORIZATION, header);
+    constrain(binding, request)
+}
+
+/// Sets what `binding` needs on `request`, whose `Authorization` is set;
+/// for a constrained token, what its answers and a replay need. A Bearer
+/// token (`None`) costs nothing.
+#[inline]
+pub(crate) fn constrain<B>(
+    binding: Option<Binding>,
+    request: &mut Request<B>,
+) -> Result<Option<Sent>, Error> {
     match binding {
         None => Ok(None),
         Some(binding) => {

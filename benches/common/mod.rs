@@ -27,8 +27,9 @@ use http::{
 };
 use http_body_util::{Empty, Full};
 use pin_project_lite::pin_project;
-use tower::{Layer, Service};
-use tower_alf::{grant::FetchToken, Token, TokenSource};
+use tower::{Layer, Service, ServiceBuilder};
+use tower_alf::{grant::FetchToken, replay::NoReplay, BearerAuthLayer, Token, TokenSource};
+use tower_http::auth::AddAuthorizationLayer;
 
 /// The access token every row sends: 43 characters, the length of a
 /// base64url-encoded 256-bit opaque token.
@@ -364,6 +365,84 @@ where
         Poll::Ready(Ok(response)) => response,
         Poll::Ready(Err(e)) => panic!("the request failed: {e:?}"),
         Poll::Pending => panic!("the response was not ready at once"),
+    }
+}
+
+// ===== the hot-path rows =====
+
+/// The token sources of the hot-path rows: a token that expires in an hour
+/// ([`LIFETIME`]), and one that never expires.
+pub struct Sources {
+    pub expiring: TokenSource,
+    pub no_expiry: TokenSource,
+}
+
+impl Sources {
+    /// Both sources, their first token fetched on `rt`.
+    pub fn warm(rt: &tokio::runtime::Runtime) -> Self {
+        Self {
+            expiring: warm_source(rt, Some(LIFETIME)),
+            no_expiry: warm_source(rt, None),
+        }
+    }
+}
+
+/// tower-http's static header, sensitive as ours is.
+pub fn add_authorization() -> AddAuthorizationLayer {
+    AddAuthorizationLayer::bearer(ACCESS_TOKEN).as_sensitive(true)
+}
+
+/// Something that sends one request through a row's stack.
+pub type Sender = Box<dyn FnMut(Request<Full<Bytes>>) -> Answer>;
+
+fn boxed<S>(mut service: S) -> Sender
+where
+    S: Service<Request<Full<Bytes>>, Response = Answer> + 'static,
+    S::Error: fmt::Debug,
+{
+    Box::new(move |request| drive(&mut service, request))
+}
+
+/// A stack cloned for every request, as `svc.clone().oneshot(request)` does.
+fn cloned<S>(service: S) -> Sender
+where
+    S: Service<Request<Full<Bytes>>, Response = Answer> + Clone + 'static,
+    S::Error: fmt::Debug,
+{
+    Box::new(move |request| drive(&mut service.clone(), request))
+}
+
+/// The stack of the hot-path row `row` (see `hot_path.rs`), over
+/// [`keeping_inner`].
+pub fn make_row(sources: &Sources, row: &str) -> Sender {
+    let inner = keeping_inner();
+    match row {
+        "bare" => boxed(inner),
+        "add_authorization" => boxed(add_authorization().layer(inner)),
+        "bearer_replay_off" => boxed(
+            BearerAuthLayer::new(sources.expiring.clone())
+                .clone_body(NoReplay)
+                .layer(inner),
+        ),
+        "bearer_replay_off_no_expiry" => boxed(
+            BearerAuthLayer::new(sources.no_expiry.clone())
+                .clone_body(NoReplay)
+                .layer(inner),
+        ),
+        "bearer_replay_on" => boxed(BearerAuthLayer::new(sources.expiring.clone()).layer(inner)),
+        "add_authorization_cloned" => cloned(add_authorization().layer(inner)),
+        "bearer_replay_off_cloned" => cloned(
+            BearerAuthLayer::new(sources.expiring.clone())
+                .clone_body(NoReplay)
+                .layer(inner),
+        ),
+        "floor_replay_on" => boxed(
+            ServiceBuilder::new()
+                .layer(add_authorization())
+                .layer(CopyRequestLayer)
+                .service(inner),
+        ),
+        _ => unreachable!("unknown row {row}"),
     }
 }
 

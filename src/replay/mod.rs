@@ -84,6 +84,17 @@ pub trait CloneBody<B>: Clone {
     fn never_keeps(&self) -> bool {
         false
     }
+
+    /// Whether [`prepare`](CloneBody::prepare) is the default one (the body
+    /// sent as it is, the copy [`clone_body`](CloneBody::clone_body)'s), so
+    /// the layer may copy the request from a reference instead of taking it
+    /// apart and putting it back together. Defaults to `false`; the
+    /// policies of this crate that keep the default `prepare` say `true`.
+    /// A policy that overrides `prepare` must leave it `false`, or its
+    /// `prepare` is not called.
+    fn copies_by_reference(&self) -> bool {
+        false
+    }
 }
 
 /// A body kept for a replay by [`CloneBody::prepare`].
@@ -141,6 +152,11 @@ macro_rules! clone_bodies {
             fn clone_body(&self, body: &$body) -> Option<$body> {
                 Some(body.clone())
             }
+
+            #[inline]
+            fn copies_by_reference(&self) -> bool {
+                true
+            }
         }
     )*};
 }
@@ -152,12 +168,22 @@ impl<D: Buf + Clone> CloneBody<Full<D>> for CheapClone {
     fn clone_body(&self, body: &Full<D>) -> Option<Full<D>> {
         Some(body.clone())
     }
+
+    #[inline]
+    fn copies_by_reference(&self) -> bool {
+        true
+    }
 }
 
 impl<D> CloneBody<Empty<D>> for CheapClone {
     #[inline]
     fn clone_body(&self, _body: &Empty<D>) -> Option<Empty<D>> {
         Some(Empty::new())
+    }
+
+    #[inline]
+    fn copies_by_reference(&self) -> bool {
+        true
     }
 }
 
@@ -294,6 +320,10 @@ where
     fn clone_body(&self, body: &B) -> Option<B> {
         (self.f)(body)
     }
+
+    fn copies_by_reference(&self) -> bool {
+        true
+    }
 }
 
 impl<F> fmt::Debug for CloneBodyFn<F> {
@@ -362,6 +392,24 @@ impl<B> SavedRequest<B> {
             body,
         });
         (Request::from_parts(parts, body), saved)
+    }
+
+    /// A copy of `request` made from a reference, for a policy whose
+    /// `prepare` is the default ([`CloneBody::copies_by_reference`]).
+    ///
+    /// NOTE: the hot path of replay on. `into_parts` and `from_parts` move
+    /// the whole request twice, and returning it moves it again.
+    #[inline]
+    pub(crate) fn copy<C: CloneBody<B>>(request: &Request<B>, policy: &C) -> Option<Self> {
+        let body = policy.clone_body(request.body())?;
+        Some(Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            extensions: request.extensions().clone(),
+            body: Kept::new(body),
+        })
     }
 
     /// Whether the copy can be sent, now that the first send was answered.

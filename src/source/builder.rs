@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{
     flight::Flight,
-    schedule::{FAR_FUTURE, IDLE},
+    schedule::{FAR_FUTURE, IDLE, UNVOUCHED},
     stats::Counters,
     Grant, Shared, TokenSource,
 };
@@ -224,6 +224,7 @@ impl TokenSourceBuilder {
                 background: AtomicU64::new(IDLE),
                 background_failures: AtomicU32::new(0),
                 served: AtomicU64::new(0),
+                fresh: AtomicU64::new(UNVOUCHED),
                 epoch: Instant::now(),
                 counters: Counters::default(),
                 on_token: self.on_token,

@@ -30,6 +30,17 @@ pub(super) struct Flight {
     failure: Option<(Error, Instant)>,
     /// How often a token refused at birth is replaced.
     pub(super) throttle: Throttle,
+    /// The freshness timer of the cached token (see `schedule::Phase`).
+    pub(super) phase_timer: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        // The source is gone: its token's timer has nothing left to flip.
+        if let Some(timer) = self.phase_timer.take() {
+            timer.abort();
+        }
+    }
 }
 
 impl Flight {
@@ -171,6 +182,7 @@ impl Shared {
             match &outcome {
                 Ok(token) => {
                     self.cache.store(Some(Arc::clone(token)));
+                    self.arm_phase(&mut flight, token);
                     let replaced = flight.last.replace(Arc::clone(token));
                     flight.failure = None;
                     let now = Instant::now();

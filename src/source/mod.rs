@@ -43,7 +43,7 @@ use http::HeaderValue;
 use tokio::time::Instant;
 use tower::{util::BoxCloneSyncService, Service};
 
-pub(crate) use self::local::LocalCache;
+pub(crate) use self::local::{LocalCache, SourceRef};
 use self::{
     builder::Limits,
     flight::Flight,
@@ -87,6 +87,15 @@ pub enum TokenRequest {
 /// scheduled as that least lifetime. All time comes from [`tokio::time`],
 /// and no lifetime or setting can overflow it.
 ///
+/// [`BearerAuth`](crate::BearerAuth) does not read the clock per request:
+/// a timer task on the runtime that fetched the token marks it stale at
+/// its refresh time. If that runtime is no longer driven while another
+/// sends the requests, each `BearerAuth` handle still reads the clock once
+/// in 64 requests, so a stale token is refreshed at most 63 requests per
+/// handle late, and an expired one sent that late is answered 401 and
+/// replaced as any rejected token is. [`token`](Self::token) and
+/// [`cached`](Self::cached) always read the clock.
+///
 /// # Concurrency
 ///
 /// At most one fetch is in flight; every caller waiting for it gets its
@@ -129,6 +138,10 @@ struct Shared {
     /// The newest [`TokenId`] a server accepted (a response that was not a
     /// rejection): tells a revoked token from one refused at birth.
     served: AtomicU64,
+    /// The phase word: the id of the cached token that its timer vouches is
+    /// still before its `refresh_at`, or [`schedule::UNVOUCHED`] (read the
+    /// clock). See `schedule::Phase`.
+    fresh: AtomicU64,
     /// The origin of the times kept in atomics.
     epoch: Instant,
     counters: Counters,
@@ -332,10 +345,14 @@ impl TokenSource {
         match freshness(token) {
             Freshness::Fresh => true,
             Freshness::Stale => {
+                self.shared.unvouch(token);
                 self.refresh_in_background();
                 true
             }
-            Freshness::Expired => false,
+            Freshness::Expired => {
+                self.shared.unvouch(token);
+                false
+            }
         }
     }
 }
