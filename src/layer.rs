@@ -3,7 +3,9 @@ use std::sync::{
     Arc,
 };
 
-use http::{header::AUTHORIZATION, uri::Scheme, HeaderMap, Request, Uri};
+#[cfg(test)]
+use http::Request;
+use http::{header::AUTHORIZATION, uri::Scheme, HeaderMap, Uri};
 use tower_layer::Layer;
 
 use crate::{
@@ -96,7 +98,7 @@ impl Default for Options {
 
 impl Options {
     /// Whether `request` gets our token.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn attaches_to<B>(&self, request: &Request<B>) -> bool {
         self.attaches_to_parts(request.uri(), request.headers())
     }

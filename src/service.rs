@@ -110,7 +110,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if !self
             .options
             .attaches_to_uri(request.uri(), request.headers())
@@ -123,65 +123,89 @@ where
         {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
-        match self.tokens.cached_header() {
-            Some((value, id, binding)) => {
-                // Authorize first: the copy then has room for the header, and
-                // a replay only overwrites its value.
-                request.headers_mut().insert(AUTHORIZATION, value);
-                let sent = match token::constrain(binding, &mut request) {
-                    Ok(sent) => sent,
-                    Err(error) => return ResponseFuture::failed(error),
-                };
-                let (request, saved) = if self.copies_by_reference(&request) {
-                    let saved = SavedRequest::copy(&request, &self.clone_body);
-                    (request, saved.map(|saved| (saved, self.inner.clone())))
-                } else {
-                    self.keep(request)
-                };
-                let future = self.inner.call(request);
-                ResponseFuture::called(future, id, self.tokens.source_ref(), saved, sent)
-            }
-            None => {
-                // NOTE: `self.inner` was readied for this request; it goes into
-                // the future, which calls it once the token arrives, and a clone
-                // stays behind for the next `poll_ready` (see `tower::Service`).
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let (request, saved) = self.keep(request);
-                let token = self.tokens.source().token();
-                ResponseFuture::waiting(token, self.tokens.source_ref(), ready, request, saved)
-            }
+        authorize_call(
+            &mut self.inner,
+            &mut self.tokens,
+            &self.clone_body,
+            &self.options,
+            request,
+        )
+    }
+}
+
+/// Authorizes `request` with the token of `tokens` and calls `inner`, or
+/// moves the readied `inner` into a future that waits for a token: what
+/// [`BearerAuth::call`] does once a request is to get a token, shared with
+/// the keyed middleware ([`KeyedBearerAuth`](crate::keyed::KeyedBearerAuth)).
+#[inline]
+pub(crate) fn authorize_call<S, C, ReqBody, ResBody>(
+    inner: &mut S,
+    tokens: &mut LocalCache,
+    clone_body: &C,
+    options: &Options,
+    mut request: Request<ReqBody>,
+) -> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    C: CloneBody<ReqBody>,
+{
+    match tokens.cached_header() {
+        Some((value, id, binding)) => {
+            // Authorize first: the copy then has room for the header, and
+            // a replay only overwrites its value.
+            request.headers_mut().insert(AUTHORIZATION, value);
+            let sent = match token::constrain(binding, &mut request) {
+                Ok(sent) => sent,
+                Err(error) => return ResponseFuture::failed(error),
+            };
+            let (request, saved) = if copies_by_reference(clone_body, options, &request) {
+                let saved = SavedRequest::copy(&request, clone_body);
+                (request, saved.map(|saved| (saved, inner.clone())))
+            } else {
+                keep(inner, clone_body, options, request)
+            };
+            let future = inner.call(request);
+            ResponseFuture::called(future, id, tokens.source_ref(), saved, sent)
+        }
+        None => {
+            // NOTE: `inner` was readied for this request; it goes into the
+            // future, which calls it once the token arrives, and a clone
+            // stays behind for the next `poll_ready` (see `tower::Service`).
+            let clone = inner.clone();
+            let ready = std::mem::replace(inner, clone);
+            let (request, saved) = keep(&ready, clone_body, options, request);
+            let token = tokens.source().token();
+            ResponseFuture::waiting(token, tokens.source_ref(), ready, request, saved)
         }
     }
 }
 
-impl<S, C> BearerAuth<S, C>
-where
-    S: Clone,
-{
-    /// Whether a replay of `request` is kept, and copied from a reference
-    /// ([`CloneBody::copies_by_reference`]).
-    #[inline]
-    fn copies_by_reference<B>(&self, request: &Request<B>) -> bool
-    where
-        C: CloneBody<B>,
-    {
-        self.clone_body.copies_by_reference()
-            && !self.clone_body.never_keeps()
-            && self.options.replay_on.allows(request.method())
-    }
+/// Whether a replay of `request` is kept, and copied from a reference
+/// ([`CloneBody::copies_by_reference`]).
+#[inline]
+fn copies_by_reference<B, C: CloneBody<B>>(
+    clone_body: &C,
+    options: &Options,
+    request: &Request<B>,
+) -> bool {
+    clone_body.copies_by_reference()
+        && !clone_body.never_keeps()
+        && options.replay_on.allows(request.method())
+}
 
-    /// Keeps what a replay of `request` needs, if its method and body allow.
-    #[inline]
-    fn keep<B>(&self, request: Request<B>) -> (Request<B>, Option<(SavedRequest<B>, S)>)
-    where
-        C: CloneBody<B>,
-    {
-        if self.clone_body.never_keeps() || !self.options.replay_on.allows(request.method()) {
-            return (request, None);
-        }
-        let (request, saved) = SavedRequest::prepare(request, &self.clone_body);
-        let saved = saved.map(|saved| (saved, self.inner.clone()));
-        (request, saved)
+/// Keeps what a replay of `request` needs, if its method and body allow.
+#[inline]
+fn keep<S: Clone, B, C: CloneBody<B>>(
+    inner: &S,
+    clone_body: &C,
+    options: &Options,
+    request: Request<B>,
+) -> (Request<B>, Option<(SavedRequest<B>, S)>) {
+    if clone_body.never_keeps() || !options.replay_on.allows(request.method()) {
+        return (request, None);
     }
+    let (request, saved) = SavedRequest::prepare(request, clone_body);
+    let saved = saved.map(|saved| (saved, inner.clone()));
+    (request, saved)
 }

@@ -10,7 +10,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{Request, Response};
+use http::{header::AUTHORIZATION, Request, Response};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_service::Service;
@@ -23,9 +23,9 @@ use crate::{
     error::Error,
     future::ResponseFuture,
     layer::Options,
-    replay::{CheapClone, CloneBody, SavedRequest},
+    replay::{CheapClone, CloneBody},
+    service::authorize_call,
     source::LocalCache,
-    token,
 };
 
 /// Middleware that authorizes each request with the token of its key;
@@ -122,14 +122,18 @@ where
     /// This handle's view of `key`'s token: the one it kept, if it is the
     /// same key and its entry is live, else a lookup.
     #[inline]
-    fn tokens(&mut self, key: K) -> Result<&mut Last<K>, Error> {
-        let last = match self.last.take() {
+    fn tokens<'a>(
+        last: &'a mut Option<Last<K>>,
+        sources: &TokenSources<K>,
+        key: K,
+    ) -> Result<&'a mut Last<K>, Error> {
+        let found = match last.take() {
             Some(last) if last.key == key && last.entry.is_live() => {
-                self.sources.touch(&last.entry);
+                sources.touch(&last.entry);
                 last
             }
             _ => {
-                let entry = self.sources.entry(&key)?;
+                let entry = sources.entry(&key)?;
                 Last {
                     tokens: entry.source.local(),
                     key,
@@ -137,7 +141,7 @@ where
                 }
             }
         };
-        Ok(self.last.insert(last))
+        Ok(last.insert(found))
     }
 }
 
@@ -157,68 +161,40 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let untraced = |inner| KeyedResponseFuture {
             inner,
             span: tracing::Span::none(),
         };
-        if !self.options.attaches_to(&request) {
+        if !self
+            .options
+            .attaches_to_uri(request.uri(), request.headers())
+            || self
+                .options
+                .keeps(request.headers().contains_key(AUTHORIZATION))
+        {
             return untraced(ResponseFuture::passthrough(self.inner.call(request)));
         }
         let Some(key) = self.key.key(&request) else {
             return untraced(ResponseFuture::passthrough(self.inner.call(request)));
         };
-        let last = match self.tokens(key) {
+        let last = match Self::tokens(&mut self.last, &self.sources, key) {
             Ok(last) => last,
             Err(error) => return untraced(ResponseFuture::failed(error)),
         };
         let span = tracing::debug_span!("keyed_token", key = %last.entry.fingerprint);
-        let inner = match last.tokens.cached_header() {
-            Some((value, id, binding)) => {
-                let source = last.tokens.source().clone();
-                // Authorize first: the copy then has room for the header, and
-                // a replay only overwrites its value.
-                let sent = match token::authorize(value, binding, &mut request) {
-                    Ok(sent) => sent,
-                    Err(error) => return untraced(ResponseFuture::failed(error)),
-                };
-                let (request, saved) = keep(&self.inner, &self.clone_body, &self.options, request);
-                let future = self.inner.call(request);
-                ResponseFuture::called(future, id, source, saved, sent)
-            }
-            None => {
-                let source = last.tokens.source().clone();
-                // NOTE: `self.inner` was readied for this request; it goes into
-                // the future, which calls it once the token arrives, and a clone
-                // stays behind for the next `poll_ready` (see `tower::Service`).
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let (request, saved) = keep(&ready, &self.clone_body, &self.options, request);
-                // NOTE: lazy: the fetch starts when the future is first
-                // polled, inside the key's span, so its events name the key.
-                let token = source.token();
-                ResponseFuture::waiting(token, source, ready, request, saved)
-            }
-        };
+        // NOTE: a token future is lazy: a fetch starts when the response
+        // future is first polled, inside the key's span, so its events name
+        // the key.
+        let inner = authorize_call(
+            &mut self.inner,
+            &mut last.tokens,
+            &self.clone_body,
+            &self.options,
+            request,
+        );
         KeyedResponseFuture { inner, span }
     }
-}
-
-/// Keeps what a replay of `request` needs, if its method and body allow
-/// (as [`BearerAuth`](crate::BearerAuth) does).
-#[inline]
-fn keep<S: Clone, B, C: CloneBody<B>>(
-    inner: &S,
-    clone_body: &C,
-    options: &Options,
-    request: Request<B>,
-) -> (Request<B>, Option<(SavedRequest<B>, S)>) {
-    if clone_body.never_keeps() || !options.replay_on.allows(request.method()) {
-        return (request, None);
-    }
-    let (request, saved) = SavedRequest::prepare(request, clone_body);
-    let saved = saved.map(|saved| (saved, inner.clone()));
-    (request, saved)
 }
 
 impl<S: Clone, K, F: Clone, C: Clone> Clone for KeyedBearerAuth<S, K, F, C> {
