@@ -5,14 +5,13 @@
 #[path = "recording_endpoint/mod.rs"]
 mod support;
 
-use jsonwebtoken::{Algorithm as J, DecodingKey};
 use tower_alf::{
     grant::ClientCredentials,
     jwt::{Algorithm, PrivateKey},
     ClientAuth, TokenEndpoint, TokenSource,
 };
 
-use support::{keys, verify, verify_with, Received, TokenServer};
+use support::{keys, verify, verify_with, Key, Received, TokenServer};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -128,12 +127,12 @@ async fn private_key_jwt_from_a_jwk_signs_with_its_alg_and_kid() {
         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
     let key = PrivateKey::from_jwk(jwk).unwrap();
     let got = fetch_with(&server, ClientAuth::private_key_jwt("c", key)).await;
-    let public =
-        DecodingKey::from_ed_components("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+    let public = serde_json::json!({"kty": "OKP", "crv": "Ed25519",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
     let (header, _) = verify_with(
         got.field("client_assertion"),
-        J::EdDSA,
-        &public,
+        "EdDSA",
+        Key::Jwk(&public),
         &server.token_url(),
     );
     assert_eq!(header.kid.as_deref(), Some("rfc8037"));
@@ -147,11 +146,11 @@ async fn client_secret_jwt_assertions_verify_with_hs256_and_the_secret() {
     assert_client_assertion_form(&got);
     let (header, claims) = verify_with(
         got.field("client_assertion"),
-        J::HS256,
-        &DecodingKey::from_secret(secret.as_bytes()),
+        "HS256",
+        Key::Secret(secret.as_bytes()),
         &server.token_url(),
     );
-    assert_eq!(header.alg, J::HS256);
+    assert_eq!(header.alg, "HS256");
     assert_eq!(claims["iss"], "client-9");
     assert_eq!(claims["sub"], "client-9");
 }
@@ -214,8 +213,8 @@ async fn the_default_assertion_audience_is_the_token_url_verbatim() {
         endpoint.request(vec![]).await.unwrap();
         let (_, claims) = verify_with(
             server.last().field("client_assertion"),
-            J::HS256,
-            &DecodingKey::from_secret(secret.as_bytes()),
+            "HS256",
+            Key::Secret(secret.as_bytes()),
             &url,
         );
         assert_eq!(claims["aud"], url.as_str());

@@ -106,7 +106,7 @@ async fn assertions_verify_for_every_algorithm() {
             public,
             &server.token_url(),
         );
-        assert_eq!(format!("{:?}", header.alg), alg.as_str());
+        assert_eq!(header.alg, alg.as_str());
     }
 }
 
