@@ -259,3 +259,70 @@ fn jwt_methods_never_show_their_secrets_in_debug() {
     let line = keys::RSA_PKCS1.lines().nth(1).unwrap();
     assert!(!debug.contains(&line[..16]), "{debug}");
 }
+
+#[tokio::test]
+async fn the_assertion_client_auth_shows_is_signed_as_the_one_it_sends() {
+    let server = TokenServer::start().await;
+    let url = server.token_url();
+    let key = PrivateKey::from_pem(keys::RSA_PKCS1)
+        .unwrap()
+        .with_algorithm(Algorithm::PS384)
+        .unwrap();
+    let secret = "a-shared-secret-of-at-least-48-bytes-for-hs384!!";
+    for (auth, alg, key) in [
+        (
+            ClientAuth::private_key_jwt("c", key),
+            "PS384",
+            Key::Pem(keys::RSA_PUBLIC),
+        ),
+        (
+            ClientAuth::client_secret_jwt("c", secret)
+                .with_hmac_algorithm("HS384")
+                .unwrap(),
+            "HS384",
+            Key::Secret(secret.as_bytes()),
+        ),
+    ] {
+        let shown = auth
+            .assertion(&url)
+            .unwrap()
+            .expect("a JWT method's assertion");
+        let got = fetch_with(&server, auth.clone()).await;
+        let (shown_header, shown) = verify_with(&shown, alg, key, &url);
+        let (sent_header, sent) = verify_with(got.field("client_assertion"), alg, key, &url);
+        assert_eq!(shown_header.raw, sent_header.raw, "{alg}");
+        for claim in ["iss", "sub", "aud"] {
+            assert_eq!(shown[claim], sent[claim], "{alg} {claim}");
+        }
+        assert_ne!(shown["jti"], sent["jti"], "{alg}");
+    }
+    for auth in [
+        ClientAuth::basic("c", "s"),
+        ClientAuth::post("c", "s"),
+        ClientAuth::none("c"),
+    ] {
+        assert_eq!(
+            auth.assertion(&url).unwrap(),
+            None,
+            "{}",
+            auth.method_name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_hmac_algorithm_is_a_config_error() {
+    for alg in ["HS1", "none", "RS256", "hs256"] {
+        let e = ClientAuth::client_secret_jwt("c", "s")
+            .with_hmac_algorithm(alg)
+            .unwrap_err();
+        assert!(e.is_config(), "{alg}: {e}");
+    }
+    let e = ClientAuth::post("c", "s")
+        .with_hmac_algorithm("HS256")
+        .unwrap_err();
+    assert!(
+        e.is_config() && e.to_string().contains("client_secret_post"),
+        "{e}"
+    );
+}

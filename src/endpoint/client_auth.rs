@@ -386,6 +386,31 @@ impl ClientAuth {
         }
     }
 
+    /// The `client_assertion` this authentication sends to `token_url` now:
+    /// for `private_key_jwt` and `client_secret_jwt`, a JWT signed here and
+    /// then, with its own `jti`, exactly as a token request signs it; for
+    /// [`ClientAuth::client_assertion`] and
+    /// [`ClientAuth::client_assertion_file`], what the callback or file
+    /// gives. `None` for the methods that send no assertion.
+    ///
+    /// ```
+    /// use tower_alf::ClientAuth;
+    ///
+    /// let auth = ClientAuth::client_secret_jwt("my-client", "a-long-shared-secret");
+    /// let jwt = auth.assertion("https://idp.example/token")?.unwrap();
+    /// assert_eq!(jwt.split('.').count(), 3);
+    /// assert_eq!(ClientAuth::basic("c", "s").assertion("https://idp.example/token")?, None);
+    /// # Ok::<_, tower_alf::Error>(())
+    /// ```
+    pub fn assertion(&self, token_url: &str) -> Result<Option<String>, Error> {
+        let mut form = Vec::new();
+        self.apply(token_url, &mut HeaderMap::new(), &mut form)?;
+        Ok(form
+            .into_iter()
+            .find(|(name, _)| name == "client_assertion")
+            .map(|(_, value)| value))
+    }
+
     /// Adds the credentials to a token request's headers and form. Called
     /// once per attempt: assertions are signed here, fresh each time.
     /// `token_url` is the token endpoint's URL as configured: an
