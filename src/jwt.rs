@@ -3,8 +3,8 @@
 //! the JWT-bearer grant (RFC 7523 §2.1), service-account assertions and
 //! DPoP proofs (RFC 9449).
 //!
-//! Every JWS the crate makes goes through one path: [`compact`] writes the
-//! compact serialisation (RFC 7515 §7.1) and ring signs it (`RS*`, `PS*`,
+//! Every JWS the crate makes goes through one path: one writer of the
+//! compact serialisation (RFC 7515 §7.1), signed by ring (`RS*`, `PS*`,
 //! `ES256`, `ES384`, `EdDSA`, and HMAC for `HS256`/`HS384`/`HS512`). Keys
 //! are read here, in every common encoding: PEM in PKCS#1
 //! (`RSA PRIVATE KEY`), PKCS#8 (`PRIVATE KEY`) and SEC1 (`EC PRIVATE KEY`),
@@ -261,7 +261,8 @@ impl PrivateKey {
             "EC PRIVATE KEY" => {
                 let what = "SEC1 EC (P-256 or P-384)";
                 let der = body(what)?;
-                let (d, curve, public) = der::sec1(&der).ok_or_else(|| unreadable(what))?;
+                let der::Sec1 { d, curve, public } =
+                    der::sec1(&der).ok_or_else(|| unreadable(what))?;
                 let kind = match curve {
                     Some(der::P256) => KeyKind::P256,
                     Some(der::P384) => KeyKind::P384,
@@ -295,8 +296,12 @@ impl PrivateKey {
 
     /// A PKCS#8 DER key: RSA, P-256, P-384 or Ed25519.
     fn from_pkcs8(der: &[u8]) -> Result<Self, Pkcs8Error> {
-        let (oid, params, key) = der::pkcs8(der).ok_or(Pkcs8Error::Unreadable)?;
-        match (oid, params) {
+        let der::Pkcs8 {
+            algorithm,
+            params,
+            key,
+        } = der::pkcs8(der).ok_or(Pkcs8Error::Unreadable)?;
+        match (algorithm, params) {
             (der::RSA_ENCRYPTION, _) => RsaKeyPair::from_pkcs8(der)
                 .map(Self::rsa)
                 .map_err(|e| Pkcs8Error::Rejected("PKCS#8 RSA", e)),
@@ -306,7 +311,7 @@ impl PrivateKey {
                     der::P384 => KeyKind::P384,
                     _ => return Err(Pkcs8Error::Unreadable),
                 };
-                let (d, _, public) = der::sec1(key).ok_or(Pkcs8Error::Unreadable)?;
+                let der::Sec1 { d, public, .. } = der::sec1(key).ok_or(Pkcs8Error::Unreadable)?;
                 Self::ec(kind, d, public).map_err(|_| Pkcs8Error::Unreadable)
             }
             (der::ED25519, None) => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
@@ -901,12 +906,12 @@ mod tests {
     /// The scalar of a PKCS#8 or SEC1 EC key file.
     fn ec_scalar(pem: &str) -> Vec<u8> {
         let (label, der) = der::pem(pem).unwrap();
-        let (d, _, _) = if label == "PRIVATE KEY" {
-            der::sec1(der::pkcs8(&der).unwrap().2).unwrap()
+        let sec1 = if label == "PRIVATE KEY" {
+            der::sec1(der::pkcs8(&der).unwrap().key).unwrap()
         } else {
             der::sec1(&der).unwrap()
         };
-        d.to_vec()
+        sec1.d.to_vec()
     }
 
     #[test]
@@ -979,7 +984,7 @@ mod tests {
     /// q, dp, dq, qi.
     fn rsa_integers() -> Vec<Vec<u8>> {
         let (_, der) = der::pem(RSA_PKCS8).unwrap();
-        let (_, _, pkcs1) = der::pkcs8(&der).unwrap();
+        let pkcs1 = der::pkcs8(&der).unwrap().key;
         let mut seq = der::Reader::new(der::Reader::new(pkcs1).expect(0x30).unwrap());
         seq.expect(0x02).unwrap(); // version
         (0..8)

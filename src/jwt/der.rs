@@ -93,22 +93,43 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The algorithm OID of a PKCS#8 `PrivateKeyInfo` (v1 or v2), its
-/// parameters when they are an OID (an EC key's curve), and the private key
-/// octets.
-pub(super) fn pkcs8(der: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8])> {
+/// What a PKCS#8 `PrivateKeyInfo` (v1 or v2) holds.
+pub(super) struct Pkcs8<'a> {
+    /// The algorithm OID.
+    pub(super) algorithm: &'a [u8],
+    /// Its parameters when they are an OID (an EC key's curve).
+    pub(super) params: Option<&'a [u8]>,
+    /// The private key octets.
+    pub(super) key: &'a [u8],
+}
+
+/// What a SEC1 `ECPrivateKey` holds.
+pub(super) struct Sec1<'a> {
+    /// The scalar.
+    pub(super) d: &'a [u8],
+    /// The curve OID, when given.
+    pub(super) curve: Option<&'a [u8]>,
+    /// The public point's octets, when given.
+    pub(super) public: Option<&'a [u8]>,
+}
+
+/// Reads a PKCS#8 `PrivateKeyInfo`.
+pub(super) fn pkcs8(der: &[u8]) -> Option<Pkcs8<'_>> {
     let mut info = Reader::new(Reader::new(der).expect(SEQUENCE)?);
     info.expect(INTEGER)?;
     let mut algorithm = Reader::new(info.expect(SEQUENCE)?);
     let oid = algorithm.expect(OID)?;
     let params = algorithm.optional(OID);
     let key = info.expect(OCTET_STRING)?;
-    Some((oid, params, key))
+    Some(Pkcs8 {
+        algorithm: oid,
+        params,
+        key,
+    })
 }
 
-/// A SEC1 `ECPrivateKey`: the scalar, the curve OID when given, and the
-/// public point's octets when given.
-pub(super) fn sec1(der: &[u8]) -> Option<(&[u8], Option<&[u8]>, Option<&[u8]>)> {
+/// Reads a SEC1 `ECPrivateKey`.
+pub(super) fn sec1(der: &[u8]) -> Option<Sec1<'_>> {
     let mut key = Reader::new(Reader::new(der).expect(SEQUENCE)?);
     if key.expect(INTEGER)? != [1] {
         return None;
@@ -126,7 +147,7 @@ pub(super) fn sec1(der: &[u8]) -> Option<(&[u8], Option<&[u8]>, Option<&[u8]>)> 
         },
         None => None,
     };
-    Some((d, curve, public))
+    Some(Sec1 { d, curve, public })
 }
 
 #[cfg(test)]
