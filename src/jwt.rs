@@ -232,8 +232,10 @@ impl PrivateKey {
     /// (SEC1, P-256 or P-384) or `PRIVATE KEY` (PKCS#8: RSA, P-256, P-384 or
     /// Ed25519). Encrypted keys are refused; decrypt them first.
     ///
-    /// ring's limits apply to RSA keys: a modulus of 2048 to 4096 bits and
-    /// a public exponent of at least 65537.
+    /// ring's limits apply to RSA keys: a modulus of 2048 to 4096 bits
+    /// whose primes are a multiple of 512 bits (2048-, 3072- and 4096-bit
+    /// keys), and a public exponent of at least 65537. Other keys are
+    /// refused with a configuration error naming ring's reason.
     pub fn from_pem(pem: impl AsRef<[u8]>) -> Result<Self, Error> {
         let text = std::str::from_utf8(pem.as_ref())
             .map_err(|_| Error::config("the private key is not PEM text"))?;
