@@ -1,7 +1,7 @@
 //! DPoP proof creation (RFC 9449 §4), once per resource request when tokens
-//! are DPoP-bound: a generated ES256 key (signed with p256 directly) and a
-//! supplied RS256 key (through jsonwebtoken), beside a Bearer request's
-//! whole hot path for scale. No lock is held while a proof is signed.
+//! are DPoP-bound: a generated ES256 key and a supplied RS256 key, both
+//! signed by ring. No lock is held while a proof is signed. benches/signing.rs
+//! sets each beside one direct ring signature.
 //!
 //! ```text
 //! cargo bench -p tower-alf-benches --bench dpop

@@ -81,9 +81,6 @@ pub struct DPoPKey {
 
 struct Inner {
     key: PrivateKey,
-    /// A generated key signs directly: `jsonwebtoken` would parse the DER
-    /// and derive the public key again for every proof.
-    es256: Option<p256::ecdsa::SigningKey>,
     /// `{"alg":…,"jwk":{…},"typ":"dpop+jwt"}`, base64url: the same for every proof.
     header: String,
     thumbprint: String,
@@ -93,19 +90,7 @@ struct Inner {
 impl DPoPKey {
     /// A fresh P-256 key (ES256), from the operating system's random source.
     pub fn generate() -> Result<Self, Error> {
-        let mut bytes = [0u8; 32];
-        loop {
-            getrandom::getrandom(&mut bytes)
-                .map_err(|_| Error::runtime("the operating system's random source failed"))?;
-            // A scalar outside 1..n is refused; the odds are about 2^-32.
-            if let Ok(secret) = p256::SecretKey::from_slice(&bytes) {
-                let mut key = Self::new(PrivateKey::p256(&secret)?)?;
-                if let Some(inner) = Arc::get_mut(&mut key.inner) {
-                    inner.es256 = Some(p256::ecdsa::SigningKey::from(&secret));
-                }
-                return Ok(key);
-            }
-        }
+        Self::new(PrivateKey::generate_p256()?)
     }
 
     /// Uses `key` (ES256 by default for P-256; RS256, PS256, ES384 or EdDSA
@@ -122,7 +107,6 @@ impl DPoPKey {
             inner: Arc::new(Inner {
                 header: URL_SAFE_NO_PAD.encode(header),
                 key,
-                es256: None,
                 thumbprint,
                 nonces: Mutex::new(HashMap::new()),
             }),
@@ -198,20 +182,9 @@ impl DPoPKey {
         }
         let claims = serde_json::to_vec(&claims)
             .map_err(|_| Error::signing("cannot encode the DPoP proof claims"))?;
-        let mut jws = String::with_capacity(self.inner.header.len() + claims.len() * 4 / 3 + 100);
-        jws.push_str(&self.inner.header);
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(&claims, &mut jws);
-        let signature = match &self.inner.es256 {
-            Some(key) => {
-                use p256::ecdsa::signature::Signer as _;
-                let signature: p256::ecdsa::Signature = key.sign(jws.as_bytes());
-                URL_SAFE_NO_PAD.encode(signature.to_bytes())
-            }
-            None => self.inner.key.sign_input(jws.as_bytes())?,
-        };
-        jws.push('.');
-        jws.push_str(&signature);
+        let jws = crate::jwt::compact_encoded(&self.inner.header, &claims, |input, out| {
+            self.inner.key.sign_into(input, out)
+        })?;
         HeaderValue::from_maybe_shared(Bytes::from(jws))
             .map_err(|_| Error::signing("the DPoP proof is not a valid header value"))
     }
@@ -542,7 +515,7 @@ fn is_nonce(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{jwk::Jwk, DecodingKey, Validation};
+    use crate::jwt::test_jws as jws;
     use serde_json::Value;
 
     const RSA_PKCS8: &str = include_str!("../tests/fixtures/rsa_pkcs8.pem");
@@ -552,17 +525,11 @@ mod tests {
     /// embeds; the claims.
     fn verify(proof: &HeaderValue, key: &DPoPKey) -> serde_json::Map<String, Value> {
         let proof = proof.to_str().unwrap();
-        let header = jsonwebtoken::decode_header(proof).unwrap();
+        let header = jws::decode_header(proof).unwrap();
         assert_eq!(header.typ.as_deref(), Some("dpop+jwt"));
-        assert_eq!(format!("{:?}", header.alg), key.algorithm().as_str());
-        let jwk: Jwk = header.jwk.expect("the proof embeds its jwk");
-        let decoding = DecodingKey::from_jwk(&jwk).unwrap();
-        let mut validation = Validation::new(header.alg);
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        let data =
-            jsonwebtoken::decode::<serde_json::Map<String, Value>>(proof, &decoding, &validation)
-                .unwrap();
+        assert_eq!(header.alg, key.algorithm().as_str());
+        let jwk = header.jwk.expect("the proof embeds its jwk");
+        let (_, claims) = jws::verify(proof, jws::Key::Jwk(&jwk)).unwrap();
         // No private member leaks into the header.
         let raw = URL_SAFE_NO_PAD
             .decode(proof.split('.').next().unwrap())
@@ -573,7 +540,7 @@ mod tests {
             URL_SAFE_NO_PAD.encode(Sha256::digest(key.public_jwk().as_bytes())),
             key.thumbprint()
         );
-        data.claims
+        claims
     }
 
     fn now() -> u64 {
@@ -803,8 +770,7 @@ mod tests {
             let claims = verify(&rsa.proof(&Method::PUT, &uri, Some("t")).unwrap(), &rsa);
             assert_eq!(claims["htm"], "PUT");
         }
-        let ed = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
-        let ed = DPoPKey::new(PrivateKey::ed25519(&ed).unwrap()).unwrap();
+        let ed = DPoPKey::new(PrivateKey::from_ed25519_seed(&[7u8; 32]).unwrap()).unwrap();
         assert_eq!(ed.algorithm().as_str(), "EdDSA");
         verify(&ed.proof(&Method::GET, &uri, None).unwrap(), &ed);
     }

@@ -1,11 +1,17 @@
 //! Signed JWTs the client sends: private keys, algorithms and the signing
-//! step shared by `private_key_jwt`, `client_secret_jwt` (RFC 7523 §2.2) and
-//! the JWT-bearer grant (RFC 7523 §2.1).
+//! step shared by `private_key_jwt`, `client_secret_jwt` (RFC 7523 §2.2),
+//! the JWT-bearer grant (RFC 7523 §2.1), service-account assertions and
+//! DPoP proofs (RFC 9449).
 //!
-//! Signing is done by [`jsonwebtoken`] with its pure-Rust (RustCrypto)
-//! backend. Keys are read here, with the RustCrypto key types, so that every
-//! common encoding works: PEM in PKCS#1 (`RSA PRIVATE KEY`), PKCS#8
-//! (`PRIVATE KEY`) and SEC1 (`EC PRIVATE KEY`), and private JWKs (RFC 7517).
+//! Every JWS the crate makes goes through one path: one writer of the
+//! compact serialisation (RFC 7515 §7.1), signed by ring (`RS*`, `PS*`,
+//! `ES256`, `ES384`, `EdDSA`, and HMAC for `HS256`/`HS384`/`HS512`). Keys
+//! are read here, in every common encoding: PEM in PKCS#1
+//! (`RSA PRIVATE KEY`), PKCS#8 (`PRIVATE KEY`) and SEC1 (`EC PRIVATE KEY`),
+//! and private JWKs (RFC 7517). What a key may leave out is derived: an EC
+//! public point (p256, p384), an RSA JWK's CRT values (crypto-bigint).
+
+mod der;
 
 use std::{
     fmt,
@@ -15,16 +21,19 @@ use std::{
 };
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use jsonwebtoken::{EncodingKey, Header};
+use ring::{
+    rand::{SecureRandom as _, SystemRandom},
+    signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair},
+};
 use serde_json::{Map, Value};
 
 use crate::error::Error;
 
 /// A JWS signing algorithm (RFC 7518 §3.1, RFC 8037).
 ///
-/// Every asymmetric algorithm `jsonwebtoken` implements; `HS256` is used for
-/// `client_secret_jwt` and is not a private-key algorithm. `ES512` is missing
-/// because `jsonwebtoken` 10 does not implement it.
+/// Every asymmetric algorithm ring signs with; the `HS*` algorithms of
+/// `client_secret_jwt` are not private-key algorithms. `ES512` is missing
+/// because ring has no P-521.
 ///
 /// ```
 /// use tower_alf::jwt::Algorithm;
@@ -87,19 +96,17 @@ impl Algorithm {
         }
     }
 
-    fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        use jsonwebtoken::Algorithm as J;
-        match self {
-            Self::RS256 => J::RS256,
-            Self::RS384 => J::RS384,
-            Self::RS512 => J::RS512,
-            Self::PS256 => J::PS256,
-            Self::PS384 => J::PS384,
-            Self::PS512 => J::PS512,
-            Self::ES256 => J::ES256,
-            Self::ES384 => J::ES384,
-            Self::EdDSA => J::EdDSA,
-        }
+    /// ring's RSA padding for an `RS*`/`PS*` algorithm.
+    fn rsa_padding(self) -> Option<&'static dyn signature::RsaEncoding> {
+        Some(match self {
+            Self::RS256 => &signature::RSA_PKCS1_SHA256,
+            Self::RS384 => &signature::RSA_PKCS1_SHA384,
+            Self::RS512 => &signature::RSA_PKCS1_SHA512,
+            Self::PS256 => &signature::RSA_PSS_SHA256,
+            Self::PS384 => &signature::RSA_PSS_SHA384,
+            Self::PS512 => &signature::RSA_PSS_SHA512,
+            Self::ES256 | Self::ES384 | Self::EdDSA => return None,
+        })
     }
 }
 
@@ -156,6 +163,36 @@ impl KeyKind {
             Self::Ed25519 => alg == EdDSA,
         }
     }
+
+    /// The size in octets of a coordinate (and of the scalar) of an EC key.
+    fn field_len(self) -> usize {
+        match self {
+            Self::P384 => 48,
+            _ => 32,
+        }
+    }
+
+    fn ecdsa(self) -> &'static signature::EcdsaSigningAlgorithm {
+        match self {
+            Self::P384 => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            _ => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        }
+    }
+
+    fn curve_name(self) -> &'static str {
+        match self {
+            Self::P384 => "P-384",
+            Self::Ed25519 => "Ed25519",
+            _ => "P-256",
+        }
+    }
+}
+
+/// ring's key pair for a [`PrivateKey`].
+enum KeyPair {
+    Rsa(RsaKeyPair),
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
 }
 
 /// A private signing key, with the algorithm and key id it signs with.
@@ -180,7 +217,7 @@ impl KeyKind {
 /// ```
 #[derive(Clone)]
 pub struct PrivateKey {
-    inner: Arc<EncodingKey>,
+    inner: Arc<KeyPair>,
     kind: KeyKind,
     algorithm: Algorithm,
     key_id: Option<String>,
@@ -194,6 +231,11 @@ impl PrivateKey {
     /// Reads a PEM private key: `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY`
     /// (SEC1, P-256 or P-384) or `PRIVATE KEY` (PKCS#8: RSA, P-256, P-384 or
     /// Ed25519). Encrypted keys are refused; decrypt them first.
+    ///
+    /// ring's limits apply to RSA keys: a modulus of 2048 to 4096 bits
+    /// whose primes are a multiple of 512 bits (2048-, 3072- and 4096-bit
+    /// keys), and a public exponent of at least 65537. Other keys are
+    /// refused with a configuration error naming ring's reason.
     pub fn from_pem(pem: impl AsRef<[u8]>) -> Result<Self, Error> {
         let text = std::str::from_utf8(pem.as_ref())
             .map_err(|_| Error::config("the private key is not PEM text"))?;
@@ -206,35 +248,39 @@ impl PrivateKey {
             })
             .ok_or_else(|| Error::config("the private key is not PEM: no BEGIN line"))?;
         let unreadable = |what: &str| Error::config(format!("cannot read the {what} private key"));
+        let body = |what: &str| {
+            der::pem(text)
+                .filter(|(l, _)| *l == label)
+                .map(|(_, body)| body)
+                .ok_or_else(|| unreadable(what))
+        };
         match label {
             "RSA PRIVATE KEY" => {
-                use rsa_jwt::pkcs1::DecodeRsaPrivateKey;
-                let key = rsa_jwt::RsaPrivateKey::from_pkcs1_pem(text)
-                    .map_err(|_| unreadable("PKCS#1 RSA"))?;
-                Self::rsa(&key)
+                let key = RsaKeyPair::from_der(&body("PKCS#1 RSA")?)
+                    .map_err(|e| rejected("PKCS#1 RSA", e))?;
+                Ok(Self::rsa(key))
             }
             "EC PRIVATE KEY" => {
-                if let Ok(key) = p256::SecretKey::from_sec1_pem(text) {
-                    Self::p256(&key)
-                } else if let Ok(key) = p384::SecretKey::from_sec1_pem(text) {
-                    Self::p384(&key)
-                } else {
-                    Err(unreadable("SEC1 EC (P-256 or P-384)"))
-                }
+                let what = "SEC1 EC (P-256 or P-384)";
+                let der = body(what)?;
+                let der::Sec1 { d, curve, public } =
+                    der::sec1(&der).ok_or_else(|| unreadable(what))?;
+                let kind = match curve {
+                    Some(der::P256) => KeyKind::P256,
+                    Some(der::P384) => KeyKind::P384,
+                    // Without parameters, the scalar's size tells.
+                    None if d.len() == 32 => KeyKind::P256,
+                    None if d.len() == 48 => KeyKind::P384,
+                    _ => return Err(unreadable(what)),
+                };
+                Self::ec(kind, d, public).map_err(|_| unreadable(what))
             }
             "PRIVATE KEY" => {
-                use p256::pkcs8::DecodePrivateKey;
-                if let Ok(key) = rsa_jwt::RsaPrivateKey::from_pkcs8_pem(text) {
-                    Self::rsa(&key)
-                } else if let Ok(key) = p256::SecretKey::from_pkcs8_pem(text) {
-                    Self::p256(&key)
-                } else if let Ok(key) = p384::SecretKey::from_pkcs8_pem(text) {
-                    Self::p384(&key)
-                } else if let Ok(key) = ed25519_dalek::SigningKey::from_pkcs8_pem(text) {
-                    Self::ed25519(&key)
-                } else {
-                    Err(unreadable("PKCS#8 (RSA, P-256, P-384 or Ed25519)"))
-                }
+                let what = "PKCS#8 (RSA, P-256, P-384 or Ed25519)";
+                Self::from_pkcs8(&body(what)?).map_err(|e| match e {
+                    Pkcs8Error::Rejected(kind, e) => rejected(kind, e),
+                    Pkcs8Error::Unreadable => unreadable(what),
+                })
             }
             "ENCRYPTED PRIVATE KEY" => Err(Error::config(
                 "encrypted private keys are not supported: decrypt it first \
@@ -247,6 +293,33 @@ impl PrivateKey {
                 "unsupported PEM block {other:?}: expected RSA PRIVATE KEY, EC PRIVATE KEY \
                  or PRIVATE KEY"
             ))),
+        }
+    }
+
+    /// A PKCS#8 DER key: RSA, P-256, P-384 or Ed25519.
+    fn from_pkcs8(der: &[u8]) -> Result<Self, Pkcs8Error> {
+        let der::Pkcs8 {
+            algorithm,
+            params,
+            key,
+        } = der::pkcs8(der).ok_or(Pkcs8Error::Unreadable)?;
+        match (algorithm, params) {
+            (der::RSA_ENCRYPTION, _) => RsaKeyPair::from_pkcs8(der)
+                .map(Self::rsa)
+                .map_err(|e| Pkcs8Error::Rejected("PKCS#8 RSA", e)),
+            (der::EC_PUBLIC_KEY, Some(curve)) => {
+                let kind = match curve {
+                    der::P256 => KeyKind::P256,
+                    der::P384 => KeyKind::P384,
+                    _ => return Err(Pkcs8Error::Unreadable),
+                };
+                let der::Sec1 { d, public, .. } = der::sec1(key).ok_or(Pkcs8Error::Unreadable)?;
+                Self::ec(kind, d, public).map_err(|_| Pkcs8Error::Unreadable)
+            }
+            (der::ED25519, None) => Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map(Self::ed25519)
+                .map_err(|e| Pkcs8Error::Rejected("PKCS#8 Ed25519", e)),
+            _ => Err(Pkcs8Error::Unreadable),
         }
     }
 
@@ -295,7 +368,6 @@ impl PrivateKey {
                 Some(_) => bytes(name).map(Some),
             }
         };
-        let big = |name: &str| bytes(name).map(|b| rsa_jwt::BigUint::from_bytes_be(&b));
         let sized = |name: &str, crv: &str, len: usize| -> Result<Option<Vec<u8>>, Error> {
             match optional(name)? {
                 Some(b) if b.len() != len => Err(Error::config(format!(
@@ -305,69 +377,66 @@ impl PrivateKey {
                 b => Ok(b),
             }
         };
+        let no_d = || Error::config("the JWK has no \"d\" member");
         let mut key = match (member("kty")?, jwk.get("crv").and_then(Value::as_str)) {
             ("RSA", _) => {
-                use rsa_jwt::traits::PrivateKeyParts;
-                let key = rsa_jwt::RsaPrivateKey::from_components(
-                    big("n")?,
-                    big("e")?,
-                    big("d")?,
-                    vec![big("p")?, big("q")?],
-                )
-                .map_err(|_| Error::config("the RSA JWK is not a valid private key"))?;
-                key.validate().map_err(|_| {
-                    Error::config(
-                        "the RSA JWK does not hold together: n is not p·q, or d does not \
-                         invert e",
-                    )
+                let [n, e, d, p, q] = ["n", "e", "d", "p", "q"].map(bytes);
+                let (n, e, d, p, q) = (n?, e?, d?, p?, q?);
+                let crt = rsa_crt(&d, &p, &q).ok_or_else(|| {
+                    Error::config("the RSA JWK is not a valid private key: p or q is not odd")
                 })?;
-                for (name, value) in [
-                    ("dp", key.dp().cloned()),
-                    ("dq", key.dq().cloned()),
-                    ("qi", key.crt_coefficient()),
-                ] {
+                for (name, value) in ["dp", "dq", "qi"].into_iter().zip(&crt) {
                     if let Some(given) = optional(name)? {
-                        if value != Some(rsa_jwt::BigUint::from_bytes_be(&given)) {
+                        if trim_zeros(&given) != trim_zeros(value) {
                             return Err(Error::config(format!(
                                 "the RSA JWK's {name:?} is not the CRT value of its d, p and q"
                             )));
                         }
                     }
                 }
-                Self::rsa(&key)?
-            }
-            ("EC", Some(crv @ "P-256")) => {
-                let d = sized("d", crv, 32)?
-                    .ok_or_else(|| Error::config("the JWK has no \"d\" member"))?;
-                let key = Self::p256(
-                    &p256::SecretKey::from_slice(&d)
-                        .map_err(|_| Error::config("the P-256 JWK has an invalid \"d\""))?,
-                )?;
-                key.check_public(
-                    crv,
-                    &[("x", sized("x", crv, 32)?), ("y", sized("y", crv, 32)?)],
-                )?;
+                let [dp, dq, qi] = &crt;
+                let components = ring::rsa::KeyPairComponents {
+                    public_key: ring::rsa::PublicKeyComponents { n: &n, e: &e },
+                    d: &d,
+                    p: &p,
+                    q: &q,
+                    dP: dp,
+                    dQ: dq,
+                    qInv: qi,
+                };
+                let inconsistent = || {
+                    Error::config(
+                        "the RSA JWK does not hold together: n is not p·q, or d does not \
+                         invert e",
+                    )
+                };
+                let pair = RsaKeyPair::from_components(&components).map_err(|_| inconsistent())?;
+                let key = Self::rsa(pair);
+                // ring checks n = p·q; a signature, which ring verifies
+                // with n and e, checks that d (through dp, dq) inverts e.
+                key.sign_input(b"pairwise consistency")
+                    .map_err(|_| inconsistent())?;
                 key
             }
-            ("EC", Some(crv @ "P-384")) => {
-                let d = sized("d", crv, 48)?
-                    .ok_or_else(|| Error::config("the JWK has no \"d\" member"))?;
-                let key = Self::p384(
-                    &p384::SecretKey::from_slice(&d)
-                        .map_err(|_| Error::config("the P-384 JWK has an invalid \"d\""))?,
-                )?;
+            ("EC", Some(crv @ ("P-256" | "P-384"))) => {
+                let kind = if crv == "P-256" {
+                    KeyKind::P256
+                } else {
+                    KeyKind::P384
+                };
+                let len = kind.field_len();
+                let d = sized("d", crv, len)?.ok_or_else(no_d)?;
+                let key = Self::ec(kind, &d, None)
+                    .map_err(|_| Error::config(format!("the {crv} JWK has an invalid \"d\"")))?;
                 key.check_public(
                     crv,
-                    &[("x", sized("x", crv, 48)?), ("y", sized("y", crv, 48)?)],
+                    &[("x", sized("x", crv, len)?), ("y", sized("y", crv, len)?)],
                 )?;
                 key
             }
             ("OKP", Some(crv @ "Ed25519")) => {
-                let d: [u8; 32] = sized("d", crv, 32)?
-                    .ok_or_else(|| Error::config("the JWK has no \"d\" member"))?
-                    .try_into()
-                    .map_err(|_| Error::config("the Ed25519 JWK \"d\" is not 32 bytes"))?;
-                let key = Self::ed25519(&ed25519_dalek::SigningKey::from_bytes(&d))?;
+                let d = sized("d", crv, 32)?.ok_or_else(no_d)?;
+                let key = Self::from_ed25519_seed(&d)?;
                 key.check_public(crv, &[("x", sized("x", crv, 32)?)])?;
                 key
             }
@@ -406,85 +475,71 @@ impl PrivateKey {
         Ok(())
     }
 
-    fn rsa(key: &rsa_jwt::RsaPrivateKey) -> Result<Self, Error> {
-        use rsa_jwt::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
-        let der = key
-            .to_pkcs1_der()
-            .map_err(|_| Error::config("cannot encode the RSA private key"))?;
+    fn rsa(key: RsaKeyPair) -> Self {
+        let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(key.public());
         let public = vec![
-            ("e", URL_SAFE_NO_PAD.encode(key.e().to_bytes_be())),
+            ("e", URL_SAFE_NO_PAD.encode(&public.e)),
             ("kty", "RSA".to_owned()),
-            ("n", URL_SAFE_NO_PAD.encode(key.n().to_bytes_be())),
+            ("n", URL_SAFE_NO_PAD.encode(&public.n)),
         ];
-        Ok(Self::new(
-            EncodingKey::from_rsa_der(der.as_bytes()),
-            KeyKind::Rsa,
-            public,
-        ))
+        Self::new(KeyPair::Rsa(key), KeyKind::Rsa, public)
     }
 
-    pub(crate) fn p256(key: &p256::SecretKey) -> Result<Self, Error> {
-        use p256::{elliptic_curve::sec1::ToEncodedPoint, pkcs8::EncodePrivateKey};
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|_| Error::config("cannot encode the P-256 private key"))?;
-        let point = key.public_key().to_encoded_point(false);
-        let (Some(x), Some(y)) = (point.x(), point.y()) else {
-            return Err(Error::config("the P-256 public key is the identity"));
+    /// An EC key from its scalar `d` and, when the file has it, its
+    /// uncompressed public point (derived otherwise). ring refuses a point
+    /// that is not `d`'s.
+    fn ec(kind: KeyKind, d: &[u8], public: Option<&[u8]>) -> Result<Self, ()> {
+        let len = kind.field_len();
+        if d.len() != len {
+            return Err(());
+        }
+        let point = match public {
+            Some(point) if point.len() == 1 + 2 * len && point[0] == 4 => point.to_vec(),
+            _ => derive_point(kind, d).ok_or(())?,
         };
+        let pair = EcdsaKeyPair::from_private_key_and_public_key(
+            kind.ecdsa(),
+            d,
+            &point,
+            &SystemRandom::new(),
+        )
+        .map_err(|_| ())?;
         let public = vec![
-            ("crv", "P-256".to_owned()),
+            ("crv", kind.curve_name().to_owned()),
             ("kty", "EC".to_owned()),
-            ("x", URL_SAFE_NO_PAD.encode(x)),
-            ("y", URL_SAFE_NO_PAD.encode(y)),
+            ("x", URL_SAFE_NO_PAD.encode(&point[1..=len])),
+            ("y", URL_SAFE_NO_PAD.encode(&point[1 + len..])),
         ];
-        Ok(Self::new(
-            EncodingKey::from_ec_der(der.as_bytes()),
-            KeyKind::P256,
-            public,
-        ))
+        Ok(Self::new(KeyPair::Ecdsa(pair), kind, public))
     }
 
-    fn p384(key: &p384::SecretKey) -> Result<Self, Error> {
-        use p384::{elliptic_curve::sec1::ToEncodedPoint, pkcs8::EncodePrivateKey};
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|_| Error::config("cannot encode the P-384 private key"))?;
-        let point = key.public_key().to_encoded_point(false);
-        let (Some(x), Some(y)) = (point.x(), point.y()) else {
-            return Err(Error::config("the P-384 public key is the identity"));
-        };
-        let public = vec![
-            ("crv", "P-384".to_owned()),
-            ("kty", "EC".to_owned()),
-            ("x", URL_SAFE_NO_PAD.encode(x)),
-            ("y", URL_SAFE_NO_PAD.encode(y)),
-        ];
-        Ok(Self::new(
-            EncodingKey::from_ec_der(der.as_bytes()),
-            KeyKind::P384,
-            public,
-        ))
-    }
-
-    pub(crate) fn ed25519(key: &ed25519_dalek::SigningKey) -> Result<Self, Error> {
-        use ed25519_dalek::pkcs8::EncodePrivateKey;
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|_| Error::config("cannot encode the Ed25519 private key"))?;
+    fn ed25519(key: Ed25519KeyPair) -> Self {
         let public = vec![
             ("crv", "Ed25519".to_owned()),
             ("kty", "OKP".to_owned()),
-            ("x", URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes())),
+            ("x", URL_SAFE_NO_PAD.encode(key.public_key().as_ref())),
         ];
-        Ok(Self::new(
-            EncodingKey::from_ed_der(der.as_bytes()),
-            KeyKind::Ed25519,
-            public,
-        ))
+        Self::new(KeyPair::Ed25519(key), KeyKind::Ed25519, public)
     }
 
-    fn new(key: EncodingKey, kind: KeyKind, public: Vec<(&'static str, String)>) -> Self {
+    /// An Ed25519 key from its 32-octet seed (RFC 8032's private key).
+    pub(crate) fn from_ed25519_seed(seed: &[u8]) -> Result<Self, Error> {
+        Ed25519KeyPair::from_seed_unchecked(seed)
+            .map(Self::ed25519)
+            .map_err(|_| Error::config("the Ed25519 private key is not 32 octets"))
+    }
+
+    /// A fresh P-256 key from the operating system's random source.
+    #[cfg(any(feature = "dpop", test))]
+    pub(crate) fn generate_p256() -> Result<Self, Error> {
+        let rng = SystemRandom::new();
+        let failed = || Error::runtime("could not generate a P-256 key");
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(KeyKind::P256.ecdsa(), &rng).map_err(|_| failed())?;
+        Self::from_pkcs8(pkcs8.as_ref()).map_err(|_| failed())
+    }
+
+    fn new(key: KeyPair, kind: KeyKind, public: Vec<(&'static str, String)>) -> Self {
         Self {
             inner: Arc::new(key),
             kind,
@@ -500,12 +555,38 @@ impl PrivateKey {
         &self.public
     }
 
-    /// Signs `message` (the JWS signing input) with the key's algorithm:
-    /// the base64url signature.
-    #[cfg(feature = "dpop")]
-    pub(crate) fn sign_input(&self, message: &[u8]) -> Result<String, Error> {
-        jsonwebtoken::crypto::sign(message, &self.inner, self.algorithm.to_jsonwebtoken())
-            .map_err(|_| Error::signing(format!("could not sign a JWT with {}", self.algorithm)))
+    /// Signs `message` (the JWS signing input) with the key's algorithm and
+    /// appends the base64url signature to `out`.
+    pub(crate) fn sign_into(&self, message: &[u8], out: &mut String) -> Result<(), Error> {
+        let failed = || Error::signing(format!("could not sign a JWT with {}", self.algorithm));
+        match &*self.inner {
+            KeyPair::Rsa(key) => {
+                let padding = self.algorithm.rsa_padding().ok_or_else(failed)?;
+                // ring's largest modulus, 8192 bits.
+                let mut buf = [0u8; 1024];
+                let signature = buf
+                    .get_mut(..key.public().modulus_len())
+                    .ok_or_else(failed)?;
+                key.sign(padding, &SystemRandom::new(), message, signature)
+                    .map_err(|_| failed())?;
+                URL_SAFE_NO_PAD.encode_string(signature, out);
+            }
+            KeyPair::Ecdsa(key) => {
+                let signature = key
+                    .sign(&SystemRandom::new(), message)
+                    .map_err(|_| failed())?;
+                URL_SAFE_NO_PAD.encode_string(signature, out);
+            }
+            KeyPair::Ed25519(key) => URL_SAFE_NO_PAD.encode_string(key.sign(message), out),
+        }
+        Ok(())
+    }
+
+    /// The base64url signature of `message`.
+    fn sign_input(&self, message: &[u8]) -> Result<String, Error> {
+        let mut out = String::new();
+        self.sign_into(message, &mut out)?;
+        Ok(out)
     }
 
     /// Signs with `alg` instead of the key's default
@@ -544,11 +625,10 @@ impl PrivateKey {
         self.key_id.as_deref()
     }
 
+    /// A JWT of `claims`: header `{"alg":…,"kid":…,"typ":"JWT"}`.
     pub(crate) fn sign(&self, claims: &Map<String, Value>) -> Result<String, Error> {
-        let mut header = Header::new(self.algorithm.to_jsonwebtoken());
-        header.kid.clone_from(&self.key_id);
-        jsonwebtoken::encode(&header, claims, &self.inner)
-            .map_err(|_| Error::signing(format!("could not sign a JWT with {}", self.algorithm)))
+        let header = jwt_header(self.algorithm.as_str(), self.key_id.as_deref())?;
+        compact(&header, claims, |input, out| self.sign_into(input, out))
     }
 }
 
@@ -562,20 +642,157 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-/// Signs `claims` with HS256 and `secret` (`client_secret_jwt`).
-pub(crate) fn sign_hs256(secret: &[u8], claims: &Map<String, Value>) -> Result<String, Error> {
-    let header = Header::new(jsonwebtoken::Algorithm::HS256);
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret))
-        .map_err(|_| Error::signing("could not sign a JWT with HS256"))
+/// Why a PKCS#8 key was not read.
+enum Pkcs8Error {
+    Unreadable,
+    Rejected(&'static str, ring::error::KeyRejected),
+}
+
+/// A configuration error for a key ring refused; ring's reason names a
+/// property (`"TooSmall"`, `"InconsistentComponents"`), never key material.
+fn rejected(what: &str, e: ring::error::KeyRejected) -> Error {
+    Error::config(format!("cannot use the {what} private key: {e}"))
+}
+
+/// `d`'s public point, uncompressed, by p256 or p384's curve arithmetic.
+fn derive_point(kind: KeyKind, d: &[u8]) -> Option<Vec<u8>> {
+    use p256::elliptic_curve::sec1::ToSec1Point as _;
+    match kind {
+        KeyKind::P256 => {
+            let secret = p256::SecretKey::from_slice(d).ok()?;
+            Some(secret.public_key().to_sec1_point(false).as_bytes().to_vec())
+        }
+        KeyKind::P384 => {
+            let secret = p384::SecretKey::from_slice(d).ok()?;
+            Some(secret.public_key().to_sec1_point(false).as_bytes().to_vec())
+        }
+        KeyKind::Rsa | KeyKind::Ed25519 => None,
+    }
+}
+
+/// An RSA key's CRT values from `d`, `p` and `q` (RFC 8017 §3.2):
+/// `d mod (p−1)`, `d mod (q−1)` and `q⁻¹ mod p`, big-endian. `None` when
+/// `p` or `q` is not an odd number above 1 or `q` has no inverse modulo `p`.
+fn rsa_crt(d: &[u8], p: &[u8], q: &[u8]) -> Option<[Vec<u8>; 3]> {
+    use crypto_bigint::{BoxedUint, NonZero, Odd};
+    let int = |b: &[u8]| BoxedUint::from_be_slice_vartime(b);
+    let (d, p, q) = (int(d), int(p), int(q));
+    let minus_one = |x: &BoxedUint| {
+        let one = BoxedUint::one_with_precision(x.bits_precision());
+        Option::<NonZero<BoxedUint>>::from(NonZero::new(x.wrapping_sub(&one)))
+    };
+    let dp = d.rem(&minus_one(&p)?);
+    let dq = d.rem(&minus_one(&q)?);
+    let p_odd = Option::<Odd<BoxedUint>>::from(Odd::new(p.clone()))?;
+    let q_mod_p = q.rem(&NonZero::new(p.clone()).into_option()?);
+    let qi = Option::<BoxedUint>::from(q_mod_p.invert_odd_mod(&p_odd))?;
+    Some([dp, dq, qi].map(|x| trim_zeros(&x.to_be_bytes()).to_vec()))
+}
+
+fn trim_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// A JWT header `{"alg":…,"kid":…,"typ":"JWT"}`, JSON.
+fn jwt_header(alg: &str, kid: Option<&str>) -> Result<Vec<u8>, Error> {
+    let mut header = Map::new();
+    header.insert("alg".into(), alg.into());
+    if let Some(kid) = kid {
+        header.insert("kid".into(), kid.into());
+    }
+    header.insert("typ".into(), "JWT".into());
+    serde_json::to_vec(&header).map_err(|_| Error::signing("cannot encode a JWT header"))
+}
+
+/// The compact JWS serialisation (RFC 7515 §7.1) of `header` (JSON) and
+/// `claims`: `base64url(header).base64url(claims).base64url(signature)`,
+/// where `sign` appends the base64url signature of the signing input (the
+/// first two parts and their dot) to the string it is given. The one place
+/// the crate writes a JWS: assertions, JWT-bearer grants and DPoP proofs.
+pub(crate) fn compact(
+    header: &[u8],
+    claims: &impl serde::Serialize,
+    sign: impl FnOnce(&[u8], &mut String) -> Result<(), Error>,
+) -> Result<String, Error> {
+    let claims =
+        serde_json::to_vec(claims).map_err(|_| Error::signing("cannot encode the JWT claims"))?;
+    compact_encoded(&URL_SAFE_NO_PAD.encode(header), &claims, sign)
+}
+
+/// [`compact`] with the header already base64url-encoded (a DPoP key's,
+/// the same for every proof) and the claims as JSON.
+pub(crate) fn compact_encoded(
+    header_b64: &str,
+    claims: &[u8],
+    sign: impl FnOnce(&[u8], &mut String) -> Result<(), Error>,
+) -> Result<String, Error> {
+    // Base64 grows by 4/3; an RSA-4096 signature is 683 characters.
+    let mut jws = String::with_capacity(header_b64.len() + claims.len() * 4 / 3 + 700);
+    jws.push_str(header_b64);
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
+    let mut signature = String::with_capacity(700);
+    sign(jws.as_bytes(), &mut signature)?;
+    jws.push('.');
+    jws.push_str(&signature);
+    Ok(jws)
+}
+
+/// An HMAC algorithm of `client_secret_jwt` (RFC 7518 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::upper_case_acronyms)]
+pub(crate) enum Hmac {
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Hmac {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::HS384 => "HS384",
+            Self::HS512 => "HS512",
+        }
+    }
+
+    fn ring(self) -> ring::hmac::Algorithm {
+        match self {
+            Self::HS256 => ring::hmac::HMAC_SHA256,
+            Self::HS384 => ring::hmac::HMAC_SHA384,
+            Self::HS512 => ring::hmac::HMAC_SHA512,
+        }
+    }
+}
+
+/// Signs `claims` with `alg` and `secret` (`client_secret_jwt`).
+pub(crate) fn sign_hmac(
+    alg: Hmac,
+    secret: &[u8],
+    claims: &Map<String, Value>,
+) -> Result<String, Error> {
+    let header = jwt_header(alg.as_str(), None)?;
+    compact(&header, claims, |input, out| {
+        let key = ring::hmac::Key::new(alg.ring(), secret);
+        URL_SAFE_NO_PAD.encode_string(ring::hmac::sign(&key, input), out);
+        Ok(())
+    })
 }
 
 /// 128 random bits from the operating system, hex-encoded: a `jti`, a
 /// `state`, a PKCE verifier.
 pub(crate) fn random_id() -> Result<String, Error> {
     let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes)
+    SystemRandom::new()
+        .fill(&mut bytes)
         .map_err(|_| Error::runtime("the operating system's random source failed"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        use fmt::Write as _;
+        let _ = write!(id, "{b:02x}");
+    }
+    Ok(id)
 }
 
 /// The standard claims of an assertion: `iss`, `sub`, `aud`, `iat`, `exp`
@@ -604,14 +821,20 @@ pub(crate) fn assertion_claims(
 }
 
 #[cfg(test)]
+#[path = "../tests/recording_endpoint/jws.rs"]
+pub(crate) mod test_jws;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use test_jws::Key;
 
     const RSA_PKCS1: &str = include_str!("../tests/fixtures/rsa_pkcs1.pem");
     const RSA_PKCS8: &str = include_str!("../tests/fixtures/rsa_pkcs8.pem");
     const P256_SEC1: &str = include_str!("../tests/fixtures/p256_sec1.pem");
     const P256_PKCS8: &str = include_str!("../tests/fixtures/p256_pkcs8.pem");
     const P384_SEC1: &str = include_str!("../tests/fixtures/p384_sec1.pem");
+    const P384_PKCS8: &str = include_str!("../tests/fixtures/p384_pkcs8.pem");
     const ED25519: &str = include_str!("../tests/fixtures/ed25519_pkcs8.pem");
 
     #[test]
@@ -622,6 +845,7 @@ mod tests {
             (P256_SEC1, KeyKind::P256),
             (P256_PKCS8, KeyKind::P256),
             (P384_SEC1, KeyKind::P384),
+            (P384_PKCS8, KeyKind::P384),
             (ED25519, KeyKind::Ed25519),
         ] {
             let key = PrivateKey::from_pem(pem).unwrap();
@@ -681,19 +905,28 @@ mod tests {
             .clone()
     }
 
+    /// The scalar of a PKCS#8 or SEC1 EC key file.
+    fn ec_scalar(pem: &str) -> Vec<u8> {
+        let (label, der) = der::pem(pem).unwrap();
+        let sec1 = if label == "PRIVATE KEY" {
+            der::sec1(der::pkcs8(&der).unwrap().key).unwrap()
+        } else {
+            der::sec1(&der).unwrap()
+        };
+        sec1.d.to_vec()
+    }
+
     #[test]
     fn ec_jwks_must_hold_together() {
-        use p256::pkcs8::DecodePrivateKey;
-        let secret = p256::SecretKey::from_pkcs8_pem(P256_PKCS8).unwrap();
-        let own = PrivateKey::p256(&secret).unwrap();
+        let own = PrivateKey::from_pem(P256_PKCS8).unwrap();
         let (x, y) = (public_member(&own, "x"), public_member(&own, "y"));
-        let d = secret.to_bytes();
+        let d = ec_scalar(P256_PKCS8);
         assert!(PrivateKey::from_jwk(&ec_jwk("P-256", &d, &x, &y)).is_ok());
         // Without x and y the public point is derived.
         let bare = serde_json::json!({"kty": "EC", "crv": "P-256", "d": b64(&d)}).to_string();
         assert_eq!(public_member(&PrivateKey::from_jwk(&bare).unwrap(), "x"), x);
 
-        let other = PrivateKey::p256(&p256::SecretKey::from_slice(&[7u8; 32]).unwrap()).unwrap();
+        let other = PrivateKey::ec(KeyKind::P256, &[7u8; 32], None).unwrap();
         let (ox, oy) = (public_member(&other, "x"), public_member(&other, "y"));
         for jwk in [
             ec_jwk("P-256", &d, &ox, &oy),
@@ -713,6 +946,28 @@ mod tests {
     }
 
     #[test]
+    fn p384_jwks_are_read_with_and_without_their_public_point() {
+        let own = PrivateKey::from_pem(P384_SEC1).unwrap();
+        let (x, y) = (public_member(&own, "x"), public_member(&own, "y"));
+        let d = ec_scalar(P384_SEC1);
+        let full = PrivateKey::from_jwk(&ec_jwk("P-384", &d, &x, &y)).unwrap();
+        assert_eq!(full.kind(), KeyKind::P384);
+        let bare = serde_json::json!({"kty": "EC", "crv": "P-384", "d": b64(&d)}).to_string();
+        assert_eq!(public_member(&PrivateKey::from_jwk(&bare).unwrap(), "y"), y);
+        // Its signatures verify with the public PEM.
+        let jwt = full.sign(&Map::new()).unwrap();
+        let public = include_str!("../tests/fixtures/p384_public.pem");
+        test_jws::verify(&jwt, Key::Pem(public)).unwrap();
+        // A scalar of zero or above the group order is no key.
+        for bad in [[0u8; 48], [0xff; 48]] {
+            let jwk = serde_json::json!({"kty": "EC", "crv": "P-384", "d": b64(&bad)});
+            assert!(PrivateKey::from_jwk(&jwk.to_string())
+                .unwrap_err()
+                .is_config());
+        }
+    }
+
+    #[test]
     fn ed25519_jwks_must_hold_together() {
         // RFC 8037 §A.1.
         let d = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
@@ -721,45 +976,191 @@ mod tests {
             serde_json::json!({"kty": "OKP", "crv": "Ed25519", "d": d, "x": x}).to_string()
         };
         assert!(PrivateKey::from_jwk(&jwk(d, x)).is_ok());
-        let other = b64(ed25519_dalek::SigningKey::from_bytes(&[9; 32])
-            .verifying_key()
-            .as_bytes());
+        let other = public_member(&PrivateKey::from_ed25519_seed(&[9; 32]).unwrap(), "x");
         for bad in [jwk(d, &other), jwk(&d[..20], x), jwk(d, &x[..20])] {
             assert!(PrivateKey::from_jwk(&bad).unwrap_err().is_config());
         }
     }
 
+    /// The integers of the PKCS#8 RSA fixture's RSAPrivateKey: n, e, d, p,
+    /// q, dp, dq, qi.
+    fn rsa_integers() -> Vec<Vec<u8>> {
+        let (_, der) = der::pem(RSA_PKCS8).unwrap();
+        let pkcs1 = der::pkcs8(&der).unwrap().key;
+        let mut seq = der::Reader::new(der::Reader::new(pkcs1).expect(0x30).unwrap());
+        seq.expect(0x02).unwrap(); // version
+        (0..8)
+            .map(|_| trim_zeros(seq.expect(0x02).unwrap()).to_vec())
+            .collect()
+    }
+
+    /// `bytes` (big-endian) plus `k`.
+    fn plus(bytes: &[u8], k: u8) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let mut carry = u16::from(k);
+        for b in out.iter_mut().rev() {
+            let sum = u16::from(*b) + carry;
+            *b = sum as u8;
+            carry = sum >> 8;
+        }
+        if carry > 0 {
+            out.insert(0, carry as u8);
+        }
+        out
+    }
+
     #[test]
     fn rsa_jwks_must_hold_together() {
-        use rsa_jwt::{
-            pkcs8::DecodePrivateKey,
-            traits::{PrivateKeyParts, PublicKeyParts},
-            BigUint,
-        };
-        let key = rsa_jwt::RsaPrivateKey::from_pkcs8_pem(RSA_PKCS8).unwrap();
-        let n = |v: &BigUint| b64(&v.to_bytes_be());
-        let good = serde_json::json!({
-            "kty": "RSA", "n": n(key.n()), "e": n(key.e()), "d": n(key.d()),
-            "p": n(&key.primes()[0]), "q": n(&key.primes()[1]),
-            "dp": n(key.dp().unwrap()), "dq": n(key.dq().unwrap()),
-            "qi": n(&key.crt_coefficient().unwrap()),
-        });
+        let ints = rsa_integers();
+        let names = ["n", "e", "d", "p", "q", "dp", "dq", "qi"];
+        let mut good = serde_json::json!({"kty": "RSA"});
+        for (name, value) in names.iter().zip(&ints) {
+            good[*name] = b64(value).into();
+        }
         assert!(PrivateKey::from_jwk(&good.to_string()).is_ok());
-        let one = BigUint::from(1u8);
-        let two = BigUint::from(2u8);
+        let int = |name: &str| &ints[names.iter().position(|n| *n == name).unwrap()];
         for (member, value) in [
-            ("d", n(&(key.d() + &two))),
-            ("n", n(&(key.n() + &two))),
-            ("e", n(&(key.e() + &two))),
-            ("dp", n(&(key.dp().unwrap() + &one))),
-            ("dq", n(&(key.dq().unwrap() + &one))),
-            ("qi", n(&(key.crt_coefficient().unwrap() + &one))),
+            ("d", b64(&plus(int("d"), 2))),
+            ("n", b64(&plus(int("n"), 2))),
+            ("e", b64(&plus(int("e"), 2))),
+            ("dp", b64(&plus(int("dp"), 1))),
+            ("dq", b64(&plus(int("dq"), 1))),
+            ("qi", b64(&plus(int("qi"), 1))),
         ] {
             let mut bad = good.clone();
             bad[member] = value.into();
             let e = PrivateKey::from_jwk(&bad.to_string()).unwrap_err();
             assert!(e.is_config(), "{member}: {e}");
         }
+    }
+
+    #[test]
+    fn rsa_jwks_without_crt_values_get_them_derived() {
+        let ints = rsa_integers();
+        let mut jwk = serde_json::json!({"kty": "RSA", "alg": "PS256"});
+        for (name, value) in ["n", "e", "d", "p", "q"].iter().zip(&ints) {
+            jwk[*name] = b64(value).into();
+        }
+        let key = PrivateKey::from_jwk(&jwk.to_string()).unwrap();
+        assert_eq!(key.algorithm(), Algorithm::PS256);
+        let jwt = key.sign(&Map::new()).unwrap();
+        let public = include_str!("../tests/fixtures/rsa_public.pem");
+        test_jws::verify(&jwt, Key::Pem(public)).unwrap();
+        // The derived values are the fixture's own.
+        let (d, p, q) = (&ints[2], &ints[3], &ints[4]);
+        assert_eq!(rsa_crt(d, p, q).unwrap().to_vec(), ints[5..8].to_vec());
+        // An even p is refused, not a panic.
+        let mut even = jwk.clone();
+        even["p"] = b64(&plus(p, 1)).into();
+        assert!(PrivateKey::from_jwk(&even.to_string())
+            .unwrap_err()
+            .is_config());
+    }
+
+    #[test]
+    fn keys_without_their_public_point_are_read_and_sign() {
+        let public = include_str!("../tests/fixtures/p256_public.pem");
+        let with = PrivateKey::from_pem(P256_SEC1).unwrap();
+        for pem in [
+            include_str!("../tests/fixtures/p256_sec1_no_public.pem"),
+            include_str!("../tests/fixtures/p256_pkcs8_no_public.pem"),
+        ] {
+            let key = PrivateKey::from_pem(pem).unwrap();
+            assert_eq!(key.kind(), KeyKind::P256);
+            assert_eq!(public_member(&key, "x"), public_member(&with, "x"));
+            assert_eq!(public_member(&key, "y"), public_member(&with, "y"));
+            test_jws::verify(&key.sign(&Map::new()).unwrap(), Key::Pem(public)).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_pem_key_signs_a_jwt_that_verifies_with_its_public_key() {
+        for (pem, public) in [
+            (RSA_PKCS1, include_str!("../tests/fixtures/rsa_public.pem")),
+            (RSA_PKCS8, include_str!("../tests/fixtures/rsa_public.pem")),
+            (P256_SEC1, include_str!("../tests/fixtures/p256_public.pem")),
+            (
+                P256_PKCS8,
+                include_str!("../tests/fixtures/p256_public.pem"),
+            ),
+            (P384_SEC1, include_str!("../tests/fixtures/p384_public.pem")),
+            (
+                P384_PKCS8,
+                include_str!("../tests/fixtures/p384_public.pem"),
+            ),
+            (
+                ED25519,
+                include_str!("../tests/fixtures/ed25519_public.pem"),
+            ),
+        ] {
+            let key = PrivateKey::from_pem(pem).unwrap().with_key_id("k");
+            for alg in Algorithm::ALL
+                .into_iter()
+                .filter(|a| key.kind().supports(*a))
+            {
+                let key = key.clone().with_algorithm(alg).unwrap();
+                let mut claims = Map::new();
+                claims.insert("sub".into(), "s".into());
+                let jwt = key.sign(&claims).unwrap();
+                let (header, got) = test_jws::verify(&jwt, Key::Pem(public))
+                    .unwrap_or_else(|e| panic!("{alg}: {e}"));
+                assert_eq!(header.alg, alg.as_str());
+                assert_eq!(header.kid.as_deref(), Some("k"));
+                assert_eq!(header.typ.as_deref(), Some("JWT"));
+                assert_eq!(got, claims);
+                // A signature over other claims does not verify.
+                let forged = format!(
+                    "{}.{}.{}",
+                    jwt.split('.').next().unwrap(),
+                    b64(br#"{"sub":"t"}"#),
+                    jwt.rsplit('.').next().unwrap()
+                );
+                assert!(
+                    test_jws::verify(&forged, Key::Pem(public)).is_err(),
+                    "{alg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hmac_jwts_verify_with_the_secret_for_each_algorithm() {
+        let mut claims = Map::new();
+        claims.insert("iss".into(), "c".into());
+        for alg in [Hmac::HS256, Hmac::HS384, Hmac::HS512] {
+            let jwt = sign_hmac(alg, b"a-shared-secret", &claims).unwrap();
+            let (header, got) = test_jws::verify(&jwt, Key::Secret(b"a-shared-secret")).unwrap();
+            assert_eq!(header.alg, alg.as_str());
+            assert_eq!(got, claims);
+            assert!(test_jws::verify(&jwt, Key::Secret(b"another-secret")).is_err());
+        }
+    }
+
+    #[test]
+    fn keys_ring_cannot_use_give_a_clear_config_error() {
+        for (pem, says) in [
+            (include_str!("../tests/fixtures/rsa1024_pkcs1.pem"), "RSA"),
+            (include_str!("../tests/fixtures/p521_sec1.pem"), "SEC1"),
+        ] {
+            let e = PrivateKey::from_pem(pem).unwrap_err();
+            assert!(e.is_config(), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+            let body: String = pem.lines().nth(1).unwrap().chars().take(24).collect();
+            assert!(!e.to_string().contains(&body[8..]), "{e}");
+        }
+    }
+
+    #[test]
+    fn generated_p256_keys_differ_and_sign() {
+        let (a, b) = (
+            PrivateKey::generate_p256().unwrap(),
+            PrivateKey::generate_p256().unwrap(),
+        );
+        assert_ne!(public_member(&a, "x"), public_member(&b, "x"));
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256",
+            "x": public_member(&a, "x"), "y": public_member(&a, "y")});
+        test_jws::verify(&a.sign(&Map::new()).unwrap(), Key::Jwk(&jwk)).unwrap();
+        assert!(test_jws::verify(&b.sign(&Map::new()).unwrap(), Key::Jwk(&jwk)).is_err());
     }
 
     #[test]

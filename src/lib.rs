@@ -94,8 +94,7 @@
 //! - `jwt`: JWT client authentication (`ClientAuth::private_key_jwt`,
 //!   `ClientAuth::client_secret_jwt`), the JWT-bearer grant
 //!   (`grant::JwtBearer`), service-account files (`grant::ServiceAccount`)
-//!   and `jwt::PrivateKey`, signed by `jsonwebtoken` with its pure-Rust
-//!   backend.
+//!   and `jwt::PrivateKey`, signed by `ring` (the library rustls uses).
 //! - `dpop`: `tower_alf::dpop`, sender-constrained tokens (RFC 9449): one
 //!   setting, `TokenEndpointBuilder::dpop`, binds tokens to a key the
 //!   client holds (enables `jwt`).

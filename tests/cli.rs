@@ -1,6 +1,8 @@
 //! The `alf` binary, run as a user runs it, against a token endpoint and an
 //! API served over loopback by this test process.
 
+#[path = "recording_endpoint/jws.rs"]
+mod jws;
 mod oauth1_provider;
 
 use std::{
@@ -214,9 +216,12 @@ async fn dpop_key_signs_with_the_given_key() {
     let (_, _, headers, _) = server.last();
     assert_eq!(headers["authorization"], "DPoP tok-1");
     let proof = headers["dpop"].to_str().unwrap();
-    let header = jsonwebtoken::decode_header(proof).unwrap();
+    let header = jws::decode_header(proof).unwrap();
     assert_eq!(header.typ.as_deref(), Some("dpop+jwt"));
-    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert_eq!(header.alg, "ES256");
+    // Signed by the key in the file: it verifies with the file's public key.
+    let public = include_str!("fixtures/p256_public.pem");
+    jws::verify(proof, jws::Key::Pem(public)).unwrap();
 }
 
 #[tokio::test]

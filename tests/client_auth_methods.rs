@@ -5,14 +5,13 @@
 #[path = "recording_endpoint/mod.rs"]
 mod support;
 
-use jsonwebtoken::{Algorithm as J, DecodingKey};
 use tower_alf::{
     grant::ClientCredentials,
     jwt::{Algorithm, PrivateKey},
     ClientAuth, TokenEndpoint, TokenSource,
 };
 
-use support::{keys, verify, verify_with, Received, TokenServer};
+use support::{keys, verify, verify_with, Key, Received, TokenServer};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -128,12 +127,12 @@ async fn private_key_jwt_from_a_jwk_signs_with_its_alg_and_kid() {
         "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
     let key = PrivateKey::from_jwk(jwk).unwrap();
     let got = fetch_with(&server, ClientAuth::private_key_jwt("c", key)).await;
-    let public =
-        DecodingKey::from_ed_components("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+    let public = serde_json::json!({"kty": "OKP", "crv": "Ed25519",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
     let (header, _) = verify_with(
         got.field("client_assertion"),
-        J::EdDSA,
-        &public,
+        "EdDSA",
+        Key::Jwk(&public),
         &server.token_url(),
     );
     assert_eq!(header.kid.as_deref(), Some("rfc8037"));
@@ -147,11 +146,11 @@ async fn client_secret_jwt_assertions_verify_with_hs256_and_the_secret() {
     assert_client_assertion_form(&got);
     let (header, claims) = verify_with(
         got.field("client_assertion"),
-        J::HS256,
-        &DecodingKey::from_secret(secret.as_bytes()),
+        "HS256",
+        Key::Secret(secret.as_bytes()),
         &server.token_url(),
     );
-    assert_eq!(header.alg, J::HS256);
+    assert_eq!(header.alg, "HS256");
     assert_eq!(claims["iss"], "client-9");
     assert_eq!(claims["sub"], "client-9");
 }
@@ -214,8 +213,8 @@ async fn the_default_assertion_audience_is_the_token_url_verbatim() {
         endpoint.request(vec![]).await.unwrap();
         let (_, claims) = verify_with(
             server.last().field("client_assertion"),
-            J::HS256,
-            &DecodingKey::from_secret(secret.as_bytes()),
+            "HS256",
+            Key::Secret(secret.as_bytes()),
             &url,
         );
         assert_eq!(claims["aud"], url.as_str());
@@ -259,4 +258,71 @@ fn jwt_methods_never_show_their_secrets_in_debug() {
     let debug = format!("{auth:?}");
     let line = keys::RSA_PKCS1.lines().nth(1).unwrap();
     assert!(!debug.contains(&line[..16]), "{debug}");
+}
+
+#[tokio::test]
+async fn the_assertion_client_auth_shows_is_signed_as_the_one_it_sends() {
+    let server = TokenServer::start().await;
+    let url = server.token_url();
+    let key = PrivateKey::from_pem(keys::RSA_PKCS1)
+        .unwrap()
+        .with_algorithm(Algorithm::PS384)
+        .unwrap();
+    let secret = "a-shared-secret-of-at-least-48-bytes-for-hs384!!";
+    for (auth, alg, key) in [
+        (
+            ClientAuth::private_key_jwt("c", key),
+            "PS384",
+            Key::Pem(keys::RSA_PUBLIC),
+        ),
+        (
+            ClientAuth::client_secret_jwt("c", secret)
+                .with_hmac_algorithm("HS384")
+                .unwrap(),
+            "HS384",
+            Key::Secret(secret.as_bytes()),
+        ),
+    ] {
+        let shown = auth
+            .assertion(&url)
+            .unwrap()
+            .expect("a JWT method's assertion");
+        let got = fetch_with(&server, auth.clone()).await;
+        let (shown_header, shown) = verify_with(&shown, alg, key, &url);
+        let (sent_header, sent) = verify_with(got.field("client_assertion"), alg, key, &url);
+        assert_eq!(shown_header.raw, sent_header.raw, "{alg}");
+        for claim in ["iss", "sub", "aud"] {
+            assert_eq!(shown[claim], sent[claim], "{alg} {claim}");
+        }
+        assert_ne!(shown["jti"], sent["jti"], "{alg}");
+    }
+    for auth in [
+        ClientAuth::basic("c", "s"),
+        ClientAuth::post("c", "s"),
+        ClientAuth::none("c"),
+    ] {
+        assert_eq!(
+            auth.assertion(&url).unwrap(),
+            None,
+            "{}",
+            auth.method_name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_hmac_algorithm_is_a_config_error() {
+    for alg in ["HS1", "none", "RS256", "hs256"] {
+        let e = ClientAuth::client_secret_jwt("c", "s")
+            .with_hmac_algorithm(alg)
+            .unwrap_err();
+        assert!(e.is_config(), "{alg}: {e}");
+    }
+    let e = ClientAuth::post("c", "s")
+        .with_hmac_algorithm("HS256")
+        .unwrap_err();
+    assert!(
+        e.is_config() && e.to_string().contains("client_secret_post"),
+        "{e}"
+    );
 }

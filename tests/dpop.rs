@@ -18,7 +18,6 @@ use axum::{
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use jsonwebtoken::{jwk::Jwk, DecodingKey, Validation};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tower::{ServiceBuilder, ServiceExt};
@@ -26,6 +25,9 @@ use tower_alf::{
     dpop::DPoPKey, grant::ClientCredentials, BearerAuthLayer, ClientAuth, RetryPolicy,
     TokenEndpoint, TokenSource,
 };
+
+#[path = "recording_endpoint/jws.rs"]
+mod jws;
 
 /// How the resource server treats nonces.
 #[derive(Clone, Copy, PartialEq)]
@@ -73,17 +75,13 @@ impl Server {
 /// Verifies a proof: header, signature with the embedded JWK, a fresh
 /// `jti`; the claims and the JWK thumbprint.
 fn verify(server: &Server, proof: &str) -> Result<(Map<String, Value>, String), String> {
-    let header = jsonwebtoken::decode_header(proof).map_err(|e| e.to_string())?;
+    let header = jws::decode_header(proof)?;
     if header.typ.as_deref() != Some("dpop+jwt") {
         return Err("typ".into());
     }
-    let jwk: Jwk = header.jwk.ok_or("no jwk")?;
-    let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
-    let mut validation = Validation::new(header.alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    let data = jsonwebtoken::decode::<Map<String, Value>>(proof, &key, &validation)
-        .map_err(|e| format!("signature: {e}"))?;
+    let jwk = header.jwk.ok_or("no jwk")?;
+    let (_, claims) =
+        jws::verify(proof, jws::Key::Jwk(&jwk)).map_err(|e| format!("signature: {e}"))?;
     let raw = URL_SAFE_NO_PAD
         .decode(proof.split('.').next().unwrap())
         .unwrap();
@@ -107,7 +105,6 @@ fn verify(server: &Server, proof: &str) -> Result<(Map<String, Value>, String), 
         other => return Err(format!("kty {other:?}")),
     };
     let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
-    let claims = data.claims;
     for claim in ["jti", "htm", "htu", "iat"] {
         if !claims.contains_key(claim) {
             return Err(format!("no {claim}"));

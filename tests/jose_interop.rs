@@ -25,7 +25,7 @@ use tower_alf::{
     ClientAuth, TokenEndpoint, TokenSource,
 };
 
-use support::TokenServer;
+use support::{keys, TokenServer};
 
 /// A small deterministic generator (xorshift64*), so a failure replays.
 struct Gen(u64);
@@ -205,7 +205,10 @@ async fn joserfc_verifies_generated_assertions_and_proofs() {
             }
             1 => {
                 let secret = format!("shared-secret-{round}-{:016x}{:016x}", g.next(), g.next());
-                let mut auth = ClientAuth::client_secret_jwt("hs-client", secret.clone());
+                let alg = g.pick(&["HS256", "HS384", "HS512"]);
+                let mut auth = ClientAuth::client_secret_jwt("hs-client", secret.clone())
+                    .with_hmac_algorithm(alg)
+                    .unwrap();
                 if let Some(audience) = &audience {
                     auth = auth.assertion_audience(audience.clone());
                 }
@@ -215,7 +218,7 @@ async fn joserfc_verifies_generated_assertions_and_proofs() {
                 }
                 builder.build().unwrap().request(vec![]).await.unwrap();
                 let got = server.last();
-                cases.push(json!({"kind": "assertion", "jwt": got.field("client_assertion"), "secret": secret,
+                cases.push(json!({"kind": "assertion", "jwt": got.field("client_assertion"), "secret": secret, "alg": alg,
                     "aud": audience.clone().unwrap_or_else(|| url.clone()), "iss": "hs-client", "sub": "hs-client"}));
             }
             _ => {
@@ -298,4 +301,155 @@ async fn joserfc_verifies_generated_assertions_and_proofs() {
     assert_eq!(report["failed"], 0, "{:#}", report["failures"]);
     assert_eq!(report["verified"], cases.len());
     assert!(cases.len() >= 300 && proofs >= 150, "{} cases", cases.len());
+}
+
+/// Runs verify.py on `cases`; its report.
+fn joserfc_verify(cases: &[Value], keys: &[Value], name: &str) -> Value {
+    let dir = std::env::temp_dir().join(format!("alf-jose-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cases_path, keys_path) = (dir.join("cases.jsonl"), dir.join("keys.json"));
+    let lines: Vec<String> = cases.iter().map(Value::to_string).collect();
+    std::fs::write(&cases_path, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&keys_path, serde_json::to_string(keys).unwrap()).unwrap();
+    let report = serde_json::from_str(&python(&[
+        "verify",
+        cases_path.to_str().unwrap(),
+        keys_path.to_str().unwrap(),
+    ]))
+    .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    report
+}
+
+/// Every algorithm and every key encoding the crate reads, signed through
+/// each path that signs (a client assertion, a JWT-bearer assertion, a
+/// DPoP proof), verified by joserfc with the public key file (which the
+/// crate never reads) or the secret.
+#[tokio::test]
+async fn joserfc_verifies_every_algorithm_and_key_encoding() {
+    if std::env::var_os("ALF_SKIP_PYTHON").is_some() {
+        return;
+    }
+    use Algorithm::*;
+    let rsa = [RS256, RS384, RS512, PS256, PS384, PS512];
+    let fixtures: [(&str, &str, &[Algorithm]); 9] = [
+        (keys::RSA_PKCS1, keys::RSA_PUBLIC, &rsa),
+        (keys::RSA_PKCS8, keys::RSA_PUBLIC, &rsa),
+        (keys::P256_SEC1, keys::P256_PUBLIC, &[ES256]),
+        (keys::P256_PKCS8, keys::P256_PUBLIC, &[ES256]),
+        (
+            include_str!("fixtures/p256_sec1_no_public.pem"),
+            keys::P256_PUBLIC,
+            &[ES256],
+        ),
+        (
+            include_str!("fixtures/p256_pkcs8_no_public.pem"),
+            keys::P256_PUBLIC,
+            &[ES256],
+        ),
+        (keys::P384_SEC1, keys::P384_PUBLIC, &[ES384]),
+        (
+            include_str!("fixtures/p384_pkcs8.pem"),
+            keys::P384_PUBLIC,
+            &[ES384],
+        ),
+        (keys::ED25519, keys::ED25519_PUBLIC, &[EdDSA]),
+    ];
+    let server = TokenServer::start().await;
+    let url = server.token_url();
+    let mut cases = Vec::new();
+    for (n, (private, public, algs)) in fixtures.iter().enumerate() {
+        for alg in *algs {
+            let key = PrivateKey::from_pem(private)
+                .unwrap()
+                .with_algorithm(*alg)
+                .unwrap()
+                .with_key_id(format!("f{n}-{alg}"));
+            let dpop = DPoPKey::new(key.clone()).unwrap();
+            let auth = ClientAuth::private_key_jwt(format!("client-{n}"), key.clone());
+            let endpoint = TokenEndpoint::builder(&url)
+                .client_auth(auth)
+                .dpop(dpop.clone())
+                .build()
+                .unwrap();
+            endpoint.request(vec![]).await.unwrap();
+            let got = server.last();
+            cases.push(
+                json!({"kind": "assertion", "jwt": got.field("client_assertion"),
+                "public_pem": public, "alg": alg.as_str(), "kid": format!("f{n}-{alg}"),
+                "aud": url, "iss": format!("client-{n}"), "sub": format!("client-{n}")}),
+            );
+            cases.push(
+                json!({"kind": "proof", "jwt": got.headers["dpop"].to_str().unwrap(),
+                "public_pem": public, "alg": alg.as_str(), "uri": url, "method": "POST",
+                "token": null, "nonce": null}),
+            );
+            let proof = dpop
+                .proof(
+                    &Method::GET,
+                    &"https://api.example/r?q".parse().unwrap(),
+                    Some("tok"),
+                )
+                .unwrap();
+            cases.push(json!({"kind": "proof", "jwt": proof.to_str().unwrap(),
+                "public_pem": public, "uri": "https://api.example/r", "method": "GET",
+                "token": "tok", "nonce": null}));
+            let anonymous = TokenEndpoint::builder(&url)
+                .client_auth(ClientAuth::anonymous())
+                .build()
+                .unwrap();
+            let grant = JwtBearer::new(anonymous, key, "robot@example").subject(format!("u{n}"));
+            TokenSource::new(grant).token().await.unwrap();
+            cases.push(
+                json!({"kind": "assertion", "jwt": server.last().field("assertion"),
+                "public_pem": public, "alg": alg.as_str(), "aud": url,
+                "iss": "robot@example", "sub": format!("u{n}")}),
+            );
+        }
+    }
+    for alg in ["HS256", "HS384", "HS512"] {
+        let secret = format!("a-shared-secret-for-{alg}-of-64-bytes-0123456789abcdef0123456789");
+        let auth = ClientAuth::client_secret_jwt("hs", secret.clone())
+            .with_hmac_algorithm(alg)
+            .unwrap();
+        let endpoint = TokenEndpoint::builder(&url)
+            .client_auth(auth)
+            .build()
+            .unwrap();
+        endpoint.request(vec![]).await.unwrap();
+        cases.push(
+            json!({"kind": "assertion", "jwt": server.last().field("client_assertion"),
+            "secret": secret, "alg": alg, "aud": url, "iss": "hs", "sub": "hs"}),
+        );
+    }
+    // A generated DPoP key (ring's generate_pkcs8): verified with the JWK
+    // its proof embeds, which must be the key it reports.
+    for _ in 0..4 {
+        let key = DPoPKey::generate().unwrap();
+        let proof = key
+            .proof(
+                &Method::DELETE,
+                &"http://127.0.0.1:1/x".parse().unwrap(),
+                None,
+            )
+            .unwrap();
+        let public: Value = serde_json::from_str(&key.public_jwk()).unwrap();
+        cases.push(json!({"kind": "proof", "jwt": proof.to_str().unwrap(),
+            "public_jwk": public, "uri": "http://127.0.0.1:1/x", "method": "DELETE",
+            "token": null, "nonce": null}));
+    }
+    let report = joserfc_verify(&cases, &[], "encodings");
+    assert_eq!(report["failed"], 0, "{:#}", report["failures"]);
+    assert_eq!(report["verified"], cases.len());
+    let algs = report["algs"].as_object().unwrap();
+    for alg in Algorithm::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .chain(["HS256", "HS384", "HS512"])
+    {
+        assert!(
+            algs.get(alg).and_then(Value::as_u64).unwrap_or(0) > 0,
+            "{alg}: {algs:?}"
+        );
+    }
 }

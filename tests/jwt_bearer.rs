@@ -106,7 +106,7 @@ async fn assertions_verify_for_every_algorithm() {
             public,
             &server.token_url(),
         );
-        assert_eq!(format!("{:?}", header.alg), alg.as_str());
+        assert_eq!(header.alg, alg.as_str());
     }
 }
 
@@ -204,4 +204,32 @@ async fn jwt_bearer_setters_replace_and_claim_replaces_a_claim_of_the_same_name(
     assert_eq!(claims["aud"], "https://second.example");
     assert_eq!(claims["sub"], "second");
     assert_eq!(claims["tenant"], "two");
+}
+
+#[tokio::test]
+async fn the_assertion_a_grant_shows_is_signed_as_the_one_it_sends() {
+    let server = TokenServer::start().await;
+    let key = PrivateKey::from_pem(keys::P256_SEC1)
+        .unwrap()
+        .with_key_id("k-1");
+    let grant = JwtBearer::new(endpoint(&server), key, "robot@example")
+        .subject("alice@example")
+        .scope("a")
+        .scope_as_claim(true)
+        .claim("tenant", "acme");
+    let shown = grant.assertion().unwrap();
+    let again = grant.assertion().unwrap();
+    TokenSource::new(grant).token().await.unwrap();
+    let sent = server.last();
+    let check = |jwt: &str| verify(jwt, "ES256", keys::P256_PUBLIC, &server.token_url());
+    let (shown_header, shown) = check(&shown);
+    let (sent_header, sent) = check(sent.field("assertion"));
+    assert_eq!(shown_header.raw, sent_header.raw);
+    for claim in ["iss", "sub", "aud", "scope", "tenant"] {
+        assert_eq!(shown[claim], sent[claim], "{claim}");
+    }
+    assert_eq!(shown.len(), sent.len());
+    // Each is signed afresh.
+    assert_ne!(shown["jti"], check(&again).1["jti"]);
+    assert_ne!(shown["jti"], sent["jti"]);
 }

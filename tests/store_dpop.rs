@@ -21,7 +21,6 @@ use axum::{
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use bytes::Bytes;
 use http_body_util::Full;
-use jsonwebtoken::{jwk::Jwk, DecodingKey, Validation};
 use redis::AsyncCommands;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -62,21 +61,18 @@ fn namespace(test: &str) -> String {
     format!("alf-test:dpop-{test}:{}:{nanos}", std::process::id())
 }
 
+#[path = "recording_endpoint/jws.rs"]
+mod jws;
+
 /// Verifies a proof's signature with its embedded JWK; its claims and the
 /// JWK's RFC 7638 thumbprint.
 fn verify(proof: &str) -> Option<(Map<String, Value>, String)> {
-    let header = jsonwebtoken::decode_header(proof).ok()?;
+    let header = jws::decode_header(proof).ok()?;
     if header.typ.as_deref() != Some("dpop+jwt") {
         return None;
     }
-    let jwk: Jwk = header.jwk?;
-    let key = DecodingKey::from_jwk(&jwk).ok()?;
-    let mut validation = Validation::new(header.alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    let claims = jsonwebtoken::decode::<Map<String, Value>>(proof, &key, &validation)
-        .ok()?
-        .claims;
+    let jwk = header.jwk?;
+    let (_, claims) = jws::verify(proof, jws::Key::Jwk(&jwk)).ok()?;
     let raw = URL_SAFE_NO_PAD.decode(proof.split('.').next()?).ok()?;
     let raw: Value = serde_json::from_slice(&raw).ok()?;
     let jwk = &raw["jwk"];

@@ -58,7 +58,7 @@ enum Method {
     Post(ClientSecret),
     None,
     #[cfg(feature = "jwt")]
-    SecretJwt(ClientSecret),
+    SecretJwt(ClientSecret, crate::jwt::Hmac),
     #[cfg(feature = "jwt")]
     PrivateKeyJwt(PrivateKey),
     /// A client assertion made elsewhere (RFC 7521 §4.2).
@@ -241,7 +241,45 @@ impl ClientAuth {
         client_id: impl Into<String>,
         secret: impl Into<ClientSecret>,
     ) -> Self {
-        Self::with_method(client_id, Method::SecretJwt(secret.into()))
+        Self::with_method(
+            client_id,
+            Method::SecretJwt(secret.into(), crate::jwt::Hmac::HS256),
+        )
+    }
+
+    /// Signs `client_secret_jwt` assertions with `alg`: `HS256` (the
+    /// default), `HS384` or `HS512` (RFC 7518 §3.2). A configuration error
+    /// for another algorithm, or when the method is not
+    /// `client_secret_jwt`.
+    ///
+    /// ```
+    /// use tower_alf::ClientAuth;
+    ///
+    /// let auth = ClientAuth::client_secret_jwt("my-client", "a-long-shared-secret")
+    ///     .with_hmac_algorithm("HS512")?;
+    /// assert_eq!(auth.signing_algorithm(), Some("HS512"));
+    /// assert!(ClientAuth::basic("c", "s").with_hmac_algorithm("HS512").is_err());
+    /// # Ok::<_, tower_alf::Error>(())
+    /// ```
+    #[cfg(feature = "jwt")]
+    pub fn with_hmac_algorithm(mut self, alg: &str) -> Result<Self, Error> {
+        use crate::jwt::Hmac;
+        let Method::SecretJwt(_, hmac) = &mut self.method else {
+            return Err(Error::config(format!(
+                "an HMAC algorithm is for client_secret_jwt, not {}",
+                self.method_name()
+            )));
+        };
+        *hmac = [Hmac::HS256, Hmac::HS384, Hmac::HS512]
+            .into_iter()
+            .find(|h| h.as_str() == alg)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "unsupported client_secret_jwt algorithm {alg:?}: expected HS256, HS384 \
+                     or HS512"
+                ))
+            })?;
+        Ok(self)
     }
 
     /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): a JWT
@@ -429,7 +467,7 @@ impl ClientAuth {
             Method::Post(_) => "client_secret_post",
             Method::None => "none",
             #[cfg(feature = "jwt")]
-            Method::SecretJwt(_) => "client_secret_jwt",
+            Method::SecretJwt(..) => "client_secret_jwt",
             #[cfg(feature = "jwt")]
             Method::PrivateKeyJwt(_) => "private_key_jwt",
             Method::Assertion(_) => "private_key_jwt",
@@ -437,15 +475,40 @@ impl ClientAuth {
     }
 
     /// The signing algorithm of a JWT method (`HS256` for
-    /// `client_secret_jwt`), `None` for the others.
+    /// `client_secret_jwt` unless another was chosen), `None` for the others.
     pub fn signing_algorithm(&self) -> Option<&'static str> {
         match &self.method {
             #[cfg(feature = "jwt")]
-            Method::SecretJwt(_) => Some("HS256"),
+            Method::SecretJwt(_, hmac) => Some(hmac.as_str()),
             #[cfg(feature = "jwt")]
             Method::PrivateKeyJwt(key) => Some(key.algorithm().as_str()),
             _ => None,
         }
+    }
+
+    /// The `client_assertion` this authentication sends to `token_url` now:
+    /// for `private_key_jwt` and `client_secret_jwt`, a JWT signed here and
+    /// then, with its own `jti`, exactly as a token request signs it; for
+    /// [`ClientAuth::client_assertion`] and
+    /// [`ClientAuth::client_assertion_file`], what the callback or file
+    /// gives. `None` for the methods that send no assertion.
+    ///
+    /// ```
+    /// use tower_alf::ClientAuth;
+    ///
+    /// let auth = ClientAuth::client_secret_jwt("my-client", "a-long-shared-secret");
+    /// let jwt = auth.assertion("https://idp.example/token")?.unwrap();
+    /// assert_eq!(jwt.split('.').count(), 3);
+    /// assert_eq!(ClientAuth::basic("c", "s").assertion("https://idp.example/token")?, None);
+    /// # Ok::<_, tower_alf::Error>(())
+    /// ```
+    pub fn assertion(&self, token_url: &str) -> Result<Option<String>, Error> {
+        let mut form = Vec::new();
+        self.apply(token_url, &mut HeaderMap::new(), &mut form)?;
+        Ok(form
+            .into_iter()
+            .find(|(name, _)| name == "client_assertion")
+            .map(|(_, value)| value))
     }
 
     /// Adds the credentials to a token request's headers and form. Called
@@ -481,9 +544,9 @@ impl ClientAuth {
             Method::None if self.client_id.is_empty() => {}
             Method::None => form.push(("client_id".into(), self.client_id.clone())),
             #[cfg(feature = "jwt")]
-            Method::SecretJwt(secret) => {
+            Method::SecretJwt(secret, hmac) => {
                 let claims = self.client_claims(token_url)?;
-                let jwt = crate::jwt::sign_hs256(secret.secret().as_bytes(), &claims)?;
+                let jwt = crate::jwt::sign_hmac(*hmac, secret.secret().as_bytes(), &claims)?;
                 self.push_assertion(form, jwt);
             }
             #[cfg(feature = "jwt")]
@@ -518,7 +581,7 @@ impl ClientAuth {
             }
             Method::Post(secret) => sent.add(secret.secret()),
             #[cfg(feature = "jwt")]
-            Method::SecretJwt(secret) => sent.add(secret.secret()),
+            Method::SecretJwt(secret, _) => sent.add(secret.secret()),
             Method::None => {}
             #[cfg(feature = "jwt")]
             Method::PrivateKeyJwt(_) => {}

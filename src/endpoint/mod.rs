@@ -77,6 +77,12 @@ impl TokenEndpoint {
         &self.inner.url
     }
 
+    /// The URL as configured, verbatim: an assertion's default `aud`.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn url_text(&self) -> &str {
+        &self.inner.url_text
+    }
+
     /// How the client authenticates.
     pub fn client_auth(&self) -> &ClientAuth {
         &self.inner.auth

@@ -143,6 +143,29 @@ impl JwtBearer {
         &self.endpoint
     }
 
+    /// The `assertion` the next token request sends: signed here and now,
+    /// with fresh `iat`, `exp` and `jti`, exactly as a token request signs
+    /// it (to hand to another system, or to look at).
+    ///
+    /// ```
+    /// use tower_alf::{grant::JwtBearer, jwt::PrivateKey, ClientAuth, TokenEndpoint};
+    ///
+    /// # let pem = include_str!("../../tests/fixtures/p256_sec1.pem");
+    /// let endpoint = TokenEndpoint::builder("https://idp.example/token")
+    ///     .client_auth(ClientAuth::anonymous())
+    ///     .build()?;
+    /// let grant = JwtBearer::new(endpoint, PrivateKey::from_pem(pem)?, "robot@example");
+    /// assert_eq!(grant.assertion()?.split('.').count(), 3);
+    /// # Ok::<_, tower_alf::Error>(())
+    /// ```
+    pub fn assertion(&self) -> Result<String, Error> {
+        let mut form = Vec::new();
+        self.attempt().add(self.endpoint.url_text(), &mut form)?;
+        form.pop()
+            .map(|(_, assertion)| assertion)
+            .ok_or_else(|| Error::signing("no assertion was signed"))
+    }
+
     fn form(&self) -> Vec<(String, String)> {
         let mut form = vec![("grant_type".to_owned(), JWT_BEARER_GRANT_TYPE.to_owned())];
         self.params.extend_form(&mut form, !self.scope_as_claim);

@@ -6,14 +6,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use aes_gcm::{
-    aead::{Aead, AeadCore, KeyInit, OsRng, Payload},
-    Aes256Gcm, Nonce,
-};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use redis::{
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     Cmd, Pipeline, RedisFuture, Script, Value,
+};
+use ring::{
+    aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN},
+    rand::{SecureRandom as _, SystemRandom},
 };
 
 use super::{CacheKey, Fingerprint, StoreError, StoreFuture, StoredToken, TokenStore};
@@ -134,7 +134,8 @@ pub struct RedisStore {
 
 struct Inner {
     connection: Connection,
-    cipher: Option<Aes256Gcm>,
+    /// AES-256-GCM (ring's) with the store's key.
+    cipher: Option<LessSafeKey>,
     ttl_without_expiry: Duration,
     refresh_token_ttl: Duration,
     compare_and_delete: Script,
@@ -246,17 +247,20 @@ impl RedisStore {
                 value.extend_from_slice(&json);
             }
             Some(cipher) => {
-                let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-                let sealed = cipher
-                    .encrypt(
-                        &nonce,
-                        Payload {
-                            msg: &json,
-                            aad: key.as_str().as_bytes(),
-                        },
-                    )
-                    .map_err(|_| StoreError::new("could not encrypt the token"))?;
+                // The nonce, then the ciphertext and its 16-byte tag.
+                let failed = |_| StoreError::new("could not encrypt the token");
+                let mut nonce = [0u8; NONCE_LEN];
+                SystemRandom::new().fill(&mut nonce).map_err(failed)?;
                 let mut raw = nonce.to_vec();
+                raw.extend_from_slice(&json);
+                let mut sealed = raw.split_off(NONCE_LEN);
+                cipher
+                    .seal_in_place_append_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(key.as_str().as_bytes()),
+                        &mut sealed,
+                    )
+                    .map_err(failed)?;
                 raw.extend_from_slice(&sealed);
                 value.extend_from_slice(b"e:");
                 value.extend_from_slice(URL_SAFE_NO_PAD.encode(raw).as_bytes());
@@ -279,21 +283,17 @@ impl RedisStore {
                 let raw = URL_SAFE_NO_PAD
                     .decode(payload)
                     .map_err(|_| StoreError::invalid("the sealed token is not base64"))?;
-                if raw.len() < 12 {
+                let Some((nonce, _)) = raw.split_first_chunk::<NONCE_LEN>() else {
                     return Err(StoreError::invalid("the sealed token is too short"));
-                }
-                let (nonce, sealed) = raw.split_at(12);
-                cipher
-                    .decrypt(
-                        Nonce::from_slice(nonce),
-                        Payload {
-                            msg: sealed,
-                            aad: key.as_str().as_bytes(),
-                        },
-                    )
+                };
+                let nonce = Nonce::assume_unique_for_key(*nonce);
+                let mut sealed = raw[NONCE_LEN..].to_vec();
+                let json = cipher
+                    .open_in_place(nonce, Aad::from(key.as_str().as_bytes()), &mut sealed)
                     .map_err(|_| {
                         StoreError::invalid("the sealed token does not open with this key")
-                    })?
+                    })?;
+                json.to_vec()
             }
             (b"p", Some(_)) => {
                 return Err(StoreError::invalid(
@@ -667,7 +667,13 @@ impl RedisStoreBuilder {
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 connection,
-                cipher: self.key.map(|key| Aes256Gcm::new(&key.0.into())),
+                cipher: match self.key {
+                    Some(key) => Some(LessSafeKey::new(
+                        UnboundKey::new(&AES_256_GCM, &key.0)
+                            .map_err(|_| StoreError::new("cannot use the encryption key"))?,
+                    )),
+                    None => None,
+                },
                 ttl_without_expiry: self.ttl_without_expiry,
                 refresh_token_ttl: self.refresh_token_ttl,
                 compare_and_delete: Script::new(COMPARE_AND_DELETE),
@@ -804,6 +810,33 @@ mod tests {
             assert!(sealed.decode(&key(), garbage).is_err());
             assert!(plain.decode(&key(), garbage).is_err());
         }
+    }
+
+    /// A value the previous implementation (RustCrypto's aes-gcm 0.10)
+    /// sealed with the key `[7; 32]` still opens: the layout (nonce,
+    /// ciphertext, tag) and the AAD (the cache key) are unchanged.
+    #[tokio::test]
+    async fn values_sealed_by_earlier_versions_still_open() {
+        const EARLIER: &str = "alf1:66323820494d91b9c6ea1373cab22c13:e:KKW3ofERZVpWJimrpPSmAVkPY-FR4iQqMEdMNtvKI988JaVYjF-2YNSLUUwVnozLqEjGxRccf6DvLXKjEJIwBqJkWCGx2IJDvRi7TcYHNBK6Wt_8dRl2";
+        let sealed = RedisStore::builder("redis://127.0.0.1:1/")
+            .encryption_key(EncryptionKey::new([7; 32]))
+            .build()
+            .unwrap();
+        let token = sealed.decode(&key(), EARLIER.as_bytes()).unwrap();
+        assert_eq!(token.access_token().secret(), "tok-secret");
+        assert_eq!(token.token_type(), crate::TokenType::Bearer);
+        assert_eq!(token.expires_at(), None);
+        let other = RedisStore::builder("redis://127.0.0.1:1/")
+            .encryption_key(EncryptionKey::new([8; 32]))
+            .build()
+            .unwrap();
+        assert!(other
+            .decode(&key(), EARLIER.as_bytes())
+            .unwrap_err()
+            .is_invalid());
+        // Each value gets its own nonce.
+        let a = sealed.encode(&key(), &token).unwrap();
+        assert_ne!(a, sealed.encode(&key(), &token).unwrap());
     }
 
     #[tokio::test]
