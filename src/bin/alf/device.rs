@@ -58,7 +58,7 @@ pub(crate) async fn run(
     if let Some(timeout) = args.timeout {
         flow = flow.timeout(timeout);
     }
-    if args.cacert.is_some() {
+    if args.cacert.is_some() || crate::verbose::on() {
         flow = flow.http_client(tokens::http_client(args)?);
     }
     let pending = flow.start().await?;
