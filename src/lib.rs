@@ -84,7 +84,7 @@
 //! - `command`: `grant::TokenCommand`, a token from a program's JSON
 //!   output (an exec credential plugin), on Tokio's process support.
 //! - `cli`: the `alf` command-line client (enables `rustls`, `oauth1`,
-//!   `redis`, `jwt`, `dpop` and `authorization-code`).
+//!   `redis`, `jwt`, `dpop`, `authorization-code` and `command`).
 //! - `jwt`: JWT client authentication (`ClientAuth::private_key_jwt`,
 //!   `ClientAuth::client_secret_jwt`), the JWT-bearer grant
 //!   (`grant::JwtBearer`), service-account files (`grant::ServiceAccount`)

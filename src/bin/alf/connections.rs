@@ -1,5 +1,6 @@
-//! A connector that keeps at most N connections open at once: `alf
-//! --concurrency C` opens one connection per request in flight.
+//! A connector that keeps at most N connections open at once to each
+//! origin: `alf --concurrency C` opens one connection per request in
+//! flight.
 //!
 //! hyper-util's pool starts a new connection whenever a request finds no
 //! idle one, even while another is being handed back to the pool, and
@@ -8,13 +9,16 @@
 //! permit of a semaphore of C, released when the connection is dropped; a
 //! request that finds none idle while C are open waits for the next one
 //! handed back (hyper-util races its checkout against the connect, so the
-//! first connection to come free is taken).
+//! first connection to come free is taken). The bound is per origin, as
+//! the pool is: idle connections to one origin (before a redirect) never
+//! hold up a connection to another.
 
 use std::{
+    collections::HashMap,
     future::Future,
     io,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
@@ -24,19 +28,35 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{BoxError, Service, ServiceExt};
 
-/// `inner`, opening at most `limit` connections at once.
+/// `inner`, opening at most `limit` connections at once to each origin.
 #[derive(Debug, Clone)]
 pub(crate) struct Bounded<C> {
     inner: C,
-    permits: Arc<Semaphore>,
+    limit: usize,
+    /// A semaphore of `limit` permits per origin (scheme and authority).
+    origins: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 impl<C> Bounded<C> {
     pub(crate) fn new(inner: C, limit: usize) -> Self {
         Self {
             inner,
-            permits: Arc::new(Semaphore::new(limit.clamp(1, Semaphore::MAX_PERMITS))),
+            limit: limit.clamp(1, Semaphore::MAX_PERMITS),
+            origins: Arc::default(),
         }
+    }
+
+    fn permits(&self, uri: &Uri) -> Arc<Semaphore> {
+        let origin = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or_default(),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
+        origins
+            .entry(origin)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+            .clone()
     }
 }
 
@@ -57,7 +77,7 @@ where
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (inner, permits) = (self.inner.clone(), self.permits.clone());
+        let (inner, permits) = (self.inner.clone(), self.permits(&uri));
         Box::pin(async move {
             let permit = permits.acquire_owned().await?;
             let io = inner.oneshot(uri).await.map_err(Into::into)?;
