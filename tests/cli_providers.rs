@@ -22,6 +22,9 @@ use tokio::process::Command;
 
 type Form = HashMap<String, String>;
 
+/// Run by the server once, while it answers.
+type Then = Box<dyn FnOnce() + Send>;
+
 /// What the server saw and how it behaves.
 #[derive(Default)]
 struct Server {
@@ -35,9 +38,9 @@ struct Server {
     /// The lifetime of issued tokens.
     expires_in: Mutex<u64>,
     /// The first token request answers 503 after running this.
-    on_first_token: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    on_first_token: Mutex<Option<Then>>,
     /// The API rejects this token once with a 401, after running this.
-    reject_once: Mutex<Option<(String, Box<dyn FnOnce() + Send>)>>,
+    reject_once: Mutex<Option<(String, Then)>>,
     issued: Mutex<u64>,
 }
 

@@ -176,7 +176,7 @@ impl Secrets {
                 patterns.push((pattern, shown.clone()));
             }
         }
-        patterns.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         for (pattern, shown) in patterns {
             if !pattern.is_empty() {
                 out = out.replace(&pattern, &shown);
