@@ -19,6 +19,12 @@ use tokio::{net::TcpListener, process::Command};
 /// A token endpoint and an API on one loopback port, HTTP/1.1 with
 /// keep-alive; the number of connections accepted.
 async fn start() -> (String, Arc<AtomicUsize>) {
+    start_rejecting(0).await
+}
+
+/// [`start`], the API answering 401 to its first `reject` requests.
+async fn start_rejecting(reject: usize) -> (String, Arc<AtomicUsize>) {
+    let rejected = Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -29,14 +35,25 @@ async fn start() -> (String, Arc<AtomicUsize>) {
                 continue;
             };
             count.fetch_add(1, Ordering::SeqCst);
+            let rejected = rejected.clone();
             tokio::spawn(async move {
-                let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                    let body = if request.uri().path() == "/token" {
-                        r#"{"access_token":"load-token","token_type":"Bearer","expires_in":3600}"#
-                    } else {
-                        "ok"
-                    };
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let rejected = rejected.clone();
+                    async move {
+                        let mut response = Response::new(Full::new(Bytes::from(
+                            if request.uri().path() == "/token" {
+                                r#"{"access_token":"load-token","token_type":"Bearer","expires_in":3600}"#
+                            } else {
+                                "ok"
+                            },
+                        )));
+                        if request.uri().path() != "/token"
+                            && rejected.fetch_add(1, Ordering::SeqCst) < reject
+                        {
+                            *response.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+                        }
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -129,4 +146,35 @@ async fn connection_errors_are_counted_apart_from_statuses() {
     assert_eq!(line["connection_errors"], 20, "{line}");
     assert_eq!(line["status"], serde_json::json!({}), "{line}");
     assert!(stderr.contains("20 of 20 requests failed"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_after_401s_under_concurrency_do_not_wait_for_a_connection() {
+    // Every worker's first answer is a 401 it replays: the replay needs a
+    // connection while the bound is reached.
+    let (base, accepted) = start_rejecting(8).await;
+    let (token_url, api) = (format!("{base}/token"), format!("{base}/api"));
+    let run = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        alf(&[
+            "--token-url",
+            &token_url,
+            "--client-id",
+            "c",
+            "--auth-method",
+            "none",
+            "--repeat",
+            "100",
+            "--concurrency",
+            "8",
+            "--stats",
+            &api,
+        ]),
+    )
+    .await
+    .expect("alf ends");
+    let line = stats(&run.1);
+    assert_eq!(line["requests"], 100, "{line} {}", run.2);
+    assert_eq!(line["connection_errors"], 0, "{line}");
+    assert!(accepted.load(Ordering::SeqCst) > 0);
 }
