@@ -640,3 +640,43 @@ async fn redis_shares_the_rotated_token_set_of_the_refresh_token_grant() {
     assert_eq!(used, ["rt-0", "rt-1"]);
     assert_eq!(server.api_tokens(), ["at-1", "at-1", "at-1", "at-2"]);
 }
+
+#[tokio::test]
+async fn the_new_token_options_work_before_and_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = private_file(dir.path(), "token", "file-token-9\n");
+    let path = file.to_str().unwrap();
+    let json = r#"{"access_token":"cmd-token","expires_in":60}"#;
+    let runs: [&[&str]; 4] = [
+        &["--token-file", path, "token", "--print-token"],
+        &["token", "--print-token", "--token-file", path],
+        &[
+            "--token-command",
+            "printf",
+            "%s",
+            json,
+            ";",
+            "token",
+            "--print-token",
+        ],
+        &[
+            "token",
+            "--print-token",
+            "--token-command",
+            "printf",
+            "%s",
+            json,
+        ],
+    ];
+    for args in runs {
+        let run = alf(args, &[]).await;
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        let out: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        let expected = if args.contains(&"--token-file") {
+            "file-token-9"
+        } else {
+            "cmd-token"
+        };
+        assert_eq!(out["access_token"], expected, "{args:?}");
+    }
+}
