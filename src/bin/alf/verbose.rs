@@ -112,6 +112,9 @@ fn header_shown(name: &str, value: &HeaderValue, secrets: &Secrets) -> String {
     if secret_header(name) {
         return fingerprint(&text);
     }
+    if name.eq_ignore_ascii_case("location") || name.eq_ignore_ascii_case("content-location") {
+        return uri_shown(&text, secrets);
+    }
     secrets.scrub(&text)
 }
 
@@ -213,6 +216,49 @@ fn mask_jwts(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A URI (or a request target) as -v shows it: a query parameter whose
+/// name says it is a credential (`access_token`, `api_key`, …) by its
+/// value's fingerprint, user information masked, the rest scrubbed.
+fn uri_shown(uri: &str, secrets: &Secrets) -> String {
+    let (head, query) = match uri.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (uri, None),
+    };
+    let head = match head.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, path)) => format!("{scheme}://{}/{path}", authority_shown(authority)),
+            None => format!("{scheme}://{}", authority_shown(rest)),
+        },
+        None => head.to_owned(),
+    };
+    let mut out = secrets.scrub(&head);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let decoded = form_decode(name);
+                if SECRET_NAMES.contains(&decoded.as_str()) || secret_header(&decoded) {
+                    format!("{name}={}", fingerprint(&form_decode(value)))
+                } else {
+                    secrets.scrub(pair)
+                }
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    terminal::escape(&out)
+}
+
+/// An authority without its user information.
+fn authority_shown(authority: &str) -> String {
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("[redacted]@{host}"),
+        None => authority.to_owned(),
+    }
 }
 
 /// A token request's form, its credentials masked.
@@ -348,7 +394,7 @@ where
         let mut lines = vec![format!(
             "* {what}: {} {}",
             request.method(),
-            terminal::escape(&request.uri().to_string())
+            uri_shown(&request.uri().to_string(), &secrets)
         )];
         let target = request
             .uri()
@@ -358,12 +404,13 @@ where
         lines.push(format!(
             "> {} {} {:?}",
             request.method(),
-            terminal::escape(&target),
+            uri_shown(&target, &secrets),
             request.version()
         ));
         if !request.headers().contains_key(http::header::HOST) {
             if let Some(authority) = request.uri().authority() {
-                lines.push(format!("> host: {}", terminal::escape(authority.as_str())));
+                let host = authority_shown(authority.as_str());
+                lines.push(format!("> host: {}", terminal::escape(&host)));
             }
         }
         for (name, value) in request.headers() {
@@ -543,5 +590,22 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains(&fingerprint("at-1")), "{shown}");
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_masked() {
+        let shown = uri_shown(
+            "https://me:pa55w0rd@api.example/v1?access_token=at-77&page=2&api_key=k-99",
+            &Secrets::default(),
+        );
+        assert_eq!(
+            shown,
+            format!(
+                "https://[redacted]@api.example/v1?access_token={}&page=2&api_key={}",
+                fingerprint("at-77"),
+                fingerprint("k-99")
+            )
+        );
+        assert_eq!(uri_shown("/token", &Secrets::default()), "/token");
     }
 }
