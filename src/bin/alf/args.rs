@@ -101,6 +101,10 @@ pub(crate) enum Command {
         /// --token-url; --issuer finds it).
         #[arg(long, value_name = "URL", requires = "device")]
         device_url: Option<String>,
+        /// With --device: also print the URL to open as a QR code (text),
+        /// to scan with a phone.
+        #[arg(long, requires = "device")]
+        qr: bool,
     },
     /// OAuth 1.0a tools.
     #[command(name = "oauth1", subcommand)]

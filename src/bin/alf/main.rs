@@ -73,6 +73,7 @@ fn main() -> ExitCode {
                 print_token,
                 device: true,
                 device_url,
+                qr,
                 ..
             }) => {
                 device::run(
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
                     device_url.as_deref(),
                     save.as_deref(),
                     *print_token,
+                    *qr,
                 )
                 .await
             }
