@@ -90,7 +90,7 @@
 //! - `metadata`: `grant::MetadataServer`, a token from a GCP-style
 //!   metadata server (plain http to a link-local host only).
 //! - `cli`: the `alf` command-line client (enables `rustls`, `oauth1`,
-//!   `redis`, `jwt`, `dpop` and `authorization-code`).
+//!   `redis`, `jwt`, `dpop`, `authorization-code` and `command`).
 //! - `jwt`: JWT client authentication (`ClientAuth::private_key_jwt`,
 //!   `ClientAuth::client_secret_jwt`), the JWT-bearer grant
 //!   (`grant::JwtBearer`), service-account files (`grant::ServiceAccount`)

@@ -203,6 +203,30 @@ async fn the_complete_verification_uri_is_shown_when_the_server_sends_one() {
 }
 
 #[tokio::test]
+async fn qr_prints_the_complete_verification_uri_as_a_qr_code() {
+    use qrcode::render::unicode::Dense1x2;
+    let (_, base) = start(Mode::Complete).await;
+    let (code, _, stderr) = alf_device(&base, &["--qr"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    // The code of the URL to open, with the code in it, and not another.
+    let expected = qrcode::QrCode::new("http://127.0.0.1/device?user_code=WDJB-MJHT")
+        .unwrap()
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    assert!(stderr.contains(&expected), "{stderr}");
+    // Without --qr, none.
+    let (code, _, stderr) = alf_device(&base, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains('\u{2580}') && !stderr.contains('\u{2588}'),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_sign_in_exits_3_with_one_escaped_line() {
     let (server, base) = start(Mode::Deny).await;
     let dir = tempfile::tempdir().unwrap();

@@ -185,6 +185,69 @@ async fn endless_devices_as_inputs_are_refused_fast_with_a_clear_error() {
     assert_eq!(server.token_requests.load(Ordering::SeqCst), 0);
 }
 
+#[tokio::test]
+async fn devices_as_token_and_assertion_files_are_refused_fast_with_a_clear_error() {
+    let (server, addr) = start().await;
+    let api = format!("http://{addr}/api");
+    let token_url = format!("http://{addr}/token");
+    let endpoint = ["--token-url", &token_url, "--client-id", "inputs"];
+    let public = ["--auth-method", "none"];
+    let cases: [(Vec<&str>, &str); 6] = [
+        (
+            [&endpoint[..], &["--client-assertion-file", "/dev/zero"]].concat(),
+            "--client-assertion-file /dev/zero: not a regular file",
+        ),
+        (
+            vec!["--token-file", "/dev/zero"],
+            "--token-file /dev/zero: not a regular file",
+        ),
+        (
+            [
+                &endpoint[..],
+                &public,
+                &["--subject-token-file", "/dev/zero"],
+            ]
+            .concat(),
+            "--subject-token-file /dev/zero: not a regular file",
+        ),
+        (
+            [
+                &endpoint[..],
+                &public,
+                &[
+                    "--subject-token-env",
+                    "HOME",
+                    "--actor-token-file",
+                    "/dev/zero",
+                ],
+            ]
+            .concat(),
+            "--actor-token-file /dev/zero: not a regular file",
+        ),
+        (
+            vec!["--token-url", &token_url, "--assertion-file", "/dev/zero"],
+            "--assertion-file /dev/zero: not a regular file",
+        ),
+        (
+            [
+                &endpoint[..],
+                &public,
+                &["--refresh-token-file", "/dev/zero"],
+            ]
+            .concat(),
+            "--refresh-token-file /dev/zero: not a regular file",
+        ),
+    ];
+    for (mut args, expected) in cases {
+        args.push(&api);
+        let out = alf_plain(&args).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(server.token_requests.load(Ordering::SeqCst), 0);
+}
+
 /// `alf` without the token endpoint options.
 async fn alf_plain(args: &[&str]) -> Output {
     let started = Instant::now();
@@ -502,6 +565,13 @@ fn every_input_file_option_is_covered() {
         "--dpop-key",
         "--service-account",
         "--oauth1-private-key",
+        // In the test below.
+        "--client-assertion-file",
+        "--token-file",
+        "--subject-token-file",
+        "--actor-token-file",
+        "--assertion-file",
+        "--refresh-token-file",
     ];
     files.sort_unstable();
     let mut tested = tested.to_vec();

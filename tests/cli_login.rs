@@ -503,6 +503,28 @@ async fn save_over_a_file_of_another_user_is_refused() {
 }
 
 #[tokio::test]
+async fn save_over_a_file_open_to_others_is_refused_with_the_reason() {
+    let (server, base) = start(Mode::Grant).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    std::fs::write(&path, "someone's\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(&path, open).unwrap();
+    }
+    let (code, stderr) = login_refused(&base, &path).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("readable or writable by group or others (mode 644)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone's\n");
+    assert_eq!(server.token_requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn save_in_a_missing_directory_fails_before_the_url_naming_the_path() {
     let (_, base) = start(Mode::Grant).await;
     let dir = tempfile::tempdir().unwrap();
@@ -519,6 +541,11 @@ async fn save_replaces_the_file_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token.json");
     std::fs::write(&path, "old contents\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&path, private).unwrap();
+    }
     // A reader that opened FILE before the login.
     let mut reader = std::fs::File::open(&path).unwrap();
 

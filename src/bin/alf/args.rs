@@ -19,7 +19,13 @@ Exit status:
      or token cache file
   3  alf login --device: the user refused the sign-in (access_denied)
   4  alf login --device: the code expired before the sign-in was approved
-  22 -f/--fail: the response status was 400 or more (as curl)";
+  5  alf token --decode: the access token is not a JWT (nothing to decode)
+  22 -f/--fail: the response status was 400 or more (as curl)
+  47 -L/--location: more redirects than --max-redirs (as curl)
+
+-v/--verbose prints the token exchange and the request on stderr, as curl -v does (`> ` sent,
+`< ` received, `* ` alf's notes), with every secret and token replaced by `[redacted]` or by
+its fingerprint: `[sha256:` and the first 8 hex digits of the token's SHA-256 `]`.";
 
 /// curl with automatic OAuth tokens: fetches, caches and refreshes a token,
 /// sends the request with it, and replays it once after a 401.
@@ -42,9 +48,14 @@ pub(crate) struct Cli {
         short = 'q',
         long,
         visible_short_alias = 's',
-        visible_alias = "silent"
+        visible_alias = "silent",
+        conflicts_with = "verbose"
     )]
     pub(crate) quiet: bool,
+    /// Print the token exchange and the request on stderr, as curl -v
+    /// does, secrets and tokens redacted (tokens by fingerprint).
+    #[arg(global = true, short = 'v', long)]
+    pub(crate) verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,8 +67,13 @@ pub(crate) enum Command {
         print_token: bool,
         /// Remove this token from the cache between runs instead (nothing
         /// is fetched).
-        #[arg(long, conflicts_with = "print_token")]
+        #[arg(long, conflicts_with_all = ["print_token", "decode"])]
         forget: bool,
+        /// Print the JWT access token's header and claims as JSON (never
+        /// its signature; unverified, for reading only). A token that is
+        /// not a JWT exits 5.
+        #[arg(long)]
+        decode: bool,
     },
     /// Sign in with the authorization-code flow and PKCE: prints the URL to
     /// open, waits for the browser on a loopback redirect
@@ -85,6 +101,10 @@ pub(crate) enum Command {
         /// --token-url; --issuer finds it).
         #[arg(long, value_name = "URL", requires = "device")]
         device_url: Option<String>,
+        /// With --device: also print the URL to open as a QR code (text),
+        /// to scan with a phone.
+        #[arg(long, requires = "device")]
+        qr: bool,
     },
     /// OAuth 1.0a tools.
     #[command(name = "oauth1", subcommand)]
@@ -198,8 +218,90 @@ pub(crate) struct OAuthArgs {
     pub(crate) service_account: Option<PathBuf>,
     /// Get tokens with the refresh-token grant, starting from the refresh
     /// token in this environment variable.
-    #[arg(global = true, long, value_name = "VAR")]
+    #[arg(
+        global = true,
+        long,
+        value_name = "VAR",
+        conflicts_with = "refresh_token_file"
+    )]
     pub(crate) refresh_token_env: Option<String>,
+    /// Get tokens with the refresh-token grant, starting from the token set
+    /// in this file (as `alf login --save` writes it, or one refresh token
+    /// on a line), and keep the refresh token the server rotates in it: an
+    /// owner-only file, replaced atomically. A file that is a link, another
+    /// user's, or open to group or others is refused.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub(crate) refresh_token_file: Option<PathBuf>,
+    /// Authenticate the client with the JWT in this file (RFC 7523
+    /// private_key_jwt), read again for every token request: a workload
+    /// identity token the platform rotates (a Kubernetes projected token).
+    #[arg(
+        global = true,
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["client_secret_env", "client_secret_file", "private_key", "auth_method"]
+    )]
+    pub(crate) client_assertion_file: Option<PathBuf>,
+    /// Serve the access token in this file, read again when it expires (a
+    /// JWT's exp) or every minute, and after a 401: a token another process
+    /// keeps fresh. No token endpoint is used.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Get tokens from a program (an exec credential plugin), run without a
+    /// shell for every fetch; it prints {"access_token": …, "expires_in" |
+    /// "expiration": …}. The program and its arguments are the rest of the
+    /// command line, up to an argument `;`: put the option last, or end
+    /// it with ';'.
+    #[arg(
+        global = true,
+        long,
+        value_name = "CMD ARGS",
+        num_args = 1..,
+        allow_hyphen_values = true,
+        value_terminator = ";"
+    )]
+    pub(crate) token_command: Vec<String>,
+    /// Get tokens with the token exchange grant (RFC 8693), the subject
+    /// token read from this file for every fetch (workload identity
+    /// federation).
+    #[arg(
+        global = true,
+        long,
+        value_name = "FILE",
+        conflicts_with = "subject_token_env"
+    )]
+    pub(crate) subject_token_file: Option<PathBuf>,
+    /// Token exchange with the subject token in this environment variable.
+    #[arg(global = true, long, value_name = "VAR")]
+    pub(crate) subject_token_env: Option<String>,
+    /// The subject token's type: access_token (default), refresh_token,
+    /// id_token, jwt, saml1, saml2, or a full URI.
+    #[arg(global = true, long, value_name = "TYPE")]
+    pub(crate) subject_token_type: Option<String>,
+    /// Token exchange: the actor token, read from this file for every
+    /// fetch (delegation).
+    #[arg(
+        global = true,
+        long,
+        value_name = "FILE",
+        conflicts_with = "actor_token_env"
+    )]
+    pub(crate) actor_token_file: Option<PathBuf>,
+    /// Token exchange: the actor token in this environment variable.
+    #[arg(global = true, long, value_name = "VAR")]
+    pub(crate) actor_token_env: Option<String>,
+    /// The actor token's type (as --subject-token-type; default
+    /// access_token).
+    #[arg(global = true, long, value_name = "TYPE")]
+    pub(crate) actor_token_type: Option<String>,
+    /// Token exchange: the `requested_token_type` (as --subject-token-type).
+    #[arg(global = true, long, value_name = "TYPE")]
+    pub(crate) requested_token_type: Option<String>,
+    /// Get tokens with the JWT-bearer grant (RFC 7523 §2.1) for the JWT in
+    /// this file, made by someone else (your IdP, a CI job), read again for
+    /// every fetch.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub(crate) assertion_file: Option<PathBuf>,
     /// A scope to ask for (repeatable).
     #[arg(global = true, long = "scope", value_name = "S")]
     pub(crate) scopes: Vec<String>,
@@ -313,6 +415,15 @@ pub(crate) struct RequestArgs {
     /// header values escaped; the body stays raw).
     #[arg(short = 'i', long)]
     pub(crate) include: bool,
+    /// Follow redirects (301, 302, 303, 307, 308), at most --max-redirs; the
+    /// token goes to the URL's origin only, and Authorization, Cookie and
+    /// Proxy-Authorization headers are dropped from the first cross-origin
+    /// hop on.
+    #[arg(short = 'L', long)]
+    pub(crate) location: bool,
+    /// With -L: the most redirects to follow (more exits 47).
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "location")]
+    pub(crate) max_redirs: usize,
 }
 
 /// Options on the command line that the subcommand would ignore: the

@@ -30,6 +30,7 @@ pub(crate) async fn run(
     device_url: Option<&str>,
     save: Option<&Path>,
     print_token: bool,
+    qr: bool,
 ) -> Result<ExitCode, BoxError> {
     // Before anything is spent: a --save that cannot work fails now.
     let save = save.map(SaveTarget::prepare).transpose()?;
@@ -58,7 +59,7 @@ pub(crate) async fn run(
     if let Some(timeout) = args.timeout {
         flow = flow.timeout(timeout);
     }
-    if args.cacert.is_some() {
+    if args.cacert.is_some() || crate::verbose::on() {
         flow = flow.http_client(tokens::http_client(args)?);
     }
     let pending = flow.start().await?;
@@ -75,6 +76,16 @@ pub(crate) async fn run(
             terminal::escape(pending.verification_uri()),
             terminal::escape(pending.user_code())
         ),
+    }
+
+    if qr {
+        let url = pending
+            .verification_uri_complete()
+            .unwrap_or(pending.verification_uri());
+        match qr_code(url) {
+            Some(code) => eprint!("{code}"),
+            None => eprintln!("alf: the URL is too long for a QR code"),
+        }
     }
 
     let spinner = std::io::stderr().is_terminal().then(|| {
@@ -131,4 +142,18 @@ fn minutes(duration: Duration) -> String {
         secs if secs >= 120 => format!("{} minutes", secs / 60),
         secs => format!("{secs} seconds"),
     }
+}
+
+/// `url` as a QR code in text, two modules per character (light on dark,
+/// for a terminal), with its quiet zone; `None` when it does not fit one.
+pub(crate) fn qr_code(url: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
+    let text = code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    Some(format!("{text}\n"))
 }

@@ -5,7 +5,7 @@ use std::{
     io::{IsTerminal, Write},
     process::ExitCode,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -22,11 +22,17 @@ use indicatif::ProgressBar;
 use tokio::{task::JoinSet, time::Instant};
 use tower::{timeout::TimeoutLayer, util::BoxCloneService, BoxError, ServiceBuilder, ServiceExt};
 use tower_alf::{store::StoreStats, BearerAuthLayer, TokenSource};
+use tower_http::follow_redirect::{
+    policy::{Action, Attempt, FilterCredentials, Policy},
+    FollowRedirectLayer,
+};
 
 use crate::{
     args::{Cli, RequestArgs},
+    connections::Bounded,
     describe, input, oauth1, terminal,
     tokens::{self, Usage},
+    verbose::{Shown, Verbose},
 };
 
 /// The request to send, built anew for each send.
@@ -172,8 +178,82 @@ impl WriteOut {
 /// One send: how long it took and what came back.
 struct Sample {
     latency: Duration,
-    outcome: Result<StatusCode, String>,
+    outcome: Result<StatusCode, Failure>,
 }
+
+/// A send that got no HTTP answer: why, and whether the connection
+/// failed (could not be made, or broke before the answer was read).
+struct Failure {
+    reason: String,
+    connection: bool,
+}
+
+impl Failure {
+    fn new(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            reason: describe(error),
+            connection: is_connection_error(error),
+        }
+    }
+}
+
+/// Whether `error` (or one of its causes) is a connection's: hyper-util's
+/// connect error, hyper's own (a connection that closed or broke
+/// mid-exchange), or an I/O error.
+fn is_connection_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|e| e.is_connect())
+            || e.is::<hyper::Error>()
+            || e.is::<std::io::Error>()
+        {
+            return true;
+        }
+        // A token fetch's failure is the token's, not the request's.
+        if e.is::<tower_alf::Error>() {
+            return false;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// -L: follow at most `left` redirects; tower-http's `FilterCredentials`
+/// drops Authorization, Cookie and Proxy-Authorization from the first
+/// cross-origin hop on (the token itself goes to the URL's origin only,
+/// `BearerAuthLayer::only_origins`). `exceeded` tells that the limit
+/// stopped it.
+#[derive(Clone)]
+struct Follow {
+    left: usize,
+    credentials: FilterCredentials,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<E> Policy<Full<Bytes>, E> for Follow {
+    fn redirect(&mut self, attempt: &Attempt<'_>) -> Result<Action, E> {
+        if self.left == 0 {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Ok(Action::Stop);
+        }
+        self.left -= 1;
+        Policy::<Full<Bytes>, E>::redirect(&mut self.credentials, attempt)
+    }
+
+    fn on_request(&mut self, request: &mut Request<Full<Bytes>>) {
+        Policy::<Full<Bytes>, E>::on_request(&mut self.credentials, request);
+        // DPoP proofs are bound to a URI: never one made for another.
+        request.headers_mut().remove("dpop");
+    }
+
+    fn clone_body(&self, body: &Full<Bytes>) -> Option<Full<Bytes>> {
+        Some(body.clone())
+    }
+}
+
+/// The exit code when -L stopped at --max-redirs, curl's.
+const EXIT_TOO_MANY_REDIRECTS: u8 = 47;
 
 pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
     let url = cli
@@ -185,6 +265,7 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         (cli.request.fail, "-f"),
         (cli.request.output.is_some(), "-o"),
         (cli.request.write_out.is_some(), "-w"),
+        (cli.verbose, "-v"),
     ];
     if cli.request.repeat > 1 || cli.request.stats {
         if let Some((_, flag)) = single.iter().find(|(given, _)| *given) {
@@ -201,27 +282,34 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         .map(WriteOut::new)
         .transpose()?;
 
-    let https = match tokens::cacert_roots(&cli.oauth)? {
-        Some(roots) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-        ),
-        None => hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?,
-    }
-    .https_or_http()
-    .enable_http1()
-    .enable_http2()
-    .build();
-    let http = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(https);
+    // One connection per request in flight: without a bound, hyper-util's
+    // pool opens a new connection whenever a request finds none idle,
+    // including while one is being handed back (at --concurrency 512, some
+    // 950 connections for 512 in flight).
+    let args = &cli.request;
+    let connector = tokens::https_connector(&cli.oauth)?;
+    let in_flight = args.concurrency.min(args.repeat) as usize;
+    let http = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(in_flight)
+        .build::<_, Full<Bytes>>(Bounded::new(connector, in_flight));
+    let http = Verbose::new(http, "request", false);
     let timeout = cli.oauth.timeout.map(TimeoutLayer::new);
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let follow = args.location.then(|| {
+        FollowRedirectLayer::with_policy(Follow {
+            left: args.max_redirs,
+            credentials: FilterCredentials::new(),
+            exceeded: exceeded.clone(),
+        })
+    });
     // OAuth 1.0a signs each request; OAuth 2 takes a token from a source,
     // whose counters feed the stats.
     let (client, source) = if cli.oauth1.oauth1_consumer_key.is_some() {
+        if args.location {
+            let message = "-L is not available with OAuth 1.0a signing: each hop would be \
+                           signed, another origin's too";
+            return Err(Usage(message.into()).into());
+        }
         if cli.oauth.token_url.is_some() {
             let message = "--oauth1-consumer-key and --token-url exclude each other: sign with \
                            OAuth 1.0a or fetch an OAuth 2 token";
@@ -229,21 +317,33 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
         }
         let signed = ServiceBuilder::new()
             .option_layer(timeout)
+            .option_layer(follow)
             .layer(oauth1::layer(&cli.oauth1)?)
             .service(http);
         (BoxCloneService::new(signed), None)
     } else {
         let (source, store) = tokens::source_and_store(&cli.oauth).await?;
+        // The token goes to the URL's origin only: with -L, a redirect
+        // elsewhere carries none.
+        let origin = template.uri.clone();
         let authorized = ServiceBuilder::new()
             .option_layer(timeout)
-            .layer(BearerAuthLayer::new(source.clone()))
+            .option_layer(follow)
+            .layer(BearerAuthLayer::new(source.clone()).only_origins([origin]))
             .service(http);
         (BoxCloneService::new(authorized), Some((source, store)))
     };
 
-    let args = &cli.request;
     if args.repeat == 1 && !args.stats {
-        return once(client, &template, args, write_out).await;
+        let code = once(client, &template, args, write_out).await?;
+        if exceeded.load(Ordering::Relaxed) {
+            eprintln!(
+                "alf: gave up after {} redirects (--max-redirs); the last answer is above",
+                args.max_redirs
+            );
+            return Ok(ExitCode::from(EXIT_TOO_MANY_REDIRECTS));
+        }
+        return Ok(code);
     }
 
     let progress = if args.repeat >= 100 && std::io::stderr().is_terminal() && !cli.quiet {
@@ -270,10 +370,10 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, BoxError> {
                         let status = response.status();
                         match response.into_body().collect().await {
                             Ok(_) => Ok(status),
-                            Err(e) => Err(describe(&e)),
+                            Err(e) => Err(Failure::new(&e)),
                         }
                     }
-                    Err(e) => Err(describe(&*e)),
+                    Err(e) => Err(Failure::new(&*e)),
                 };
                 samples.push(Sample {
                     latency: started.elapsed(),
@@ -306,7 +406,7 @@ async fn once<S>(
 where
     S: tower::Service<
         Request<Full<Bytes>>,
-        Response = http::Response<hyper::body::Incoming>,
+        Response = http::Response<Shown<hyper::body::Incoming>>,
         Error = BoxError,
     >,
 {
@@ -361,6 +461,7 @@ fn verdict(samples: &[Sample]) -> ExitCode {
     let errors: Vec<&String> = samples
         .iter()
         .filter_map(|s| s.outcome.as_ref().err())
+        .map(|failure| &failure.reason)
         .collect();
     let denied = samples
         .iter()
@@ -430,6 +531,10 @@ fn stats(
         "requests": samples.len(),
         "status": status,
         "errors": samples.iter().filter(|s| s.outcome.is_err()).count(),
+        "connection_errors": samples
+            .iter()
+            .filter(|s| s.outcome.as_ref().is_err_and(|f| f.connection))
+            .count(),
         "token_fetches": counters.fetches,
         "token_refreshes": counters.refreshes,
         "token_failures": counters.failures,

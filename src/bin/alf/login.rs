@@ -334,20 +334,29 @@ impl Page {
     }
 }
 
-/// Where `--save` writes: checked before the URL is printed, written as a
-/// temporary file in the same directory (created new, mode 0600, by
-/// `tempfile`), synced, then renamed over FILE. A FILE that is a symbolic
-/// link, not a regular file, or another user's is refused.
+/// Where `--save` (and `--refresh-token-file`) writes: checked before the
+/// URL is printed, written as a temporary file in the same directory
+/// (created new, mode 0600, by `tempfile`), synced, then renamed over FILE.
+/// A FILE that is a symbolic link, not a regular file, another user's, or
+/// open to group or others is refused: alf replaces only files that are
+/// its user's own and private.
 pub(crate) struct SaveTarget {
     path: PathBuf,
+    option: &'static str,
     temp: tempfile::NamedTempFile,
 }
 
 impl SaveTarget {
+    /// For `--save FILE`.
     pub(crate) fn prepare(path: &Path) -> Result<Self, Usage> {
+        Self::prepare_for(path, "--save")
+    }
+
+    /// For FILE of `option`, which names it in errors.
+    pub(crate) fn prepare_for(path: &Path, option: &'static str) -> Result<Self, Usage> {
         let shown = path.display();
         if path.file_name().is_none() {
-            return Err(usage(format!("--save {shown}: not a file name")));
+            return Err(usage(format!("{option} {shown}: not a file name")));
         }
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -359,12 +368,13 @@ impl SaveTarget {
             .tempfile_in(dir)
             .map_err(|e| {
                 usage(format!(
-                    "--save {shown}: cannot write in {}: {e}",
+                    "{option} {shown}: cannot write in {}: {e}",
                     dir.display()
                 ))
             })?;
         let target = Self {
             path: path.to_owned(),
+            option,
             temp,
         };
         target.check()?;
@@ -372,37 +382,46 @@ impl SaveTarget {
     }
 
     /// FILE, if it exists, is a regular file of this process's user (the
-    /// owner of the temporary file just created).
+    /// owner of the temporary file just created), closed to group and
+    /// others.
     fn check(&self) -> Result<(), Usage> {
-        let shown = self.path.display();
+        let (option, shown) = (self.option, self.path.display());
         let metadata = match std::fs::symlink_metadata(&self.path) {
             Ok(metadata) => metadata,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(usage(format!("--save {shown}: {e}"))),
+            Err(e) => return Err(usage(format!("{option} {shown}: {e}"))),
         };
         if metadata.file_type().is_symlink() {
             return Err(usage(format!(
-                "--save {shown}: a symbolic link; alf does not write through links, name the \
-                 file itself"
+                "{option} {shown}: a symbolic link; alf does not write through links, name \
+                 the file itself"
             )));
         }
         if !metadata.is_file() {
-            return Err(usage(format!("--save {shown}: not a regular file")));
+            return Err(usage(format!("{option} {shown}: not a regular file")));
         }
         #[cfg(unix)]
         {
-            use std::os::unix::fs::MetadataExt;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let mine = self
                 .temp
                 .as_file()
                 .metadata()
-                .map_err(|e| usage(format!("--save {shown}: {e}")))?
+                .map_err(|e| usage(format!("{option} {shown}: {e}")))?
                 .uid();
             if metadata.uid() != mine {
                 return Err(usage(format!(
-                    "--save {shown}: owned by another user (uid {}); alf replaces only its own \
-                     user's files",
+                    "{option} {shown}: owned by another user (uid {}); alf replaces only its \
+                     own user's files",
                     metadata.uid()
+                )));
+            }
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(usage(format!(
+                    "{option} {shown}: readable or writable by group or others (mode \
+                     {mode:03o}); a token set must be its owner's only: chmod 600 it, or \
+                     remove it"
                 )));
             }
         }
@@ -410,35 +429,29 @@ impl SaveTarget {
     }
 
     /// Writes the token set as JSON and renames it over FILE; FILE's path.
-    pub(crate) fn save(mut self, token: &Token) -> Result<PathBuf, Usage> {
+    pub(crate) fn save(self, token: &Token) -> Result<PathBuf, Usage> {
+        let json = token_set_json(token);
+        self.write(format!("{json}\n").as_bytes())
+    }
+
+    /// Writes `contents` and renames the file over FILE; FILE's path.
+    pub(crate) fn write(mut self, contents: &[u8]) -> Result<PathBuf, Usage> {
         use std::io::Write;
-        let expires_at = token.lifetime().and_then(|lifetime| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?;
-            Some(now.checked_add(lifetime)?.as_secs())
-        });
-        let json = serde_json::json!({
-            "access_token": token.access_token().secret(),
-            "token_type": token.token_type().scheme(),
-            "refresh_token": token.refresh_token().map(|t| t.secret()),
-            "scope": token.scope(),
-            "expires_at": expires_at,
-        });
         let failed = |e: std::io::Error| {
             usage(format!(
-                "--save {}: cannot save the token set: {e}",
+                "{} {}: cannot save the token set: {e}",
+                self.option,
                 self.path.display()
             ))
         };
         let file = self.temp.as_file_mut();
-        writeln!(file, "{json}").map_err(failed)?;
+        file.write_all(contents).map_err(failed)?;
         file.sync_all().map_err(failed)?;
         self.check()?;
-        let Self { path, temp } = self;
+        let Self { path, option, temp } = self;
         temp.persist(&path).map_err(|e| {
             usage(format!(
-                "--save {}: cannot save the token set: {}",
+                "{option} {}: cannot save the token set: {}",
                 path.display(),
                 e.error
             ))
@@ -450,4 +463,20 @@ impl SaveTarget {
         }
         Ok(path)
     }
+}
+
+/// A token set as `--save` writes it: the access token, its type, the
+/// refresh token, the scope and the expiry as Unix seconds.
+pub(crate) fn token_set_json(token: &Token) -> serde_json::Value {
+    let expires_at = token
+        .expires_at_system_time()
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|at| at.as_secs());
+    serde_json::json!({
+        "access_token": token.access_token().secret(),
+        "token_type": token.token_type().scheme(),
+        "refresh_token": token.refresh_token().map(|t| t.secret()),
+        "scope": token.scope(),
+        "expires_at": expires_at,
+    })
 }

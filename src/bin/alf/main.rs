@@ -4,13 +4,16 @@
 
 mod args;
 mod cache;
+mod connections;
 mod device;
 mod input;
 mod load;
 mod login;
 mod oauth1;
+mod refresh;
 mod terminal;
 mod tokens;
+mod verbose;
 
 use std::{error::Error as StdError, process::ExitCode};
 
@@ -22,11 +25,17 @@ use crate::{
     tokens::Usage,
 };
 
+/// The exit code of `alf token --decode` for a token that is not a JWT.
+const EXIT_NOT_JWT: u8 = 5;
+
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return usage_error(e),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(e),
     };
     if let Some((options, subcommand)) = args::unused_options(&matches) {
         eprintln!(
@@ -37,6 +46,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     terminal::set_quiet(cli.quiet);
+    verbose::set(cli.verbose);
     terminal::install_warnings();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,12 +63,17 @@ fn main() -> ExitCode {
             Some(Command::Token { forget: true, .. }) => {
                 tokens::forget(&cli.oauth).await.map(|()| ExitCode::SUCCESS)
             }
-            Some(Command::Token { print_token, .. }) => token(&cli.oauth, *print_token).await,
+            Some(Command::Token {
+                print_token,
+                decode,
+                ..
+            }) => token(&cli.oauth, *print_token, *decode).await,
             Some(Command::Login {
                 save,
                 print_token,
                 device: true,
                 device_url,
+                qr,
                 ..
             }) => {
                 device::run(
@@ -66,6 +81,7 @@ fn main() -> ExitCode {
                     device_url.as_deref(),
                     save.as_deref(),
                     *print_token,
+                    *qr,
                 )
                 .await
             }
@@ -122,12 +138,71 @@ fn main() -> ExitCode {
     }
 }
 
-/// `alf token`: the token's metadata as JSON; the token itself only when asked.
-async fn token(args: &OAuthArgs, print_token: bool) -> Result<ExitCode, BoxError> {
+/// A command line clap refuses: its first line, as one line (help and
+/// the version are printed as clap prints them).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let line = text.lines().next().unwrap_or_default();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    eprintln!("alf: {} (see alf --help)", terminal::escape(line));
+    ExitCode::from(2)
+}
+
+/// `alf token`: the token's metadata as JSON; the token itself only when
+/// asked; with `--decode`, the JWT's header and claims.
+async fn token(args: &OAuthArgs, print_token: bool, decode: bool) -> Result<ExitCode, BoxError> {
     let source = tokens::source(args).await?;
     let token = source.token().await?;
+    if decode {
+        return Ok(match decode_jwt(token.access_token().secret()) {
+            Some((header, claims)) => {
+                let mut out = serde_json::json!({ "header": header, "claims": claims });
+                if print_token {
+                    out["access_token"] = token.access_token().secret().into();
+                }
+                println!("{}", terminal::json_line(&out));
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "alf: --decode: the access token is not a JWT (three base64url parts, \
+                     the first two JSON objects); an opaque token has nothing to decode"
+                );
+                ExitCode::from(EXIT_NOT_JWT)
+            }
+        });
+    }
     print_metadata(&token, print_token);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A JWS compact serialization's header and claims, unverified; `None`
+/// when `token` is not one. The signature is never looked at.
+fn decode_jwt(token: &str) -> Option<(serde_json::Value, serde_json::Value)> {
+    use base64::Engine as _;
+    let mut parts = token.split('.');
+    let (header, claims, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let object = |part: &str| {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .ok()?;
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .filter(serde_json::Value::is_object)
+    };
+    Some((object(header)?, object(claims)?))
 }
 
 /// A token's metadata as one JSON line; the token itself only when asked.

@@ -7,7 +7,9 @@ use rustls::RootCertStore;
 use tower_alf::{
     discovery::ServerMetadata,
     dpop::DPoPKey,
-    grant::{ClientCredentials, RefreshTokenGrant, ServiceAccount},
+    grant::{
+        ClientCredentials, ServiceAccount, SubjectToken, TokenCommand, TokenExchange, TokenFile,
+    },
     jwt::PrivateKey,
     store::{CacheKey, EncryptionKey, RedisStore, StoreGrant, StoreStats},
     ClientAuth, HttpClient, TokenEndpoint, TokenEndpointBuilder, TokenSource,
@@ -17,7 +19,8 @@ pub(crate) use crate::input::env_secret;
 use crate::{
     args::{AuthMethod, OAuthArgs},
     cache::{FileCache, Problem},
-    input, terminal,
+    input, refresh, terminal,
+    verbose::{self, Verbose},
 };
 
 /// A problem with the arguments, said in one line.
@@ -45,12 +48,27 @@ pub(crate) async fn source(args: &OAuthArgs) -> Result<TokenSource, tower::BoxEr
 pub(crate) async fn source_and_store(
     args: &OAuthArgs,
 ) -> Result<(TokenSource, Option<StoreStats>), tower::BoxError> {
-    if args.redis.is_some() && (args.service_account.is_some() || args.refresh_token_env.is_some())
-    {
-        return Err(usage("--redis shares client-credentials tokens only").into());
+    check_grant(args)?;
+    // Files the library reads for every fetch: checked now too, so that a
+    // bad one is a usage error before anything is sent.
+    for (path, option) in [
+        (&args.token_file, "--token-file"),
+        (&args.subject_token_file, "--subject-token-file"),
+        (&args.actor_token_file, "--actor-token-file"),
+    ] {
+        if let Some(path) = path {
+            input::secret_file(path, option)?;
+        }
     }
-    if args.redis.is_some() && (args.dpop || args.dpop_key.is_some()) {
-        return Err(usage("--redis does not share DPoP-bound tokens").into());
+    if let Some(path) = &args.token_file {
+        return Ok((TokenSource::new(TokenFile::new(path)), None));
+    }
+    if let Some((program, rest)) = args.token_command.split_first() {
+        let mut command = TokenCommand::new(program).args(rest);
+        if let Some(timeout) = args.timeout {
+            command = command.timeout(timeout);
+        }
+        return Ok((TokenSource::new(command), None));
     }
     if let Some(path) = &args.service_account {
         let account = ServiceAccount::from_json(&input::secret_file(path, "--service-account")?)?;
@@ -71,22 +89,209 @@ pub(crate) async fn source_and_store(
         }
         return Ok((TokenSource::new(grant), None));
     }
+    if let Some(path) = &args.assertion_file {
+        return Ok((assertion_source(args, path).await?, None));
+    }
 
     let (endpoint, _) = token_endpoint(args, AuthMethod::Basic).await?;
 
-    if let Some(var) = &args.refresh_token_env {
-        let refresh_token = env_secret(var)?;
-        let mut grant = RefreshTokenGrant::new(endpoint, refresh_token);
+    if let Some(subject) = subject_token(args)? {
+        let mut grant = TokenExchange::new(endpoint, subject);
+        if let Some(actor) = actor_token(args)? {
+            grant = grant.actor(actor);
+        }
+        if let Some(kind) = &args.requested_token_type {
+            grant = grant.requested_token_type(token_type(kind, "--requested-token-type")?);
+        }
+        if let Some(audience) = &args.audience {
+            grant = grant.audience(audience);
+        }
+        for resource in &args.resources {
+            grant = grant.resource(resource);
+        }
         for scope in &args.scopes {
             grant = grant.scope(scope);
         }
-        for (name, value) in extra_params(args) {
+        for (name, value) in &args.params {
             grant = grant.param(name, value);
         }
         return Ok((TokenSource::new(grant), None));
     }
 
+    if args.refresh_token_env.is_some() || args.refresh_token_file.is_some() {
+        return refresh::source(args, endpoint, extra_params(args)).await;
+    }
+
     stored(args, client_credentials(args, endpoint))
+}
+
+/// The ways to get a token, by their options: at most one may be given.
+fn grants(args: &OAuthArgs) -> Vec<&'static str> {
+    let subject = args.subject_token_file.is_some() || args.subject_token_env.is_some();
+    [
+        (args.token_file.is_some(), "--token-file"),
+        (!args.token_command.is_empty(), "--token-command"),
+        (args.service_account.is_some(), "--service-account"),
+        (args.assertion_file.is_some(), "--assertion-file"),
+        (subject, "--subject-token-file/--subject-token-env"),
+        (
+            args.refresh_token_env.is_some() || args.refresh_token_file.is_some(),
+            "--refresh-token-env/--refresh-token-file",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(given, name)| given.then_some(name))
+    .collect()
+}
+
+/// The flag combinations that cannot work, each said in one line.
+fn check_grant(args: &OAuthArgs) -> Result<(), Usage> {
+    let given = grants(args);
+    if given.len() > 1 {
+        return Err(usage(format!(
+            "{} exclude each other: each is a way to get tokens, give one",
+            given.join(" and ")
+        )));
+    }
+    let subject = args.subject_token_file.is_some() || args.subject_token_env.is_some();
+    let actor = args.actor_token_file.is_some() || args.actor_token_env.is_some();
+    if (actor || args.actor_token_type.is_some() || args.requested_token_type.is_some()) && !subject
+    {
+        return Err(usage(
+            "--actor-token-*, --requested-token-type: for a token exchange, which needs \
+             --subject-token-file or --subject-token-env",
+        ));
+    }
+    if args.subject_token_type.is_some() && !subject {
+        return Err(usage(
+            "--subject-token-type needs --subject-token-file or --subject-token-env",
+        ));
+    }
+    if args.actor_token_type.is_some() && !actor {
+        return Err(usage(
+            "--actor-token-type needs --actor-token-file or --actor-token-env",
+        ));
+    }
+    let local = args.token_file.is_some() || !args.token_command.is_empty();
+    if local {
+        let endpoint_options = [
+            (args.token_url.is_some(), "--token-url"),
+            (args.issuer.is_some(), "--issuer"),
+            (args.client_id.is_some(), "--client-id"),
+            (args.redis.is_some(), "--redis"),
+            (args.dpop || args.dpop_key.is_some(), "--dpop"),
+            (!args.scopes.is_empty(), "--scope"),
+        ];
+        if let Some((_, option)) = endpoint_options.iter().find(|(given, _)| *given) {
+            return Err(usage(format!(
+                "{option} is not used with {}: the token comes from there, not from a token \
+                 endpoint",
+                given[0]
+            )));
+        }
+    }
+    if args.redis.is_some()
+        && !given.is_empty()
+        && given[0] != "--refresh-token-env/--refresh-token-file"
+    {
+        return Err(usage(format!(
+            "--redis shares client-credentials and refresh-token tokens, not those of {}",
+            given[0]
+        )));
+    }
+    if args.redis.is_some() && (args.dpop || args.dpop_key.is_some()) {
+        return Err(usage("--redis does not share DPoP-bound tokens"));
+    }
+    Ok(())
+}
+
+/// An RFC 8693 token type: a short name, or a URI as it is.
+fn token_type(name: &str, option: &str) -> Result<String, Usage> {
+    Ok(match name {
+        "access_token" => SubjectToken::ACCESS_TOKEN.to_owned(),
+        "refresh_token" => SubjectToken::REFRESH_TOKEN.to_owned(),
+        "id_token" => SubjectToken::ID_TOKEN.to_owned(),
+        "jwt" => SubjectToken::JWT.to_owned(),
+        "saml1" => "urn:ietf:params:oauth:token-type:saml1".to_owned(),
+        "saml2" => SubjectToken::SAML2.to_owned(),
+        uri if uri.contains(':') => uri.to_owned(),
+        other => {
+            return Err(usage(format!(
+                "{option} {}: not a token type (access_token, refresh_token, id_token, jwt, \
+                 saml1, saml2, or a URI)",
+                terminal::escape(other)
+            )))
+        }
+    })
+}
+
+/// `--subject-token-file` (read for every fetch) or `--subject-token-env`.
+fn subject_token(args: &OAuthArgs) -> Result<Option<SubjectToken>, Usage> {
+    let kind = match &args.subject_token_type {
+        Some(name) => token_type(name, "--subject-token-type")?,
+        None => SubjectToken::ACCESS_TOKEN.to_owned(),
+    };
+    Ok(match (&args.subject_token_file, &args.subject_token_env) {
+        (Some(path), _) => Some(SubjectToken::file(path, kind)),
+        (None, Some(var)) => Some(SubjectToken::token(env_secret(var)?, kind)),
+        (None, None) => None,
+    })
+}
+
+/// `--actor-token-file` (read for every fetch) or `--actor-token-env`.
+fn actor_token(args: &OAuthArgs) -> Result<Option<SubjectToken>, Usage> {
+    let kind = match &args.actor_token_type {
+        Some(name) => token_type(name, "--actor-token-type")?,
+        None => SubjectToken::ACCESS_TOKEN.to_owned(),
+    };
+    Ok(match (&args.actor_token_file, &args.actor_token_env) {
+        (Some(path), _) => Some(SubjectToken::file(path, kind)),
+        (None, Some(var)) => Some(SubjectToken::token(env_secret(var)?, kind)),
+        (None, None) => None,
+    })
+}
+
+/// The `grant_type` of RFC 7523 §2.1.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// `--assertion-file`: the JWT-bearer grant with an assertion someone else
+/// made, read from the file for every fetch (a rotated file is sent from
+/// the next fetch on). The client authenticates as the options say, or
+/// not at all without `--client-id` (the assertion identifies it).
+async fn assertion_source(
+    args: &OAuthArgs,
+    path: &std::path::Path,
+) -> Result<TokenSource, tower::BoxError> {
+    let endpoint = match (&args.client_id, &args.token_url) {
+        (None, Some(url)) => endpoint(
+            args,
+            TokenEndpoint::builder(url).client_auth(ClientAuth::anonymous()),
+        )?,
+        (None, None) if args.issuer.is_none() => {
+            return Err(usage("--assertion-file needs --token-url or --issuer").into())
+        }
+        _ => token_endpoint(args, AuthMethod::Basic).await?.0,
+    };
+    // The file must be readable now: a usage error at once, not a failed
+    // fetch.
+    input::secret_file(path, "--assertion-file")?;
+    let mut form = vec![("grant_type".to_owned(), JWT_BEARER.to_owned())];
+    if !args.scopes.is_empty() {
+        form.push(("scope".to_owned(), args.scopes.join(" ")));
+    }
+    form.extend(extra_params(args));
+    let path = path.to_owned();
+    let grant = tower_alf::grant::from_fn(move |_request| {
+        let (endpoint, mut form, path) = (endpoint.clone(), form.clone(), path.clone());
+        async move {
+            let assertion = input::secret_file(&path, "--assertion-file")
+                .map_err(|e| tower_alf::Error::permanent(e.0))?;
+            // Sent as `assertion`, which the library scrubs from errors.
+            form.push(("assertion".to_owned(), assertion.trim().to_owned()));
+            endpoint.request(form).await
+        }
+    });
+    Ok(TokenSource::new(grant))
 }
 
 fn client_credentials(args: &OAuthArgs, endpoint: TokenEndpoint) -> ClientCredentials {
@@ -108,8 +313,7 @@ fn caches(args: &OAuthArgs) -> bool {
         && args.redis.is_none()
         && !args.dpop
         && args.dpop_key.is_none()
-        && args.service_account.is_none()
-        && args.refresh_token_env.is_none()
+        && grants(args).is_empty()
 }
 
 /// The token cache and this grant's key in it, when the arguments use it;
@@ -185,7 +389,7 @@ fn stored(
     args: &OAuthArgs,
     grant: ClientCredentials,
 ) -> Result<(TokenSource, Option<StoreStats>), tower::BoxError> {
-    let Some(url) = &args.redis else {
+    if args.redis.is_none() {
         return Ok(match cache_for(args, &grant)? {
             Some((cache, key)) => {
                 let grant = StoreGrant::new(grant, cache, key);
@@ -195,7 +399,19 @@ fn stored(
             None => (TokenSource::new(grant), None),
         });
     };
-    let mut key = grant.cache_key();
+    let (store, key) = redis_store(args, grant.cache_key())?;
+    let grant = StoreGrant::new(grant, store, key);
+    let stats = grant.stats();
+    Ok((TokenSource::new(grant), Some(stats)))
+}
+
+/// The `--redis` store (with `--store-encryption-key-env`) and the key,
+/// in `--store-key-prefix`'s namespace.
+pub(crate) fn redis_store(
+    args: &OAuthArgs,
+    mut key: tower_alf::store::CacheKeyBuilder,
+) -> Result<(RedisStore, CacheKey), tower::BoxError> {
+    let url = args.redis.as_deref().unwrap_or_default();
     if let Some(prefix) = &args.store_key_prefix {
         key = key.namespace(prefix);
     }
@@ -206,9 +422,7 @@ fn stored(
         store = store.encryption_key(key);
     }
     let store = store.build().map_err(|e| usage(format!("--redis: {e}")))?;
-    let grant = StoreGrant::new(grant, store, key.build());
-    let stats = grant.stats();
-    Ok((TokenSource::new(grant), Some(stats)))
+    Ok((store, key.build()))
 }
 
 /// The token endpoint from `--token-url` or `--issuer` (then with the
@@ -249,7 +463,8 @@ pub(crate) async fn user_flow_endpoint(
 ) -> Result<(TokenEndpoint, Option<ServerMetadata>), tower::BoxError> {
     let has_credentials = args.client_secret_env.is_some()
         || args.client_secret_file.is_some()
-        || args.private_key.is_some();
+        || args.private_key.is_some()
+        || args.client_assertion_file.is_some();
     let default = if has_credentials {
         AuthMethod::Basic
     } else {
@@ -302,12 +517,51 @@ pub(crate) fn cacert_roots(args: &OAuthArgs) -> Result<Option<RootCertStore>, Us
 }
 
 /// The HTTP client for the token endpoint, discovery and the device
-/// authorization request: `--cacert`'s roots, else the default.
-pub(crate) fn http_client(args: &OAuthArgs) -> Result<HttpClient, Usage> {
+/// authorization request: `--cacert`'s roots, else the default; with
+/// `-v`, the same stack printing each exchange.
+pub(crate) fn http_client(args: &OAuthArgs) -> Result<HttpClient, tower::BoxError> {
+    if verbose::on() {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https_connector(args)?);
+        return Ok(HttpClient::new(Verbose::new(
+            client,
+            "authorization server",
+            true,
+        )));
+    }
     Ok(match cacert_roots(args)? {
         Some(roots) => HttpClient::with_root_certificates(roots),
         None => HttpClient::default(),
     })
+}
+
+/// hyper-rustls over hyper-util's connector (the ring provider, HTTP/1.1
+/// and HTTP/2), trusting `--cacert`'s roots, else the webpki roots: the
+/// library's default stack, for the request and for `-v`.
+pub(crate) fn https_connector(
+    args: &OAuthArgs,
+) -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    tower::BoxError,
+> {
+    let provider = rustls::crypto::ring::default_provider();
+    let builder = match cacert_roots(args)? {
+        Some(roots) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        ),
+        None => {
+            hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider)?
+        }
+    };
+    Ok(builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build())
 }
 
 fn endpoint(
@@ -315,7 +569,7 @@ fn endpoint(
     builder: TokenEndpointBuilder,
 ) -> Result<TokenEndpoint, tower::BoxError> {
     let mut builder = builder.allow_insecure_http(args.allow_insecure_http);
-    if args.cacert.is_some() {
+    if args.cacert.is_some() || verbose::on() {
         builder = builder.http_client(http_client(args)?);
     }
     if let Some(key) = dpop_key(args)? {
@@ -339,6 +593,11 @@ fn client_auth(
     method: Option<AuthMethod>,
 ) -> Result<ClientAuth, tower::BoxError> {
     let client_id = client_id(args)?;
+    if let Some(path) = &args.client_assertion_file {
+        // Read again for every attempt by the library; checked now too.
+        input::secret_file(path, "--client-assertion-file")?;
+        return Ok(ClientAuth::client_assertion_file(client_id, path));
+    }
     Ok(match method.unwrap_or(AuthMethod::Basic) {
         AuthMethod::Basic => ClientAuth::basic(client_id, secret(args)?),
         AuthMethod::BasicRaw => ClientAuth::basic_raw(client_id, secret(args)?),
@@ -352,6 +611,9 @@ fn client_auth(
 /// With --issuer and no --auth-method: what the client can do, best first.
 fn default_candidates(args: &OAuthArgs) -> Result<Vec<ClientAuth>, tower::BoxError> {
     let client_id = client_id(args)?;
+    if args.client_assertion_file.is_some() {
+        return Ok(vec![client_auth(args, None)?]);
+    }
     let mut candidates = Vec::new();
     if args.private_key.is_some() {
         candidates.push(ClientAuth::private_key_jwt(&client_id, private_key(args)?));
