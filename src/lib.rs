@@ -146,6 +146,10 @@ pub use self::{
     token::{Token, TokenId, TokenType},
 };
 
+#[cfg(feature = "rustls")]
+#[doc(inline)]
+pub use self::http::{ClientCertificate, HttpClientBuilder, Proxy, ProxyError};
+
 #[cfg(all(
     doctest,
     feature = "rustls",

@@ -80,6 +80,12 @@ pub(crate) trait SenderConstraint: fmt::Debug + Send + Sync + 'static {
     /// What a stored token records of its binding (`jkt`, RFC 9449 §6.1).
     fn thumbprint(&self) -> &str;
 
+    /// The `cnf` member the thumbprint is (RFC 7800 §3.1): `jkt` for DPoP,
+    /// `x5t#S256` for a client certificate (RFC 8705 §3.1).
+    fn confirmation(&self) -> &'static str {
+        "jkt"
+    }
+
     /// Sets on a request for `method` and `uri` what the constraint needs
     /// beside `Authorization` (a fresh DPoP proof).
     fn authorize(&self, method: &Method, uri: &Uri, headers: &mut HeaderMap) -> Result<(), Error>;
@@ -109,7 +115,7 @@ pub(crate) trait SenderConstraint: fmt::Debug + Send + Sync + 'static {
 pub(crate) struct Binding(Arc<dyn SenderConstraint>);
 
 impl Binding {
-    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "dpop", feature = "rustls")), allow(dead_code))]
     pub(crate) fn new(constraint: impl SenderConstraint) -> Self {
         Self(Arc::new(constraint))
     }
@@ -178,6 +184,12 @@ pub(crate) trait BindingKey: fmt::Debug + Send + Sync + 'static {
 
     /// The thumbprint its tokens record ([`SenderConstraint::thumbprint`]).
     fn thumbprint(&self) -> &str;
+
+    /// The `cnf` member of that thumbprint
+    /// ([`SenderConstraint::confirmation`]).
+    fn confirmation(&self) -> &'static str {
+        "jkt"
+    }
 
     /// `token`, bound to this key.
     fn bind(&self, token: Token) -> Token;
@@ -302,7 +314,7 @@ impl Token {
     }
 
     /// Binds the token to a sender constraint.
-    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "dpop", feature = "rustls")), allow(dead_code))]
     pub(crate) fn bound(mut self, binding: Binding) -> Self {
         self.binding = Some(binding);
         self
