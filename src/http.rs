@@ -20,13 +20,13 @@ mod proxy;
 mod tls;
 
 #[cfg(feature = "rustls")]
+pub(crate) use self::tls::bind_to_certificate;
+#[cfg(feature = "rustls")]
 pub use self::{
     builder::HttpClientBuilder,
     proxy::{Proxy, ProxyError},
     tls::ClientCertificate,
 };
-#[cfg(feature = "rustls")]
-pub(crate) use self::tls::bind_to_certificate;
 
 /// The HTTP client a [`TokenEndpoint`](crate::endpoint::TokenEndpoint) sends token requests with.
 ///
@@ -311,7 +311,9 @@ pub(crate) fn default_client() -> Option<HttpClient> {
 /// (a bad proxy variable) as it is.
 #[cfg(feature = "rustls")]
 pub(crate) fn default_client_with(certificate: ClientCertificate) -> Result<HttpClient, Error> {
-    HttpClient::builder().client_certificate(certificate).build()
+    HttpClient::builder()
+        .client_certificate(certificate)
+        .build()
 }
 
 /// The default client ([`HttpClient::default`]) with the `rustls` feature;

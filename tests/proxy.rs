@@ -197,8 +197,7 @@ async fn serve(
         .filter_map(|line| line.split_once(": "))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
         .collect();
-    let authorized =
-        expected.is_none() || fields.get("proxy-authorization").cloned() == expected;
+    let authorized = expected.is_none() || fields.get("proxy-authorization").cloned() == expected;
     let request_line = head.lines().next().unwrap_or_default().to_owned();
     match mode {
         Mode::Garbage => {
@@ -221,7 +220,9 @@ async fn serve(
                 .strip_prefix("CONNECT ")
                 .and_then(|rest| rest.split(' ').next())
             else {
-                let _ = tcp.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n").await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                    .await;
                 return;
             };
             let Ok(mut upstream) = TcpStream::connect(target).await else {
@@ -386,7 +387,10 @@ async fn credentials_in_the_proxy_url_are_decoded_and_sent() {
     let pki = Pki::new();
     let endpoint = Endpoint::start(&pki).await;
     let proxy = ProxyServer::start(Mode::Tunnel, Some("bob@corp:p@ss:w0rd")).await;
-    let url = format!("http://bob%40corp:p%40ss%3Aw0rd@127.0.0.1:{}", proxy.addr.port());
+    let url = format!(
+        "http://bob%40corp:p%40ss%3Aw0rd@127.0.0.1:{}",
+        proxy.addr.port()
+    );
     let client = trusting(&pki)
         .proxy_env(env(&[("HTTPS_PROXY", url)]))
         .build()
@@ -509,7 +513,10 @@ async fn plain_http_goes_to_the_proxy_in_absolute_form_with_its_credentials() {
 
 #[tokio::test]
 async fn a_bad_proxy_variable_fails_the_build_and_the_default_client_by_name() {
-    let bad = env(&[("HTTPS_PROXY", "socks5://u:sock-pass@127.0.0.1:1080".to_owned())]);
+    let bad = env(&[(
+        "HTTPS_PROXY",
+        "socks5://u:sock-pass@127.0.0.1:1080".to_owned(),
+    )]);
     let error = HttpClient::builder()
         .proxy_env(bad)
         .build()

@@ -399,9 +399,9 @@ where
                     source,
                 })
             };
-            let io = connecting.await.map_err(|e| {
-                fail(None, "cannot connect to the proxy".into(), Some(e.into()))
-            })?;
+            let io = connecting
+                .await
+                .map_err(|e| fail(None, "cannot connect to the proxy".into(), Some(e.into())))?;
             if !https {
                 return Ok(Proxied { io, forward: true });
             }
@@ -650,7 +650,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            rules.proxy_for(&uri("https://a.example")).unwrap().to_string(),
+            rules
+                .proxy_for(&uri("https://a.example"))
+                .unwrap()
+                .to_string(),
             "http://upper:1"
         );
         // Nothing set, or only empty values: no proxy.

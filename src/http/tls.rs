@@ -257,6 +257,7 @@ impl BindingKey for ClientCertificate {
 pub(crate) fn bind_to_certificate(
     token: Token,
     certificate: Option<&ClientCertificate>,
+    status: http::StatusCode,
 ) -> Result<Token, Error> {
     let stated = token
         .extra()
@@ -269,15 +270,59 @@ pub(crate) fn bind_to_certificate(
             Ok(token.bound(certificate.binding()))
         }
         (Some(_), Some(_)) => Err(Error::invalid_response(
-            None,
+            status,
             "the token is bound (cnf x5t#S256) to another certificate than the client's",
             &[],
         )),
         (Some(_), None) => Err(Error::invalid_response(
-            None,
+            status,
             "the token is bound (cnf x5t#S256) to a client certificate, and the client \
              presents none",
             &[],
         )),
+    }
+}
+
+impl<G> crate::store::StoreGrant<G> {
+    /// The client certificate the grant's token endpoint client presents
+    /// (mutual TLS, RFC 8705 §3): a stored token bound to it (its
+    /// `x5t#S256`) is bound to it again when read back. Without it, or for
+    /// a token bound to another certificate, a stored certificate-bound
+    /// token is a miss (this instance fetches its own), never sent without
+    /// its certificate. Tokens bound to nothing are shared as usual.
+    ///
+    /// Name the certificate in the cache key (`x5t#S256`, as
+    /// [`ClientCredentials::cache_key`](crate::grant::ClientCredentials::cache_key)
+    /// does), so that instances with different certificates keep apart.
+    ///
+    /// ```
+    /// use tower_alf::{store::{CacheKey, MemoryStore, StoreGrant}, ClientCertificate};
+    ///
+    /// # fn run(certificate: ClientCertificate) {
+    /// # let grant = tower::service_fn(|_: tower_alf::grant::FetchToken| async {
+    /// #     tower_alf::Token::bearer("t")
+    /// # });
+    /// let cache_key = CacheKey::builder("https://mtls.idp.example/token", "client_credentials")
+    ///     .param("x5t#S256", certificate.thumbprint())
+    ///     .build();
+    /// let grant = StoreGrant::new(grant, MemoryStore::new(), cache_key)
+    ///     .client_certificate(certificate);
+    /// # }
+    /// ```
+    pub fn client_certificate(self, certificate: ClientCertificate) -> Self {
+        self.rebind_with(Arc::new(certificate))
+    }
+}
+
+impl Token {
+    /// The thumbprint (`x5t#S256`, RFC 8705 §3.1) of the client certificate
+    /// the token is bound to: it must go out over a connection that
+    /// presents that certificate. `None` for a token not bound to one.
+    pub fn certificate_thumbprint(&self) -> Option<&str> {
+        let binding = self
+            .sender_constraint()?
+            .as_any()
+            .downcast_ref::<CertificateBinding>()?;
+        Some(&binding.thumbprint)
     }
 }

@@ -76,7 +76,9 @@ impl Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(key, &self.issuer).expect("client certificate");
+        let cert = params
+            .signed_by(key, &self.issuer)
+            .expect("client certificate");
         ClientPem {
             chain_pem: cert.pem(),
             key_pem: key.serialize_pem(),
