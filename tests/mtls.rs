@@ -43,11 +43,14 @@ use pki::{chain, ClientPem, Pki};
 
 // ===== a token endpoint and resource that require a client certificate =====
 
+/// A token request's form, and the Authorization header it had.
+type TokenRequestSeen = (HashMap<String, String>, Option<String>);
+
 #[derive(Default)]
 struct State {
     token_requests: AtomicUsize,
     /// The form of every token request, and the Authorization it had.
-    forms: Mutex<Vec<(HashMap<String, String>, Option<String>)>>,
+    forms: Mutex<Vec<TokenRequestSeen>>,
     /// Each issued token's `x5t#S256`.
     issued: Mutex<HashMap<String, String>>,
     /// When set, `cnf` names this thumbprint instead of the connection's.
@@ -397,7 +400,7 @@ async fn the_resource_server_sees_the_same_certificate_as_the_token_endpoint() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     // The replay after the 401 went over the intruder's connection too.
     let seen = server.state.resource.lock().expect("lock").clone();
-    assert_eq!(seen[0], true);
+    assert!(seen[0]);
     assert!(
         seen.len() >= 2 && seen[1..].iter().all(|ok| !ok),
         "{seen:?}"

@@ -303,8 +303,7 @@ async fn https_proxy_from_the_environment_carries_token_requests_in_one_tunnel()
     let tokens = source(endpoint.url(), client);
     let first = tokens.token().await.expect("a token through the proxy");
     assert_eq!(first.access_token().secret(), "proxied-1");
-    tokens.invalidate(first.id());
-    let second = tokens.token().await.expect("a second token");
+    let second = tokens.invalidate(first.id()).await.expect("a second token");
     assert_eq!(second.access_token().secret(), "proxied-2");
 
     assert_eq!(endpoint.requests.load(Ordering::SeqCst), 2);

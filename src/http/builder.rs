@@ -40,6 +40,8 @@ use crate::error::Error;
 #[must_use]
 pub struct HttpClientBuilder {
     roots: Option<rustls::RootCertStore>,
+    #[cfg(feature = "platform-verifier")]
+    platform_verifier: bool,
     tls_config: Option<rustls::ClientConfig>,
     certificate: Option<ClientCertificate>,
     proxy: ProxySetting,
@@ -55,6 +57,8 @@ impl HttpClientBuilder {
     pub(super) fn new() -> Self {
         Self {
             roots: None,
+            #[cfg(feature = "platform-verifier")]
+            platform_verifier: false,
             tls_config: None,
             certificate: None,
             proxy: ProxySetting::Env(Arc::new(|name| std::env::var(name).ok())),
@@ -65,6 +69,24 @@ impl HttpClientBuilder {
     /// Certificates are still fully verified: chain, validity, host name.
     pub fn root_certificates(mut self, roots: rustls::RootCertStore) -> Self {
         self.roots = Some(roots);
+        self
+    }
+
+    /// Verifies servers as the operating system does (feature
+    /// `platform-verifier`, rustls-platform-verifier): on macOS, iOS and
+    /// Windows the system verifier, with its trust settings, enterprise
+    /// policies and revocation checks; on Android the system's; on Linux
+    /// and other Unix systems the certificates of the system trust store
+    /// (`/etc/ssl/certs` and the like, or `SSL_CERT_FILE`/`SSL_CERT_DIR`)
+    /// under webpki. For a company CA that IT installs on every machine.
+    /// It replaces [`root_certificates`](Self::root_certificates).
+    ///
+    /// The webpki roots stay the default: the same answer on every
+    /// machine and in every container (a minimal image has no system
+    /// store), with nothing read from the file system.
+    #[cfg(feature = "platform-verifier")]
+    pub fn platform_verifier(mut self) -> Self {
+        self.platform_verifier = true;
         self
     }
 
@@ -151,25 +173,46 @@ impl HttpClientBuilder {
     /// Fails with an [`Error::is_config`] when a proxy variable is not an
     /// `http://` proxy URL (naming the variable, never its credentials),
     /// or when the crypto provider supports no TLS version.
-    pub fn build(self) -> Result<HttpClient, Error> {
-        let rules = match self.proxy {
+    pub fn build(mut self) -> Result<HttpClient, Error> {
+        let proxy = std::mem::replace(&mut self.proxy, ProxySetting::Off);
+        let rules = match proxy {
             ProxySetting::Env(lookup) => Rules::from_env(&lookup)?,
             ProxySetting::Explicit { proxy, no_proxy } => Some(Rules::explicit(proxy, &no_proxy)),
             ProxySetting::Off => None,
         };
-        let mut config = match (self.tls_config, self.roots) {
-            (Some(config), _) => config,
-            (None, roots) => {
-                let roots = roots.unwrap_or_else(|| rustls::RootCertStore {
+        let config = match self.tls_config.take() {
+            Some(config) => config,
+            None => {
+                let builder = rustls::ClientConfig::builder_with_provider(provider()?)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|_| Error::config("the crypto provider supports no TLS version"))?;
+                #[cfg(feature = "platform-verifier")]
+                if self.platform_verifier {
+                    let provider = Arc::clone(builder.crypto_provider());
+                    let verifier =
+                        rustls_platform_verifier::Verifier::new(provider).map_err(|e| {
+                            Error::config(format!("cannot use the platform's verifier: {e}"))
+                        })?;
+                    return Ok(self.finish(
+                        builder
+                            .dangerous()
+                            .with_custom_certificate_verifier(Arc::new(verifier))
+                            .with_no_client_auth(),
+                        rules,
+                    ));
+                }
+                let roots = self.roots.take().unwrap_or_else(|| rustls::RootCertStore {
                     roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
                 });
-                rustls::ClientConfig::builder_with_provider(provider())
-                    .with_safe_default_protocol_versions()
-                    .map_err(|_| Error::config("the crypto provider supports no TLS version"))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth()
+                builder.with_root_certificates(roots).with_no_client_auth()
             }
         };
+        Ok(self.finish(config, rules))
+    }
+
+    /// The client over `config`, presenting the certificate if any,
+    /// through the proxies `rules` name.
+    fn finish(self, mut config: rustls::ClientConfig, rules: Option<Rules>) -> HttpClient {
         if let Some(certificate) = &self.certificate {
             certificate.present_in(&mut config);
         }
@@ -195,7 +238,7 @@ impl HttpClientBuilder {
             None => HttpClient::new(client),
         };
         built.certificate = self.certificate;
-        Ok(built)
+        built
     }
 }
 

@@ -20,9 +20,30 @@ use crate::{
     token::{Binding, BindingKey, SenderConstraint, Token, TokenType},
 };
 
-/// The crypto provider of the default client: `ring`.
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The crypto provider of the default client: the process default, when
+/// the application installed one (`CryptoProvider::install_default`), else
+/// `aws-lc-rs` with that feature, else `ring` with that feature (the
+/// default). With neither feature and no process default, a configuration
+/// error.
+pub(crate) fn provider() -> Result<Arc<CryptoProvider>, Error> {
+    if let Some(installed) = CryptoProvider::get_default() {
+        return Ok(Arc::clone(installed));
+    }
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        Ok(Arc::new(rustls::crypto::ring::default_provider()))
+    }
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    {
+        Err(Error::config(
+            "no TLS crypto provider: enable the `ring` or `aws-lc-rs` feature, or install a \
+             process default with rustls::crypto::CryptoProvider::install_default",
+        ))
+    }
 }
 
 /// A client certificate chain and its private key, for mutual TLS: the
@@ -95,7 +116,7 @@ impl ClientCertificate {
             return Err(Error::config("the client certificate chain is empty"));
         };
         let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(leaf.as_ref()));
-        let key = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+        let key = CertifiedKey::from_der(chain, key, &*provider()?).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => {
                 Error::config("the client certificate does not match its private key")
             }
@@ -137,7 +158,7 @@ impl ClientCertificate {
     /// # let _ = client; Ok(()) }
     /// ```
     pub fn tls_config(&self, roots: RootCertStore) -> Result<rustls::ClientConfig, Error> {
-        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        let mut config = rustls::ClientConfig::builder_with_provider(provider()?)
             .with_safe_default_protocol_versions()
             .map_err(|_| Error::config("the crypto provider supports no TLS version"))?
             .with_root_certificates(roots)
