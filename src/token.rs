@@ -4,10 +4,10 @@
 //! A token sets `Authorization`; a sender-constrained token also sets what
 //! its constraint needs. The constraint is a value the token carries (a
 //! [`Binding`] over a [`SenderConstraint`]), so the middleware, the source
-//! and the store handle every kind alike: DPoP (RFC 9449, `dpop.rs`) is the
-//! first implementation; a certificate binding (RFC 8705) plugs in the same
-//! way, its `authorize` setting nothing per request (the connection carries
-//! the certificate) and its thumbprint being the `x5t#S256`.
+//! and the store handle every kind alike: DPoP (RFC 9449, `dpop.rs`) and
+//! the client-certificate binding (RFC 8705, `http/tls.rs`), whose
+//! `authorize` sets nothing per request (the connection carries the
+//! certificate) and whose thumbprint is the `x5t#S256`.
 
 use std::{
     any::Any,
@@ -68,7 +68,7 @@ impl TokenType {
 }
 
 /// How a token is bound to its sender, beyond its `Authorization` header:
-/// DPoP's key and `ath` today, a client certificate's thumbprint next.
+/// DPoP's key and `ath`, or a client certificate's thumbprint.
 ///
 /// Every method but [`authorize`](Self::authorize) runs on an answer or a
 /// store read, never on a request with a Bearer token.
