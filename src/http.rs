@@ -12,6 +12,22 @@ use tower::{util::BoxCloneSyncService, BoxError, Service, ServiceExt};
 
 use crate::error::Error;
 
+#[cfg(feature = "rustls")]
+mod builder;
+#[cfg(feature = "rustls")]
+mod proxy;
+#[cfg(feature = "rustls")]
+mod tls;
+
+#[cfg(feature = "rustls")]
+pub(crate) use self::tls::bind_to_certificate;
+#[cfg(feature = "rustls")]
+pub use self::{
+    builder::HttpClientBuilder,
+    proxy::{Proxy, ProxyError},
+    tls::ClientCertificate,
+};
+
 /// The HTTP client a [`TokenEndpoint`](crate::endpoint::TokenEndpoint) sends token requests with.
 ///
 /// Any `tower::Service<http::Request<Full<Bytes>>>` that is `Clone`, `Send`
@@ -33,6 +49,9 @@ use crate::error::Error;
 #[derive(Clone)]
 pub struct HttpClient {
     inner: BoxCloneSyncService<Request<Full<Bytes>>, Response<ResponseBody>, BoxError>,
+    /// The client certificate its TLS connections present, if it says.
+    #[cfg(feature = "rustls")]
+    certificate: Option<ClientCertificate>,
 }
 
 type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -54,6 +73,8 @@ impl HttpClient {
             .map_err(Into::into);
         Self {
             inner: BoxCloneSyncService::new(inner),
+            #[cfg(feature = "rustls")]
+            certificate: None,
         }
     }
 }
@@ -93,30 +114,38 @@ impl HttpClient {
 #[cfg(feature = "rustls")]
 impl Default for HttpClient {
     /// hyper-util's pooled client over hyper-rustls with the ring provider
-    /// and the webpki root certificates, speaking HTTP/1.1 and HTTP/2.
+    /// (`aws-lc-rs` with that feature) and the webpki root certificates,
+    /// speaking HTTP/1.1 and HTTP/2, through the proxy the
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` variables name, if any (see
+    /// [`HttpClientBuilder`]).
     ///
     /// Certificates are verified against the webpki roots (Mozilla's root
     /// program); a server with a certificate from your own CA is refused.
     /// Use [`HttpClient::with_root_certificates`] or
     /// [`HttpClient::with_tls_config`] to trust it.
+    ///
+    /// A proxy variable that is not an `http://` proxy URL makes every
+    /// request fail with that [`Error::is_config`];
+    /// [`HttpClient::builder`]`.build()` reports it at once.
     fn default() -> Self {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .expect("the ring provider supports the default protocol versions")
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        Self::over(connector)
+        HttpClient::builder()
+            .build()
+            .unwrap_or_else(HttpClient::failing)
     }
 }
 
 #[cfg(feature = "rustls")]
 impl HttpClient {
+    /// Configures the default client: trust, a client certificate, a
+    /// proxy. See [`HttpClientBuilder`].
+    pub fn builder() -> HttpClientBuilder {
+        HttpClientBuilder::new()
+    }
+
     /// The default stack (hyper-util's pooled client over hyper-rustls,
-    /// HTTP/1.1 and HTTP/2) trusting `roots` instead of the webpki roots,
-    /// with the ring provider and rustls' safe default protocol versions.
+    /// HTTP/1.1 and HTTP/2, the environment's proxy) trusting `roots`
+    /// instead of the webpki roots, with the crate's crypto provider and
+    /// rustls' safe default protocol versions.
     ///
     /// For a token endpoint whose certificate comes from your own CA (a
     /// company CA, a test CA). Certificates are still fully verified: chain,
@@ -136,19 +165,17 @@ impl HttpClient {
     /// # Ok(()) }
     /// ```
     pub fn with_root_certificates(roots: rustls::RootCertStore) -> Self {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Self::with_tls_config(config)
+        HttpClient::builder()
+            .root_certificates(roots)
+            .build()
+            .unwrap_or_else(HttpClient::failing)
     }
 
     /// The default stack (hyper-util's pooled client over hyper-rustls,
-    /// HTTP/1.1 and HTTP/2) with your own rustls configuration: roots, a
-    /// client certificate for mutual TLS, protocol versions, a crypto
-    /// provider. Its ALPN protocols are set to `h2` and `http/1.1`.
+    /// HTTP/1.1 and HTTP/2, the environment's proxy) with your own rustls
+    /// configuration: roots, a client certificate for mutual TLS, protocol
+    /// versions, a crypto provider. Its ALPN protocols are set to `h2` and
+    /// `http/1.1`.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -165,23 +192,36 @@ impl HttpClient {
     /// # Ok::<_, rustls::Error>(())
     /// ```
     pub fn with_tls_config(config: rustls::ClientConfig) -> Self {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        Self::over(connector)
+        HttpClient::builder()
+            .tls_config(config)
+            .build()
+            .unwrap_or_else(HttpClient::failing)
     }
 
-    fn over<C>(connector: C) -> Self
-    where
-        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
-    {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(connector);
-        Self::new(client)
+    /// Declares that this client presents `certificate` on its TLS
+    /// connections: for a client built elsewhere (a reqwest client with
+    /// that `Identity`, your own connector), so that a token endpoint with
+    /// [`ClientAuth::tls_client_auth`](crate::ClientAuth::tls_client_auth)
+    /// accepts it. The crate cannot check what another stack presents:
+    /// declare only what is true.
+    pub fn presenting(mut self, certificate: ClientCertificate) -> Self {
+        self.certificate = Some(certificate);
+        self
+    }
+
+    /// The client certificate this client presents, if it was built with
+    /// one ([`HttpClientBuilder::client_certificate`]) or declares one
+    /// ([`HttpClient::presenting`]).
+    pub fn client_certificate(&self) -> Option<&ClientCertificate> {
+        self.certificate.as_ref()
+    }
+
+    /// A client whose every request fails with `error`.
+    fn failing(error: Error) -> Self {
+        Self::new(tower::service_fn(move |_: Request<Full<Bytes>>| {
+            let error = error.clone();
+            async move { Err::<Response<Full<Bytes>>, _>(error) }
+        }))
     }
 }
 
@@ -258,7 +298,13 @@ pub(crate) enum FetchError {
 impl FetchError {
     /// The crate's error for it; `limit` is the cap that was passed.
     pub(crate) fn into_error(self, limit: usize) -> Error {
-        self.map(limit, Error::transport, |status, reason| {
+        // A client that refuses to send (a bad proxy variable) already
+        // says why in the crate's words.
+        let transport = |e: BoxError| match e.downcast::<Error>() {
+            Ok(error) => *error,
+            Err(e) => Error::transport(e),
+        };
+        self.map(limit, transport, |status, reason| {
             Error::invalid_response(status, reason, &[])
         })
     }
@@ -314,6 +360,16 @@ impl HttpClient {
 #[cfg(feature = "rustls")]
 pub(crate) fn default_client() -> Option<HttpClient> {
     Some(HttpClient::default())
+}
+
+/// The default client ([`HttpClient::builder`]) presenting `certificate`,
+/// for a token endpoint that authenticates with it; a configuration error
+/// (a bad proxy variable) as it is.
+#[cfg(feature = "rustls")]
+pub(crate) fn default_client_with(certificate: ClientCertificate) -> Result<HttpClient, Error> {
+    HttpClient::builder()
+        .client_certificate(certificate)
+        .build()
 }
 
 /// The default client ([`HttpClient::default`]) with the `rustls` feature;

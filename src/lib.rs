@@ -77,8 +77,17 @@
 //! builds with every feature), so they are named here without links.
 //!
 //! - `rustls` (default): [`HttpClient::default`], hyper-util's client over
-//!   hyper-rustls with the ring provider, so `https` token endpoints work
-//!   out of the box. Without it, give the [`TokenEndpoint`] your own client.
+//!   hyper-rustls, so `https` token endpoints work out of the box, through
+//!   the `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` proxy; `HttpClient::builder`
+//!   (a proxy, your roots, a client certificate) and mutual TLS
+//!   (`ClientAuth::tls_client_auth`, RFC 8705). Without it, give the
+//!   [`TokenEndpoint`] your own client.
+//! - `ring` (default): the default client's crypto provider (enables
+//!   `rustls`).
+//! - `aws-lc-rs`: aws-lc-rs as the crypto provider instead of ring; without
+//!   `ring`, one crypto stack (enables `rustls`).
+//! - `platform-verifier`: `HttpClientBuilder::platform_verifier`, the
+//!   operating system's verifier and trust store (enables `rustls`).
 //! - `oauth1`: `tower_alf::oauth1`, OAuth 1.0a (RFC 5849): a layer that
 //!   signs every request (HMAC-SHA1/256/512, RSA-SHA1/256, PLAINTEXT) and
 //!   the three-legged flow.
@@ -89,8 +98,8 @@
 //!   output (an exec credential plugin), on Tokio's process support.
 //! - `metadata`: `grant::MetadataServer`, a token from a GCP-style
 //!   metadata server (plain http to a link-local host only).
-//! - `cli`: the `alf` command-line client (enables `rustls`, `oauth1`,
-//!   `redis`, `jwt`, `dpop`, `authorization-code` and `command`).
+//! - `cli`: the `alf` command-line client (enables `rustls`, `ring`,
+//!   `oauth1`, `redis`, `jwt`, `dpop`, `authorization-code` and `command`).
 //! - `jwt`: JWT client authentication (`ClientAuth::private_key_jwt`,
 //!   `ClientAuth::client_secret_jwt`), the JWT-bearer grant
 //!   (`grant::JwtBearer`), service-account files (`grant::ServiceAccount`)
@@ -157,6 +166,10 @@ pub use self::{
     source::{Stats, TokenFuture, TokenRequest, TokenSource, TokenSourceBuilder},
     token::{Token, TokenId, TokenType},
 };
+
+#[cfg(feature = "rustls")]
+#[doc(inline)]
+pub use self::http::{ClientCertificate, HttpClientBuilder, Proxy, ProxyError};
 
 #[cfg(all(
     doctest,

@@ -4,10 +4,10 @@
 //! A token sets `Authorization`; a sender-constrained token also sets what
 //! its constraint needs. The constraint is a value the token carries (a
 //! [`Binding`] over a [`SenderConstraint`]), so the middleware, the source
-//! and the store handle every kind alike: DPoP (RFC 9449, `dpop.rs`) is the
-//! first implementation; a certificate binding (RFC 8705) plugs in the same
-//! way, its `authorize` setting nothing per request (the connection carries
-//! the certificate) and its thumbprint being the `x5t#S256`.
+//! and the store handle every kind alike: DPoP (RFC 9449, `dpop.rs`) and
+//! the client-certificate binding (RFC 8705, `http/tls.rs`), whose
+//! `authorize` sets nothing per request (the connection carries the
+//! certificate) and whose thumbprint is the `x5t#S256`.
 
 use std::{
     any::Any,
@@ -68,7 +68,7 @@ impl TokenType {
 }
 
 /// How a token is bound to its sender, beyond its `Authorization` header:
-/// DPoP's key and `ath` today, a client certificate's thumbprint next.
+/// DPoP's key and `ath`, or a client certificate's thumbprint.
 ///
 /// Every method but [`authorize`](Self::authorize) runs on an answer or a
 /// store read, never on a request with a Bearer token.
@@ -79,6 +79,12 @@ pub(crate) trait SenderConstraint: fmt::Debug + Send + Sync + 'static {
 
     /// What a stored token records of its binding (`jkt`, RFC 9449 §6.1).
     fn thumbprint(&self) -> &str;
+
+    /// The `cnf` member the thumbprint is (RFC 7800 §3.1): `jkt` for DPoP,
+    /// `x5t#S256` for a client certificate (RFC 8705 §3.1).
+    fn confirmation(&self) -> &'static str {
+        "jkt"
+    }
 
     /// Sets on a request for `method` and `uri` what the constraint needs
     /// beside `Authorization` (a fresh DPoP proof).
@@ -109,7 +115,7 @@ pub(crate) trait SenderConstraint: fmt::Debug + Send + Sync + 'static {
 pub(crate) struct Binding(Arc<dyn SenderConstraint>);
 
 impl Binding {
-    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "dpop", feature = "rustls")), allow(dead_code))]
     pub(crate) fn new(constraint: impl SenderConstraint) -> Self {
         Self(Arc::new(constraint))
     }
@@ -178,6 +184,12 @@ pub(crate) trait BindingKey: fmt::Debug + Send + Sync + 'static {
 
     /// The thumbprint its tokens record ([`SenderConstraint::thumbprint`]).
     fn thumbprint(&self) -> &str;
+
+    /// The `cnf` member of that thumbprint
+    /// ([`SenderConstraint::confirmation`]).
+    fn confirmation(&self) -> &'static str {
+        "jkt"
+    }
 
     /// `token`, bound to this key.
     fn bind(&self, token: Token) -> Token;
@@ -312,7 +324,7 @@ impl Token {
     }
 
     /// Binds the token to a sender constraint.
-    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "dpop", feature = "rustls")), allow(dead_code))]
     pub(crate) fn bound(mut self, binding: Binding) -> Self {
         self.binding = Some(binding);
         self

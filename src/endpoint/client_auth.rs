@@ -63,6 +63,19 @@ enum Method {
     PrivateKeyJwt(PrivateKey),
     /// A client assertion made elsewhere (RFC 7521 §4.2).
     Assertion(AssertionSource),
+    /// Mutual TLS (RFC 8705 §2): the certificate on the connection.
+    #[cfg(feature = "rustls")]
+    Tls(TlsClientAuth),
+}
+
+/// The certificate of `tls_client_auth` or `self_signed_tls_client_auth`.
+#[cfg(feature = "rustls")]
+#[derive(Clone, Debug)]
+struct TlsClientAuth {
+    certificate: crate::http::ClientCertificate,
+    /// RFC 8705 §2.2 (the certificate registered with the client), rather
+    /// than §2.1 (a certificate the server's CAs issued).
+    self_signed: bool,
 }
 
 /// Where an assertion made elsewhere comes from, asked for each attempt.
@@ -436,6 +449,107 @@ impl ClientAuth {
         }
     }
 
+    /// `tls_client_auth` (RFC 8705 §2.1): mutual TLS with a certificate
+    /// from a CA the server trusts, which it matches against the client's
+    /// registered subject; `client_id` goes in the form. `cert_chain_pem`
+    /// holds the client's certificate first, then any intermediates;
+    /// `key_pem` its private key (PKCS#8, SEC1 or PKCS#1).
+    ///
+    /// The token endpoint's default client presents the certificate on
+    /// its connections; give [`http_client`](crate::TokenEndpointBuilder::http_client)
+    /// only a client built with the same
+    /// [`client_certificate`](crate::HttpClientBuilder::client_certificate)
+    /// (or one that declares it, [`HttpClient::presenting`](crate::HttpClient::presenting)):
+    /// [`build`](crate::TokenEndpointBuilder::build) refuses another.
+    /// Tokens the server binds to the certificate (`cnf.x5t#S256`,
+    /// RFC 8705 §3) are checked against it and carry it.
+    ///
+    /// A PEM that cannot be read, or a key that is not the certificate's,
+    /// is an [`Error::is_config`] that never quotes the key.
+    ///
+    /// ```
+    /// use tower_alf::{ClientAuth, TokenEndpoint};
+    ///
+    /// # fn run(chain_pem: &str, key_pem: &str) -> Result<(), tower_alf::Error> {
+    /// let auth = ClientAuth::tls_client_auth("my-client", chain_pem, key_pem)?;
+    /// assert_eq!(auth.method_name(), "tls_client_auth");
+    /// let endpoint = TokenEndpoint::builder("https://mtls.idp.example/token")
+    ///     .client_auth(auth)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// let e = ClientAuth::tls_client_auth("my-client", "no PEM", "here").unwrap_err();
+    /// assert!(e.is_config());
+    /// ```
+    #[cfg(feature = "rustls")]
+    pub fn tls_client_auth(
+        client_id: impl Into<String>,
+        cert_chain_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+    ) -> Result<Self, Error> {
+        let certificate = crate::http::ClientCertificate::from_pem(cert_chain_pem, key_pem)?;
+        Ok(Self::with_certificate(client_id, certificate, false))
+    }
+
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): mutual TLS with a
+    /// certificate the client registered with the server (its `jwks` or
+    /// `jwks_uri`), typically self-signed. Otherwise as
+    /// [`tls_client_auth`](Self::tls_client_auth).
+    #[cfg(feature = "rustls")]
+    pub fn self_signed_tls_client_auth(
+        client_id: impl Into<String>,
+        cert_chain_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+    ) -> Result<Self, Error> {
+        let certificate = crate::http::ClientCertificate::from_pem(cert_chain_pem, key_pem)?;
+        Ok(Self::with_certificate(client_id, certificate, true))
+    }
+
+    /// [`tls_client_auth`](Self::tls_client_auth) with a certificate
+    /// already read (one [`ClientCertificate`](crate::ClientCertificate)
+    /// shared with the client of your resource requests).
+    #[cfg(feature = "rustls")]
+    pub fn tls_client_auth_with(
+        client_id: impl Into<String>,
+        certificate: crate::http::ClientCertificate,
+    ) -> Self {
+        Self::with_certificate(client_id, certificate, false)
+    }
+
+    /// [`self_signed_tls_client_auth`](Self::self_signed_tls_client_auth)
+    /// with a certificate already read.
+    #[cfg(feature = "rustls")]
+    pub fn self_signed_tls_client_auth_with(
+        client_id: impl Into<String>,
+        certificate: crate::http::ClientCertificate,
+    ) -> Self {
+        Self::with_certificate(client_id, certificate, true)
+    }
+
+    #[cfg(feature = "rustls")]
+    fn with_certificate(
+        client_id: impl Into<String>,
+        certificate: crate::http::ClientCertificate,
+        self_signed: bool,
+    ) -> Self {
+        Self::with_method(
+            client_id,
+            Method::Tls(TlsClientAuth {
+                certificate,
+                self_signed,
+            }),
+        )
+    }
+
+    /// The client certificate of the mutual-TLS methods; `None` for the
+    /// others.
+    #[cfg(feature = "rustls")]
+    pub fn client_certificate(&self) -> Option<&crate::http::ClientCertificate> {
+        match &self.method {
+            Method::Tls(tls) => Some(&tls.certificate),
+            _ => None,
+        }
+    }
+
     /// Sets the `aud` of the client assertion, replacing any set before.
     /// Defaults to the token endpoint URL, as RFC 7523 §3 suggests; some
     /// servers want their issuer identifier instead. Only used by the JWT
@@ -471,6 +585,14 @@ impl ClientAuth {
             #[cfg(feature = "jwt")]
             Method::PrivateKeyJwt(_) => "private_key_jwt",
             Method::Assertion(_) => "private_key_jwt",
+            #[cfg(feature = "rustls")]
+            Method::Tls(TlsClientAuth {
+                self_signed: false, ..
+            }) => "tls_client_auth",
+            #[cfg(feature = "rustls")]
+            Method::Tls(TlsClientAuth {
+                self_signed: true, ..
+            }) => "self_signed_tls_client_auth",
         }
     }
 
@@ -543,6 +665,10 @@ impl ClientAuth {
             }
             Method::None if self.client_id.is_empty() => {}
             Method::None => form.push(("client_id".into(), self.client_id.clone())),
+            // RFC 8705 §2: the certificate is on the connection; the
+            // client_id parameter is required.
+            #[cfg(feature = "rustls")]
+            Method::Tls(_) => form.push(("client_id".into(), self.client_id.clone())),
             #[cfg(feature = "jwt")]
             Method::SecretJwt(secret, hmac) => {
                 let claims = self.client_claims(token_url)?;
@@ -587,6 +713,9 @@ impl ClientAuth {
             Method::PrivateKeyJwt(_) => {}
             // Sent in the form, whence the request takes it.
             Method::Assertion(_) => {}
+            // The key never leaves the TLS stack.
+            #[cfg(feature = "rustls")]
+            Method::Tls(_) => {}
         }
     }
 

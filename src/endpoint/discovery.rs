@@ -140,6 +140,20 @@ impl ServerMetadata {
                     .map_err(|problem| invalid(&problem))?;
             }
         }
+        // RFC 8705 §5: the endpoints again, for mutual TLS; the same rule.
+        if let Some(aliases) = raw.get("mtls_endpoint_aliases") {
+            let aliases = aliases
+                .as_object()
+                .ok_or_else(|| invalid("mtls_endpoint_aliases is not a JSON object"))?;
+            for (name, value) in aliases {
+                let what = format!("mtls_endpoint_aliases.{name}");
+                let url = value
+                    .as_str()
+                    .ok_or_else(|| invalid(&format!("{what} is not a string")))?;
+                url_problem(url, &what, PlainHttp::LoopbackOnly)
+                    .map_err(|problem| invalid(&problem))?;
+            }
+        }
         Ok(Self {
             issuer: stated,
             token_endpoint,
@@ -178,6 +192,64 @@ impl ServerMetadata {
         self.raw
             .get("device_authorization_endpoint")
             .and_then(Value::as_str)
+    }
+
+    /// The mutual-TLS alias of an endpoint (RFC 8705 §5
+    /// `mtls_endpoint_aliases`): `name` is the endpoint's metadata name
+    /// (`token_endpoint`, `device_authorization_endpoint`, …). A server may
+    /// serve mutual TLS on other hosts than its plain endpoints; a client
+    /// that authenticates with a certificate, or wants tokens bound to it,
+    /// uses the alias when there is one.
+    pub fn mtls_endpoint_alias(&self, name: &str) -> Option<&str> {
+        self.raw.get("mtls_endpoint_aliases")?.get(name)?.as_str()
+    }
+
+    /// `tls_client_certificate_bound_access_tokens` (RFC 8705 §3.3):
+    /// whether the server binds access tokens to the client's certificate.
+    /// `false` when it does not say.
+    pub fn tls_client_certificate_bound_access_tokens(&self) -> bool {
+        self.raw
+            .get("tls_client_certificate_bound_access_tokens")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// The token endpoint `auth` sends to: its mutual-TLS alias
+    /// ([`mtls_endpoint_alias`](Self::mtls_endpoint_alias)) when `auth` is
+    /// `tls_client_auth` or `self_signed_tls_client_auth` and the server
+    /// names one, else [`token_endpoint`](Self::token_endpoint).
+    pub fn token_endpoint_for(&self, auth: &ClientAuth) -> &str {
+        if is_mtls(auth) {
+            if let Some(alias) = self.mtls_endpoint_alias("token_endpoint") {
+                return alias;
+            }
+        }
+        &self.token_endpoint
+    }
+
+    /// A [`TokenEndpointBuilder`] for [`token_endpoint_for`](Self::token_endpoint_for)`(&auth)`,
+    /// with `auth` as its client authentication.
+    ///
+    /// ```
+    /// use tower_alf::{discovery::ServerMetadata, ClientAuth};
+    ///
+    /// # fn run(chain_pem: &str, key_pem: &str) -> Result<(), tower_alf::Error> {
+    /// let metadata = ServerMetadata::from_json("https://idp.example", br#"{
+    ///     "issuer": "https://idp.example",
+    ///     "token_endpoint": "https://idp.example/token",
+    ///     "token_endpoint_auth_methods_supported": ["client_secret_basic", "tls_client_auth"],
+    ///     "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.idp.example/token"}
+    /// }"#)?;
+    /// let auth = metadata.choose_client_auth([
+    ///     ClientAuth::tls_client_auth("app", chain_pem, key_pem)?,
+    ///     ClientAuth::basic("app", "s3cr3t"),
+    /// ])?;
+    /// let endpoint = metadata.token_endpoint_builder_for(auth).build()?;
+    /// assert_eq!(endpoint.url(), "https://mtls.idp.example/token");
+    /// # Ok(()) }
+    /// ```
+    pub fn token_endpoint_builder_for(&self, auth: ClientAuth) -> TokenEndpointBuilder {
+        TokenEndpoint::builder(self.token_endpoint_for(&auth)).client_auth(auth)
     }
 
     /// Any other member of the document (`authorization_endpoint`,
@@ -233,6 +305,14 @@ impl ServerMetadata {
     pub fn token_endpoint_builder(&self) -> TokenEndpointBuilder {
         TokenEndpoint::builder(&self.token_endpoint)
     }
+}
+
+/// Whether `auth` authenticates with a client certificate (RFC 8705 §2).
+fn is_mtls(auth: &ClientAuth) -> bool {
+    matches!(
+        auth.method_name(),
+        "tls_client_auth" | "self_signed_tls_client_auth"
+    )
 }
 
 /// The issuer rule: the crate's URL rule, and no query (RFC 8414 §2).
@@ -293,6 +373,43 @@ mod tests {
     fn a_missing_token_endpoint_is_an_error() {
         assert!(metadata(serde_json::json!({"issuer": "https://idp.example"})).is_err());
         assert!(ServerMetadata::from_json("https://idp.example", b"<html>").is_err());
+    }
+
+    #[test]
+    fn mtls_aliases_are_held_to_the_url_rule() {
+        let e = metadata(serde_json::json!({
+            "issuer": "https://idp.example", "token_endpoint": "https://idp.example/t",
+            "mtls_endpoint_aliases": {"token_endpoint": "http://mtls.idp.example/t"}
+        }))
+        .unwrap_err();
+        assert!(e.is_invalid_response());
+        assert!(
+            e.to_string()
+                .contains("mtls_endpoint_aliases.token_endpoint"),
+            "{e}"
+        );
+        let e = metadata(serde_json::json!({
+            "issuer": "https://idp.example", "token_endpoint": "https://idp.example/t",
+            "mtls_endpoint_aliases": ["https://mtls.idp.example/t"]
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("not a JSON object"), "{e}");
+        let m = metadata(serde_json::json!({
+            "issuer": "https://idp.example", "token_endpoint": "https://idp.example/t",
+            "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.idp.example/t"},
+            "tls_client_certificate_bound_access_tokens": true
+        }))
+        .unwrap();
+        assert_eq!(
+            m.mtls_endpoint_alias("token_endpoint"),
+            Some("https://mtls.idp.example/t")
+        );
+        assert!(m.tls_client_certificate_bound_access_tokens());
+        // Not mutual TLS: the plain endpoint.
+        assert_eq!(
+            m.token_endpoint_for(&ClientAuth::basic("a", "b")),
+            "https://idp.example/t"
+        );
     }
 
     #[cfg(feature = "jwt")]

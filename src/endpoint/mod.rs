@@ -97,7 +97,16 @@ impl TokenEndpoint {
     /// The cache-key parameter naming the endpoint's sender constraint
     /// (`dpop_jkt` and the key's thumbprint), if it has one.
     pub(crate) fn proof_key_param(&self) -> Option<(&'static str, String)> {
-        self.inner.proof.as_ref().map(|proof| proof.key_param())
+        if let Some(proof) = &self.inner.proof {
+            return Some(proof.key_param());
+        }
+        // A token bound to a client certificate is usable only over a
+        // connection with it (RFC 8705 §3).
+        #[cfg(feature = "rustls")]
+        if let Some(certificate) = self.inner.client.client_certificate() {
+            return Some(("x5t#S256", certificate.thumbprint().to_owned()));
+        }
+        None
     }
 
     /// Sends a token request with these form parameters (client
@@ -143,6 +152,10 @@ impl fmt::Debug for TokenEndpoint {
             .field("dpop", &self.inner.proof);
         f.finish()
     }
+}
+
+fn no_client() -> Error {
+    Error::config("no HTTP client: enable the `rustls` feature or call `http_client`")
 }
 
 /// Builds a [`TokenEndpoint`]; see [`TokenEndpoint::builder`].
@@ -263,9 +276,24 @@ impl TokenEndpointBuilder {
                  identifies the client",
             )
         })?;
-        let client = self.client.or_else(default_client).ok_or_else(|| {
-            Error::config("no HTTP client: enable the `rustls` feature or call `http_client`")
-        })?;
+        #[cfg(feature = "rustls")]
+        let client = match (auth.client_certificate(), self.client) {
+            (Some(certificate), None) => crate::http::default_client_with(certificate.clone())?,
+            (Some(certificate), Some(client)) => {
+                if client.client_certificate() != Some(certificate) {
+                    return Err(Error::config(format!(
+                        "{} needs an HTTP client that presents its certificate: build it with \
+                         HttpClient::builder().client_certificate(..), declare it with \
+                         HttpClient::presenting(..), or leave the default client",
+                        auth.method_name()
+                    )));
+                }
+                client
+            }
+            (None, client) => client.or_else(default_client).ok_or_else(no_client)?,
+        };
+        #[cfg(not(feature = "rustls"))]
+        let client = self.client.or_else(default_client).ok_or_else(no_client)?;
         Ok(TokenEndpoint {
             inner: Arc::new(EndpointInner {
                 url,

@@ -226,14 +226,28 @@ impl EndpointInner {
         }
         let token = parse_response(parts.status, &parts.headers, &body, sent_at)
             .map_err(|error| error.answered(parts.status, &body, sent))?;
-        match &self.proof {
-            Some(proof) => proof.accept(token, parts.status),
-            None if token.token_type() == TokenType::DPoP => Err(Error::invalid_response(
+        let token = match &self.proof {
+            Some(proof) => proof.accept(token, parts.status)?,
+            None if token.token_type() == TokenType::DPoP => {
+                return Err(Error::invalid_response(
+                    parts.status,
+                    "token_type DPoP, but this endpoint has no DPoP key to use it with",
+                    &[],
+                ))
+            }
+            None => token,
+        };
+        // RFC 8705 §3: a token bound to the connection's certificate
+        // (`cnf.x5t#S256`) carries it; a token carries one binding, and a
+        // DPoP one keeps its key's.
+        #[cfg(feature = "rustls")]
+        if token.sender_constraint().is_none() {
+            return crate::http::bind_to_certificate(
+                token,
+                self.client.client_certificate(),
                 parts.status,
-                "token_type DPoP, but this endpoint has no DPoP key to use it with",
-                &[],
-            )),
-            None => Ok(token),
+            );
         }
+        Ok(token)
     }
 }

@@ -207,9 +207,9 @@ impl<G> StoreGrant<G> {
 
     /// Binds constrained tokens read back from the store to `key` again
     /// (see `StoreGrant::dpop`, its one caller today).
-    #[allow(
-        dead_code,
-        reason = "called by the features that constrain tokens (dpop)"
+    #[cfg_attr(
+        not(any(feature = "dpop", feature = "rustls")),
+        allow(dead_code, reason = "called by the features that constrain tokens")
     )]
     pub(crate) fn rebind_with(mut self, key: Arc<dyn BindingKey>) -> Self {
         self.shared_mut(|s| s.rebind = Some(key));
@@ -471,15 +471,13 @@ impl Shared {
                 tracing::debug!(key = %self.key, "a stored token of unrecorded type and a binding key: a miss");
                 return Ok(None);
             }
-            if stored.token_type() == key.token_type()
-                && stored.dpop_thumbprint() != Some(key.thumbprint())
-            {
+            if stored.bound_elsewhere(key.as_ref()) {
                 tracing::debug!(key = %self.key, "a stored constrained token bound to another key: a miss");
                 return Ok(None);
             }
             return stored.to_bound_token(key.as_ref()).map(Some);
         }
-        if stored.token_type() != TokenType::Bearer {
+        if stored.token_type() != TokenType::Bearer || stored.certificate_thumbprint().is_some() {
             tracing::debug!(key = %self.key, "a stored constrained token and no binding key: a miss");
             return Ok(None);
         }

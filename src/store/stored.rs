@@ -23,6 +23,14 @@ const FORMAT_VERSION: u32 = 2;
 /// The first format, still read (see [`StoredToken::from_bytes`]).
 const FORMAT_VERSION_1: u32 = 1;
 
+/// The format of a token bound to a client certificate (RFC 8705 §3): as
+/// version 2, with its `x5t#S256`. A reader of version 2 only, which would
+/// take it for a plain Bearer token, refuses the version instead.
+const FORMAT_VERSION_3: u32 = 3;
+
+/// The `cnf` member of a certificate thumbprint (RFC 8705 §3.1).
+const X5T_S256: &str = "x5t#S256";
+
 /// A token as a [`TokenStore`](super::TokenStore) keeps it.
 ///
 /// Times are absolute Unix times (milliseconds since 1970-01-01 UTC), never a
@@ -36,7 +44,9 @@ const FORMAT_VERSION_1: u32 = 1;
 /// thumbprint of the key it is bound to (RFC 9449 §6 `jkt`). The key itself
 /// is never stored: a DPoP token comes back only through
 /// `StoredToken::to_dpop_token` (feature `dpop`) with a key of that thumbprint, never as an
-/// unbound token.
+/// unbound token. Likewise a token bound to a client certificate (RFC 8705
+/// §3) records the certificate's `x5t#S256` and comes back only through
+/// `StoreGrant::client_certificate` with that certificate.
 ///
 /// `Debug` never prints the access or refresh token.
 ///
@@ -65,6 +75,8 @@ pub struct StoredToken {
     extra: serde_json::Map<String, serde_json::Value>,
     /// The thumbprint of the DPoP key a `DPoP` token is bound to.
     jkt: Option<String>,
+    /// The thumbprint of the client certificate a token is bound to.
+    x5t: Option<String>,
     /// Whether the type was recorded: `false` for a version 1 value, which
     /// reads as `Bearer` whatever the token was.
     type_recorded: bool,
@@ -94,6 +106,8 @@ struct Wire {
     x: serde_json::Map<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jkt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x5t: Option<String>,
 }
 
 // ===== impl StoredToken =====
@@ -116,7 +130,8 @@ impl StoredToken {
             scope: token.scope().map(str::to_owned),
             refresh_token: token.refresh_token().cloned(),
             extra: token.extra().clone(),
-            jkt: thumbprint_of(token),
+            jkt: thumbprint_of(token, "jkt"),
+            x5t: thumbprint_of(token, X5T_S256),
             type_recorded: true,
         }
     }
@@ -128,6 +143,11 @@ impl StoredToken {
     /// token: it is sent only with a proof of its key, so it comes back
     /// only through `StoredToken::to_dpop_token` (feature `dpop`).
     pub fn to_token(&self) -> Result<Token, Error> {
+        if self.x5t.is_some() {
+            return Err(Error::config(
+                "a stored certificate-bound token needs the client certificate it is bound to",
+            ));
+        }
         if self.token_type == TokenType::DPoP {
             return Err(Error::config(
                 "a stored DPoP token needs the key it is bound to",
@@ -144,6 +164,18 @@ impl StoredToken {
     /// Fails when the token is bound to another key (its thumbprint is not
     /// `key`'s), or records no thumbprint.
     pub(crate) fn to_bound_token(&self, key: &dyn BindingKey) -> Result<Token, Error> {
+        if key.confirmation() == X5T_S256 {
+            return match &self.x5t {
+                None => self.to_token(),
+                Some(x5t) if x5t == key.thumbprint() => Ok(key.bind(self.build_token()?)),
+                Some(_) => Err(Error::config(
+                    "the stored token is bound to another client certificate",
+                )),
+            };
+        }
+        if self.x5t.is_some() {
+            return self.to_token();
+        }
         if self.token_type != key.token_type() {
             return self.build_token();
         }
@@ -209,6 +241,29 @@ impl StoredToken {
         self.jkt.as_deref()
     }
 
+    /// Whether the token is bound to something other than `key` (another
+    /// key or certificate, or a binding of another kind): `key` cannot
+    /// restore it.
+    pub(crate) fn bound_elsewhere(&self, key: &dyn BindingKey) -> bool {
+        if key.confirmation() == X5T_S256 {
+            self.token_type != TokenType::Bearer
+                || self
+                    .x5t
+                    .as_deref()
+                    .is_some_and(|x5t| x5t != key.thumbprint())
+        } else {
+            self.x5t.is_some()
+                || (self.token_type == key.token_type()
+                    && self.jkt.as_deref() != Some(key.thumbprint()))
+        }
+    }
+
+    /// The thumbprint (`x5t#S256`, RFC 8705 §3.1) of the client certificate
+    /// a token is bound to; `None` for a token not bound to one.
+    pub fn certificate_thumbprint(&self) -> Option<&str> {
+        self.x5t.as_deref()
+    }
+
     /// Whether the value recorded the token type: `false` for a value in
     /// the first format, which reads as `Bearer` whatever it was.
     pub(crate) fn type_recorded(&self) -> bool {
@@ -262,7 +317,11 @@ impl StoredToken {
     /// the store is shared (the Redis store can).
     pub fn to_bytes(&self) -> Vec<u8> {
         let wire = Wire {
-            v: FORMAT_VERSION,
+            v: if self.x5t.is_some() {
+                FORMAT_VERSION_3
+            } else {
+                FORMAT_VERSION
+            },
             at: self.access_token.secret().to_owned(),
             tt: Some(self.token_type.scheme().to_owned()),
             iat: unix_millis(self.issued_at),
@@ -271,6 +330,7 @@ impl StoredToken {
             rt: self.refresh_token.as_ref().map(|t| t.secret().to_owned()),
             x: self.extra.clone(),
             jkt: self.jkt.clone(),
+            x5t: self.x5t.clone(),
         };
         // NOTE: serializing strings, integers and JSON values cannot fail.
         serde_json::to_vec(&wire).unwrap_or_default()
@@ -287,7 +347,7 @@ impl StoredToken {
         let wire: Wire = serde_json::from_slice(bytes)
             .map_err(|_| StoreError::invalid("the stored token is not valid JSON"))?;
         let type_recorded = match wire.v {
-            FORMAT_VERSION => true,
+            FORMAT_VERSION | FORMAT_VERSION_3 => true,
             FORMAT_VERSION_1 => false,
             _ => {
                 return Err(StoreError::invalid(
@@ -302,6 +362,18 @@ impl StoredToken {
                 .ok_or_else(|| StoreError::invalid("the stored token has an unknown type"))?,
         };
         let jkt = if type_recorded { wire.jkt } else { None };
+        let x5t = if wire.v == FORMAT_VERSION_3 {
+            Some(wire.x5t.ok_or_else(|| {
+                StoreError::invalid("the stored certificate-bound token has no thumbprint")
+            })?)
+        } else {
+            None
+        };
+        if x5t.is_some() && (token_type != TokenType::Bearer || jkt.is_some()) {
+            return Err(StoreError::invalid(
+                "the stored certificate-bound token is not a plain Bearer token",
+            ));
+        }
         match (token_type, &jkt) {
             (TokenType::DPoP, None) => {
                 return Err(StoreError::invalid(
@@ -326,15 +398,18 @@ impl StoredToken {
             refresh_token: wire.rt.map(RefreshToken::new),
             extra: wire.x,
             jkt,
+            x5t,
             type_recorded,
         })
     }
 }
 
-/// The thumbprint of the key `token` is bound to.
-fn thumbprint_of(token: &Token) -> Option<String> {
+/// The thumbprint of what `token` is bound to, when it is the `cnf`
+/// member `confirmation` (`jkt`, `x5t#S256`).
+fn thumbprint_of(token: &Token, confirmation: &str) -> Option<String> {
     token
         .sender_constraint()
+        .filter(|constraint| constraint.confirmation() == confirmation)
         .map(|constraint| constraint.thumbprint().to_owned())
 }
 
@@ -344,6 +419,7 @@ impl fmt::Debug for StoredToken {
             .field("access_token", &self.access_token)
             .field("token_type", &self.token_type)
             .field("dpop_thumbprint", &self.jkt)
+            .field("certificate_thumbprint", &self.x5t)
             .field("fingerprint", &self.fingerprint())
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
@@ -412,6 +488,29 @@ impl fmt::Debug for Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_bound_tokens_have_their_own_version_and_need_their_certificate() {
+        let v3 = br#"{"v":3,"at":"a","tt":"Bearer","iat":1,"x5t":"thumb"}"#;
+        let stored = StoredToken::from_bytes(v3).unwrap();
+        assert_eq!(stored.certificate_thumbprint(), Some("thumb"));
+        assert!(stored.to_token().unwrap_err().is_config());
+        assert!(stored.to_bytes().starts_with(br#"{"v":3,"#));
+        for bad in [
+            &br#"{"v":3,"at":"a","tt":"Bearer","iat":1}"#[..],
+            br#"{"v":3,"at":"a","tt":"DPoP","iat":1,"jkt":"k","x5t":"thumb"}"#,
+        ] {
+            assert!(StoredToken::from_bytes(bad).is_err());
+        }
+        // Version 2 carries no certificate thumbprint, even if a member says so.
+        let v2 = br#"{"v":2,"at":"a","tt":"Bearer","iat":1,"x5t":"thumb"}"#;
+        assert_eq!(
+            StoredToken::from_bytes(v2)
+                .unwrap()
+                .certificate_thumbprint(),
+            None
+        );
+    }
 
     #[tokio::test]
     async fn round_trips_with_unix_times_and_no_secret_in_debug() {
