@@ -105,6 +105,7 @@ impl Options {
 
     /// [`attaches_to`](Self::attaches_to) for a request's URI and headers
     /// (a request that is not an `http::Request`: reqwest's).
+    #[cfg(any(test, feature = "reqwest"))]
     #[inline]
     pub(crate) fn attaches_to_parts(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         !self.keeps(headers.contains_key(AUTHORIZATION)) && self.attaches_to_uri(uri, headers)
