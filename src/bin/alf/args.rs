@@ -198,7 +198,10 @@ pub(crate) struct OAuthArgs {
     pub(crate) client_secret_file: Option<PathBuf>,
     /// How the client authenticates to the token endpoint (with --issuer:
     /// the default is the first the server supports among private_key_jwt
-    /// (with --private-key), basic, post and jwt).
+    /// (with --private-key), tls_client_auth and
+    /// self_signed_tls_client_auth (with --cert), basic, post and jwt;
+    /// with --token-url: basic, or tls_client_auth with --cert and no
+    /// secret or key).
     #[arg(global = true, long, value_enum)]
     pub(crate) auth_method: Option<AuthMethod>,
     /// The client's private key (PEM: PKCS#1, PKCS#8 or SEC1; or a JWK),
@@ -341,6 +344,17 @@ pub(crate) struct OAuthArgs {
     /// --cacert).
     #[arg(global = true, long, value_name = "FILE")]
     pub(crate) cacert: Option<PathBuf>,
+    /// Present this client certificate (PEM: the certificate, then any
+    /// intermediates; the key may follow in the same file) on every TLS
+    /// connection: the request's, the token endpoint's and discovery's
+    /// (mutual TLS, RFC 8705; tokens the server binds to it work), as
+    /// curl's --cert.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub(crate) cert: Option<PathBuf>,
+    /// The private key of --cert (PEM: PKCS#8, SEC1 or PKCS#1), when it is
+    /// not in the --cert file, as curl's --key.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
     /// Do not read or write the token cache between runs (by default a
     /// client-credentials token is kept, until it expires, in
     /// $XDG_CACHE_HOME/alf or ~/.cache/alf, readable by its owner only).
@@ -367,6 +381,17 @@ pub(crate) enum AuthMethod {
     PrivateKeyJwt,
     /// none: a public client, only --client-id is sent
     None,
+    /// mutual TLS with --cert, from a CA the server trusts (RFC 8705
+    /// §2.1); --client-id is sent
+    #[value(name = "tls_client_auth", alias = "tls-client-auth")]
+    TlsClientAuth,
+    /// mutual TLS with the --cert registered with the server, typically
+    /// self-signed (RFC 8705 §2.2); --client-id is sent
+    #[value(
+        name = "self_signed_tls_client_auth",
+        alias = "self-signed-tls-client-auth"
+    )]
+    SelfSignedTlsClientAuth,
 }
 
 /// What to send.
@@ -563,6 +588,11 @@ mod tests {
             ("jwt", AuthMethod::Jwt),
             ("private_key_jwt", AuthMethod::PrivateKeyJwt),
             ("none", AuthMethod::None),
+            ("tls_client_auth", AuthMethod::TlsClientAuth),
+            (
+                "self_signed_tls_client_auth",
+                AuthMethod::SelfSignedTlsClientAuth,
+            ),
         ] {
             let cli = Cli::try_parse_from(["alf", "--auth-method", name, "https://api/x"]).unwrap();
             assert_eq!(cli.oauth.auth_method, Some(method), "{name}");

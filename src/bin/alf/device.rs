@@ -37,8 +37,12 @@ pub(crate) async fn run(
     let (endpoint, metadata) = tokens::user_flow_endpoint(args).await?;
     let device_url = match (device_url, &metadata) {
         (Some(url), _) => url.to_owned(),
-        (None, Some(metadata)) => metadata
-            .device_authorization_endpoint()
+        // With a client certificate: the mutual-TLS alias (RFC 8705 §5).
+        (None, Some(metadata)) => args
+            .cert
+            .as_ref()
+            .and_then(|_| metadata.mtls_endpoint_alias("device_authorization_endpoint"))
+            .or_else(|| metadata.device_authorization_endpoint())
             .ok_or_else(|| usage("the server's metadata has no device_authorization_endpoint"))?
             .to_owned(),
         (None, None) => return Err(usage("--device-url (or --issuer) is required").into()),
@@ -59,7 +63,7 @@ pub(crate) async fn run(
     if let Some(timeout) = args.timeout {
         flow = flow.timeout(timeout);
     }
-    if args.cacert.is_some() || crate::verbose::on() {
+    if args.cacert.is_some() || args.cert.is_some() || crate::verbose::on() {
         flow = flow.http_client(tokens::http_client(args)?);
     }
     let pending = flow.start().await?;

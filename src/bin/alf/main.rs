@@ -45,6 +45,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    // --cert and --key: checked before anything is sent (a key without a
+    // certificate, a key that is not the certificate's).
+    if let Err(e) = tokens::client_certificate(&cli.oauth) {
+        eprintln!("alf: {}", terminal::escape(&e.0));
+        return ExitCode::from(2);
+    }
     terminal::set_quiet(cli.quiet);
     verbose::set(cli.verbose);
     terminal::install_warnings();

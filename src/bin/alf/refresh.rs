@@ -224,7 +224,7 @@ pub(crate) async fn source(
     }
     let (builder, stats) = match store {
         Some((store, key)) => {
-            let grant = StoreGrant::new(grant, store, key);
+            let grant = crate::tokens::with_certificate(args, StoreGrant::new(grant, store, key))?;
             let stats = grant.stats();
             (TokenSource::builder(grant), Some(stats))
         }

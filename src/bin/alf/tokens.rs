@@ -12,7 +12,7 @@ use tower_alf::{
     },
     jwt::PrivateKey,
     store::{CacheKey, EncryptionKey, RedisStore, StoreGrant, StoreStats},
-    ClientAuth, HttpClient, TokenEndpoint, TokenEndpointBuilder, TokenSource,
+    ClientAuth, ClientCertificate, HttpClient, TokenEndpoint, TokenEndpointBuilder, TokenSource,
 };
 
 pub(crate) use crate::input::env_secret;
@@ -392,7 +392,7 @@ fn stored(
     if args.redis.is_none() {
         return Ok(match cache_for(args, &grant)? {
             Some((cache, key)) => {
-                let grant = StoreGrant::new(grant, cache, key);
+                let grant = with_certificate(args, StoreGrant::new(grant, cache, key))?;
                 let stats = grant.stats();
                 (TokenSource::new(grant), Some(stats))
             }
@@ -400,9 +400,23 @@ fn stored(
         });
     };
     let (store, key) = redis_store(args, grant.cache_key())?;
-    let grant = StoreGrant::new(grant, store, key);
+    let grant = with_certificate(args, StoreGrant::new(grant, store, key))?;
     let stats = grant.stats();
     Ok((TokenSource::new(grant), Some(stats)))
+}
+
+/// A store over a grant whose token endpoint presents `--cert`: tokens
+/// bound to the certificate (`cnf.x5t#S256`) are bound to it again when
+/// read back, instead of being a miss. (The grant's cache key names the
+/// certificate already.)
+pub(crate) fn with_certificate<G>(
+    args: &OAuthArgs,
+    grant: StoreGrant<G>,
+) -> Result<StoreGrant<G>, Usage> {
+    Ok(match client_certificate(args)? {
+        Some(certificate) => grant.client_certificate(certificate),
+        None => grant,
+    })
 }
 
 /// The `--redis` store (with `--store-encryption-key-env`) and the key,
@@ -434,7 +448,12 @@ pub(crate) async fn token_endpoint(
 ) -> Result<(TokenEndpoint, Option<ServerMetadata>), tower::BoxError> {
     let (builder, metadata) = match (&args.token_url, &args.issuer) {
         (Some(url), _) => {
-            let method = args.auth_method.unwrap_or(default_method);
+            // A certificate and no other credential: mutual TLS.
+            let method = match (args.auth_method, &args.cert) {
+                (Some(method), _) => method,
+                (None, Some(_)) if !has_credentials(args) => AuthMethod::TlsClientAuth,
+                (None, _) => default_method,
+            };
             let builder = TokenEndpoint::builder(url).client_auth(client_auth(args, Some(method))?);
             (builder, None)
         }
@@ -445,8 +464,16 @@ pub(crate) async fn token_endpoint(
                 None => default_candidates(args)?,
             };
             let auth = metadata.choose_client_auth(candidates)?;
+            // With a client certificate, its tokens are bound to it
+            // whatever the method: the mutual-TLS alias (RFC 8705 §5).
+            let url = match &args.cert {
+                Some(_) => metadata
+                    .mtls_endpoint_alias("token_endpoint")
+                    .unwrap_or_else(|| metadata.token_endpoint()),
+                None => metadata.token_endpoint_for(&auth),
+            };
             (
-                metadata.token_endpoint_builder().client_auth(auth),
+                TokenEndpoint::builder(url).client_auth(auth),
                 Some(metadata),
             )
         }
@@ -461,16 +488,20 @@ pub(crate) async fn token_endpoint(
 pub(crate) async fn user_flow_endpoint(
     args: &OAuthArgs,
 ) -> Result<(TokenEndpoint, Option<ServerMetadata>), tower::BoxError> {
-    let has_credentials = args.client_secret_env.is_some()
-        || args.client_secret_file.is_some()
-        || args.private_key.is_some()
-        || args.client_assertion_file.is_some();
-    let default = if has_credentials {
+    let default = if has_credentials(args) {
         AuthMethod::Basic
     } else {
         AuthMethod::None
     };
     token_endpoint(args, default).await
+}
+
+/// Whether a client secret, a private key or a client assertion was given.
+fn has_credentials(args: &OAuthArgs) -> bool {
+    args.client_secret_env.is_some()
+        || args.client_secret_file.is_some()
+        || args.private_key.is_some()
+        || args.client_assertion_file.is_some()
 }
 
 /// `--audience`, `--resource` and `--param`, in that order.
@@ -484,6 +515,57 @@ fn extra_params(args: &OAuthArgs) -> Vec<(String, String)> {
     }
     params.extend(args.params.iter().cloned());
     params
+}
+
+/// The client certificate of `--cert`, when given: its key from `--key`,
+/// else from the same file (as curl). Both are read through the capped
+/// reader; an error names the files and the problem, never the key.
+pub(crate) fn client_certificate(args: &OAuthArgs) -> Result<Option<ClientCertificate>, Usage> {
+    use rustls::pki_types::{pem, pem::PemObject, CertificateDer, PrivateKeyDer};
+    let Some(cert_path) = &args.cert else {
+        if args.key.is_some() {
+            return Err(usage(
+                "--key needs --cert FILE: the client certificate the key belongs to",
+            ));
+        }
+        return Ok(None);
+    };
+    let chain = input::secret_file(cert_path, "--cert")?;
+    let cert_shown = cert_path.display();
+    if CertificateDer::pem_slice_iter(chain.as_bytes())
+        .next()
+        .is_none()
+    {
+        return Err(usage(format!(
+            "--cert {cert_shown}: no PEM certificate in it"
+        )));
+    }
+    let (key, files) = match &args.key {
+        Some(key_path) => (
+            input::secret_file(key_path, "--key")?,
+            format!("--cert {cert_shown} with --key {}", key_path.display()),
+        ),
+        None => {
+            if let Err(pem::Error::NoItemsFound) = PrivateKeyDer::from_pem_slice(chain.as_bytes()) {
+                return Err(usage(format!(
+                    "--cert {cert_shown}: no private key in it; give it with --key FILE"
+                )));
+            }
+            (chain.clone(), format!("--cert {cert_shown}"))
+        }
+    };
+    ClientCertificate::from_pem(&chain, &key)
+        .map(Some)
+        .map_err(|e| usage(format!("{files}: {e}")))
+}
+
+/// `--cert`, which `what` needs.
+fn required_certificate(args: &OAuthArgs, what: &str) -> Result<ClientCertificate, Usage> {
+    client_certificate(args)?.ok_or_else(|| {
+        usage(format!(
+            "--auth-method {what} needs --cert FILE (and --key FILE)"
+        ))
+    })
 }
 
 /// The most a `--cacert` file may hold.
@@ -517,28 +599,38 @@ pub(crate) fn cacert_roots(args: &OAuthArgs) -> Result<Option<RootCertStore>, Us
 }
 
 /// The HTTP client for the token endpoint, discovery and the device
-/// authorization request: `--cacert`'s roots, else the default; with
-/// `-v`, the same stack printing each exchange.
+/// authorization request: `--cacert`'s roots, else the default, presenting
+/// `--cert` when given; with `-v`, the same stack printing each exchange.
 pub(crate) fn http_client(args: &OAuthArgs) -> Result<HttpClient, tower::BoxError> {
+    let certificate = client_certificate(args)?;
     if verbose::on() {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(https_connector(args)?);
-        return Ok(HttpClient::new(Verbose::new(
-            client,
-            "authorization server",
-            true,
-        )));
+        let client = HttpClient::new(Verbose::new(client, "authorization server", true));
+        // The connector presents the certificate (https_connector).
+        return Ok(match certificate {
+            Some(certificate) => client.presenting(certificate),
+            None => client,
+        });
     }
-    Ok(match cacert_roots(args)? {
-        Some(roots) => HttpClient::with_root_certificates(roots),
-        None => HttpClient::default(),
+    Ok(match (cacert_roots(args)?, certificate) {
+        (roots, Some(certificate)) => {
+            let mut builder = HttpClient::builder().client_certificate(certificate);
+            if let Some(roots) = roots {
+                builder = builder.root_certificates(roots);
+            }
+            builder.build()?
+        }
+        (Some(roots), None) => HttpClient::with_root_certificates(roots),
+        (None, None) => HttpClient::default(),
     })
 }
 
 /// hyper-rustls over hyper-util's connector (the ring provider, HTTP/1.1
-/// and HTTP/2), trusting `--cacert`'s roots, else the webpki roots: the
-/// library's default stack, for the request and for `-v`.
+/// and HTTP/2), trusting `--cacert`'s roots, else the webpki roots, and
+/// presenting `--cert` when given: the library's default stack, for the
+/// request and for `-v`.
 pub(crate) fn https_connector(
     args: &OAuthArgs,
 ) -> Result<
@@ -546,14 +638,21 @@ pub(crate) fn https_connector(
     tower::BoxError,
 > {
     let provider = rustls::crypto::ring::default_provider();
-    let builder = match cacert_roots(args)? {
-        Some(roots) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+    let builder = match (cacert_roots(args)?, client_certificate(args)?) {
+        (roots, Some(certificate)) => {
+            let roots = roots.unwrap_or_else(|| RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            });
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(certificate.tls_config(roots)?)
+        }
+        (Some(roots), None) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
             rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
                 .with_safe_default_protocol_versions()?
                 .with_root_certificates(roots)
                 .with_no_client_auth(),
         ),
-        None => {
+        (None, None) => {
             hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider)?
         }
     };
@@ -569,7 +668,7 @@ fn endpoint(
     builder: TokenEndpointBuilder,
 ) -> Result<TokenEndpoint, tower::BoxError> {
     let mut builder = builder.allow_insecure_http(args.allow_insecure_http);
-    if args.cacert.is_some() || verbose::on() {
+    if args.cacert.is_some() || args.cert.is_some() || verbose::on() {
         builder = builder.http_client(http_client(args)?);
     }
     if let Some(key) = dpop_key(args)? {
@@ -605,6 +704,14 @@ fn client_auth(
         AuthMethod::Jwt => ClientAuth::client_secret_jwt(client_id, secret(args)?),
         AuthMethod::PrivateKeyJwt => ClientAuth::private_key_jwt(client_id, private_key(args)?),
         AuthMethod::None => ClientAuth::none(client_id),
+        AuthMethod::TlsClientAuth => ClientAuth::tls_client_auth_with(
+            client_id,
+            required_certificate(args, "tls_client_auth")?,
+        ),
+        AuthMethod::SelfSignedTlsClientAuth => ClientAuth::self_signed_tls_client_auth_with(
+            client_id,
+            required_certificate(args, "self_signed_tls_client_auth")?,
+        ),
     })
 }
 
@@ -617,6 +724,16 @@ fn default_candidates(args: &OAuthArgs) -> Result<Vec<ClientAuth>, tower::BoxErr
     let mut candidates = Vec::new();
     if args.private_key.is_some() {
         candidates.push(ClientAuth::private_key_jwt(&client_id, private_key(args)?));
+    }
+    if let Some(certificate) = client_certificate(args)? {
+        candidates.push(ClientAuth::tls_client_auth_with(
+            &client_id,
+            certificate.clone(),
+        ));
+        candidates.push(ClientAuth::self_signed_tls_client_auth_with(
+            &client_id,
+            certificate,
+        ));
     }
     if args.client_secret_env.is_some() || args.client_secret_file.is_some() {
         let secret = secret(args)?;
