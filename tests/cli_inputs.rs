@@ -125,10 +125,20 @@ fn os(value: &str) -> &std::ffi::OsStr {
 async fn endless_devices_as_inputs_are_refused_fast_with_a_clear_error() {
     let (server, addr) = start().await;
     let api = format!("http://{addr}/api");
-    let cases: [(&[&str], &str); 7] = [
+    // A regular file, for the option beside the device.
+    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/p256_pkcs8.pem");
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--client-secret-file", "/dev/zero"],
             "--client-secret-file /dev/zero: not a regular file",
+        ),
+        (
+            &["--cert", "/dev/zero", "--key", pem],
+            "--cert /dev/zero: not a regular file",
+        ),
+        (
+            &["--cert", pem, "--key", "/dev/zero"],
+            "--key /dev/zero: not a regular file",
         ),
         (
             &[
@@ -565,6 +575,8 @@ fn every_input_file_option_is_covered() {
         "--dpop-key",
         "--service-account",
         "--oauth1-private-key",
+        "--cert",
+        "--key",
         // In the test below.
         "--client-assertion-file",
         "--token-file",

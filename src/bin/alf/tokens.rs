@@ -530,7 +530,12 @@ pub(crate) fn client_certificate(args: &OAuthArgs) -> Result<Option<ClientCertif
         }
         return Ok(None);
     };
+    // Both files are read (and checked as files) before their contents.
     let chain = input::secret_file(cert_path, "--cert")?;
+    let key = match &args.key {
+        Some(key_path) => Some((input::secret_file(key_path, "--key")?, key_path)),
+        None => None,
+    };
     let cert_shown = cert_path.display();
     if CertificateDer::pem_slice_iter(chain.as_bytes())
         .next()
@@ -540,9 +545,9 @@ pub(crate) fn client_certificate(args: &OAuthArgs) -> Result<Option<ClientCertif
             "--cert {cert_shown}: no PEM certificate in it"
         )));
     }
-    let (key, files) = match &args.key {
-        Some(key_path) => (
-            input::secret_file(key_path, "--key")?,
+    let (key, files) = match key {
+        Some((key, key_path)) => (
+            key,
             format!("--cert {cert_shown} with --key {}", key_path.display()),
         ),
         None => {
