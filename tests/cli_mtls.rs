@@ -146,7 +146,23 @@ async fn handle(
             });
             respond(StatusCode::OK, token.to_string())
         }
-        "/plain-token" => respond(
+        "/device" => {
+            let form = url::form_urlencoded::parse(&body).into_owned().collect();
+            seen.lock().unwrap().push(Seen {
+                form,
+                authorization,
+                peer: peer.clone(),
+            });
+            let answer = serde_json::json!({
+                "device_code": "dc-1",
+                "user_code": "WDJB-MJHT",
+                "verification_uri": pki::url(addr, "/activate"),
+                "expires_in": 600,
+                "interval": 1,
+            });
+            respond(StatusCode::OK, answer.to_string())
+        }
+        "/plain-token" | "/plain-device" => respond(
             StatusCode::BAD_REQUEST,
             r#"{"error":"invalid_client","error_description":"use the mTLS alias"}"#.to_owned(),
         ),
@@ -154,8 +170,12 @@ async fn handle(
             let metadata = serde_json::json!({
                 "issuer": issuer,
                 "token_endpoint": pki::url(addr, "/plain-token"),
+                "device_authorization_endpoint": pki::url(addr, "/plain-device"),
                 "token_endpoint_auth_methods_supported": ["client_secret_basic", "tls_client_auth"],
-                "mtls_endpoint_aliases": { "token_endpoint": pki::url(addr, "/token") },
+                "mtls_endpoint_aliases": {
+                    "token_endpoint": pki::url(addr, "/token"),
+                    "device_authorization_endpoint": pki::url(addr, "/device"),
+                },
                 "tls_client_certificate_bound_access_tokens": true,
             });
             respond(StatusCode::OK, metadata.to_string())
@@ -622,5 +642,44 @@ async fn help_lists_the_certificate_options_and_methods() {
         "- self_signed_tls_client_auth:",
     ] {
         assert!(run.stdout.contains(shown), "{shown} in {}", run.stdout);
+    }
+}
+
+#[tokio::test]
+async fn the_device_flow_uses_the_mtls_aliases_with_the_certificate() {
+    let pki = Pki::new();
+    let idp = Server::start(&pki).await;
+    let client = pki.client("alf-client");
+    let files = Files::new(&pki, &client);
+    let run = alf(&[
+        "login",
+        "--device",
+        "--cacert",
+        text(&files.ca),
+        "--cert",
+        text(&files.cert),
+        "--key",
+        text(&files.key),
+        "--client-id",
+        "x",
+        "--issuer",
+        &idp.url(""),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("WDJB-MJHT"), "{}", run.stderr);
+    // The device request, then the token request: both to the aliases,
+    // over the certificate, with the client_id of tls_client_auth.
+    let seen = idp.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(!seen[0].form.contains_key("grant_type"), "{seen:?}");
+    assert_eq!(
+        seen[1].form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:device_code"
+    );
+    for request in &seen {
+        assert_eq!(request.form["client_id"], "x");
+        assert_eq!(request.peer, thumbprint(&client.der));
+        assert_eq!(request.authorization, None);
     }
 }
