@@ -556,6 +556,11 @@ async fn verbose_presents_the_certificate_too_and_prints_no_key() {
         run.stderr
     );
     assert!(run.stderr.contains("> POST /token"), "{}", run.stderr);
+    let note = format!(
+        "* client certificate (--cert): x5t#S256 {}\n",
+        thumbprint(&client.der)
+    );
+    assert!(run.stderr.contains(&note), "{}", run.stderr);
     assert!(!leaks_key(&run.stderr, &client.key_pem), "{}", run.stderr);
     // The token is shown by its fingerprint only.
     assert!(

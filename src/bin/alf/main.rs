@@ -47,12 +47,22 @@ fn main() -> ExitCode {
     }
     // --cert and --key: checked before anything is sent (a key without a
     // certificate, a key that is not the certificate's).
-    if let Err(e) = tokens::client_certificate(&cli.oauth) {
-        eprintln!("alf: {}", terminal::escape(&e.0));
-        return ExitCode::from(2);
-    }
+    let certificate = match tokens::client_certificate(&cli.oauth) {
+        Ok(certificate) => certificate,
+        Err(e) => {
+            eprintln!("alf: {}", terminal::escape(&e.0));
+            return ExitCode::from(2);
+        }
+    };
     terminal::set_quiet(cli.quiet);
     verbose::set(cli.verbose);
+    if let (true, Some(certificate)) = (verbose::on(), &certificate) {
+        // The certificate's hash, which a bound token's cnf names: public.
+        eprintln!(
+            "* client certificate (--cert): x5t#S256 {}",
+            certificate.thumbprint()
+        );
+    }
     terminal::install_warnings();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
