@@ -4,10 +4,7 @@ use super::{
     params::{grant_service, GrantFuture, Params},
     FetchToken,
 };
-use crate::{
-    endpoint::TokenEndpoint,
-    store::{CacheKey, CacheKeyBuilder},
-};
+use crate::{endpoint::TokenEndpoint, store::CacheKeyBuilder};
 
 /// The client credentials grant (RFC 6749 §4.4): the client trades its own
 /// credentials for a token, with no user involved.
@@ -81,36 +78,15 @@ impl ClientCredentials {
         &self.endpoint
     }
 
-    /// The [`CacheKey`] of this grant's tokens, to name them in a
+    /// The [`CacheKey`](crate::store::CacheKey) of this grant's tokens, to name them in a
     /// [`TokenStore`](crate::store::TokenStore): the token URL, the grant
     /// type, the client id, the scopes and every other parameter; never the
     /// client secret (nor `client_secret`, `client_assertion` or `password`
     /// passed with [`param`](Self::param)). Set a namespace on the builder
     /// before [`build`](CacheKeyBuilder::build).
     pub fn cache_key(&self) -> CacheKeyBuilder {
-        let mut key = CacheKey::builder(self.endpoint.url().to_string(), "client_credentials")
-            .client_id(self.endpoint.client_auth().client_id());
-        // A DPoP-bound token is usable only with its key: the key's
-        // thumbprint is part of the name (RFC 9449 §6, `jkt`).
-        if let Some((name, value)) = self.endpoint.proof_key_param() {
-            key = key.param(name, value);
-        }
-        for scope in self
-            .params
-            .scopes()
-            .iter()
-            .flat_map(|s| s.split_whitespace())
-        {
-            key = key.scope(scope);
-        }
-        for (name, value) in self.params.params() {
-            // Credentials passed as parameters identify the client, which the
-            // client id already does; they stay out of the key, even hashed.
-            if !super::params::SECRET_PARAMS.contains(&name.as_str()) {
-                key = key.param(name.clone(), value.clone());
-            }
-        }
-        key
+        self.params
+            .cache_key(&self.endpoint, "client_credentials", None)
     }
 
     fn start(&mut self, _request: FetchToken) -> GrantFuture {

@@ -18,6 +18,37 @@ pub(crate) struct Params {
 }
 
 impl Params {
+    /// The store key of a token fetched from `endpoint` with `grant_type`
+    /// and these parameters: the URL, the grant type, the client id, the
+    /// endpoint's sender constraint (a bound token is usable only with its
+    /// key or certificate: RFC 9449 §6, RFC 8705 §3), the scopes, and every
+    /// parameter but the credentials ([`SECRET_PARAMS`] and `also_secret`),
+    /// which the client id already stands for and which stay out of the
+    /// key, even hashed.
+    pub(crate) fn cache_key(
+        &self,
+        endpoint: &crate::endpoint::TokenEndpoint,
+        grant_type: &str,
+        also_secret: Option<&str>,
+    ) -> crate::store::CacheKeyBuilder {
+        let mut key = crate::store::CacheKey::builder(endpoint.url().to_string(), grant_type)
+            .client_id(endpoint.client_auth().client_id());
+        if let Some((name, value)) = endpoint.proof_key_param() {
+            key = key.param(name, value);
+        }
+        for scope in self.scopes.iter().flat_map(|s| s.split_whitespace()) {
+            key = key.scope(scope);
+        }
+        for (name, value) in &self.params {
+            let secret =
+                SECRET_PARAMS.contains(&name.as_str()) || also_secret == Some(name.as_str());
+            if !secret {
+                key = key.param(name.clone(), value.clone());
+            }
+        }
+        key
+    }
+
     /// Asks for one more scope.
     pub(crate) fn scope(&mut self, scope: String) {
         self.scopes.push(scope);

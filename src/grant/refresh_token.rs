@@ -106,26 +106,8 @@ impl RefreshTokenGrant {
     /// on the builder before [`build`](crate::store::CacheKeyBuilder::build)
     /// when several token sets share an endpoint and client.
     pub fn cache_key(&self) -> crate::store::CacheKeyBuilder {
-        let mut key =
-            crate::store::CacheKey::builder(self.endpoint.url().to_string(), "refresh_token")
-                .client_id(self.endpoint.client_auth().client_id());
-        if let Some((name, value)) = self.endpoint.proof_key_param() {
-            key = key.param(name, value);
-        }
-        for scope in self
-            .params
-            .scopes()
-            .iter()
-            .flat_map(|s| s.split_whitespace())
-        {
-            key = key.scope(scope);
-        }
-        for (name, value) in self.params.params() {
-            if !super::params::SECRET_PARAMS.contains(&name.as_str()) && name != "refresh_token" {
-                key = key.param(name.clone(), value.clone());
-            }
-        }
-        key
+        self.params
+            .cache_key(&self.endpoint, "refresh_token", Some("refresh_token"))
     }
 
     /// The grant starting from a token set: its access token is served
